@@ -1,0 +1,58 @@
+/* arena.h: a lock-free block allocator inside the shared region, for payloads too big for a slot.
+ *
+ * Contract:
+ * - Blocks are power-of-two runs of 4 KiB pages (class c holds 2^(c+12) bytes including a 64-byte
+ *   header). Free blocks of each class sit on a Treiber stack whose head carries a 20-bit tag
+ *   against ABA; fresh space is carved from a bump pointer. Memory is never returned to the kernel
+ *   while the region lives, so a block's pages, once touched, stay mapped and warm for reuse.
+ * - Every operation is one compare-and-swap, so a process killed at any point can at worst leak
+ *   the block it was handling; the owner tag in each header lets the parent reclaim it.
+ * - Offsets, never pointers, cross processes: each process maps the region at its own address.
+ * Errors: ac_arena_alloc returns AC_ETOOBIG when no class can hold len, AC_ENOSPACE when the arena
+ * is exhausted right now (retry after frees). */
+#ifndef ALLCORES_ARENA_H
+#define ALLCORES_ARENA_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define AC_PAGE_SHIFT 12
+#define AC_ARENA_CLASSES 32
+#define AC_BLOCK_HEADER 64
+
+enum { AC_BLOCK_FREE = 0, AC_BLOCK_PRIVATE = 1, AC_BLOCK_PUBLISHED = 2, AC_BLOCK_SHARED = 3 };
+
+typedef struct ac_arena {
+  uint64_t base_off; /* offset of the first page from the region's start */
+  uint64_t pages;    /* size of the arena in pages */
+  _Atomic uint64_t bump;
+  _Atomic uint64_t free_head[AC_ARENA_CLASSES]; /* tag << 44 | (page index + 1) */
+  _Atomic uint64_t allocs, frees, bytes_in_use;
+} ac_arena;
+
+typedef struct ac_block {
+  _Atomic uint64_t next; /* free-stack link: page index + 1; 0 ends the stack */
+  _Atomic uint32_t state;
+  uint32_t cls;
+  _Atomic uint64_t owner; /* who allocated it (a tag chosen by the caller) */
+  _Atomic int64_t refs;   /* for blocks shared by reference; 0 otherwise */
+  uint64_t len;           /* payload bytes in use */
+  uint64_t user[3];
+} ac_block;
+
+/* Prepares an arena covering [base_off, base_off + bytes) of the region. */
+int ac_arena_init(ac_arena *a, uint64_t base_off, uint64_t bytes);
+/* Largest payload a single block can carry. */
+uint64_t ac_arena_max_payload(const ac_arena *a);
+/* Allocates a block for len payload bytes, state PRIVATE, tagged with owner. Returns the block's
+ * offset from the region's start (> 0) or a negative code. */
+int64_t ac_arena_alloc(ac_arena *a, char *base, uint64_t len, uint64_t owner);
+/* Returns a block to its class. Returns 0, or AC_ECORRUPT for an offset that is not a block. */
+int ac_arena_free(ac_arena *a, char *base, uint64_t off);
+/* Checks that off designates an allocated block of this arena able to hold len bytes. */
+int ac_arena_check(const ac_arena *a, const char *base, uint64_t off, uint64_t len);
+
+static inline ac_block *ac_block_at(char *base, uint64_t off) { return (ac_block *)(base + off); }
+static inline void *ac_block_data(char *base, uint64_t off) { return base + off + AC_BLOCK_HEADER; }
+
+#endif

@@ -1,0 +1,140 @@
+/* region.h: the pool's one shared memory region and the protocol its processes follow in it.
+ *
+ * Contract:
+ * - One memfd (no name in /dev/shm, nothing to leak) is sized, mapped MAP_SHARED and inherited by
+ *   fork; every process of a pool sees: a header, one record per worker slot, the task ring
+ *   (parent -> workers), the result ring (workers -> parent) and the arena for big payloads.
+ *   Pages are touched lazily and reused, never re-mapped per task.
+ * - A worker record says what that worker is doing (state, task id, claims on the rings, blocks it
+ *   holds), written by the worker before each step, so that when it dies the parent can tell
+ *   exactly which task was running and repair the rings (ac_region_reap).
+ * - Payloads: ac_region_send copies the given parts inline into a slot when they fit, else into an
+ *   arena block; the receiver gets the block offset and frees it with ac_region_release.
+ * Functions return 0 or a negative code (errors.h, ring.h). */
+#ifndef ALLCORES_REGION_H
+#define ALLCORES_REGION_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "allcores/arena.h"
+#include "allcores/ring.h"
+
+#define AC_REGION_MAGIC UINT64_C(0x65726f636c6c61) /* "allcore" */
+#define AC_MAX_WORKERS 4096
+
+/* Worker slot states. BUSY is IDLE with task_id != 0. */
+enum {
+  AC_W_EMPTY = 0,    /* no process */
+  AC_W_SPAWN = 1,    /* the parent asked the template for a process */
+  AC_W_STARTING = 2, /* forked; running its initializer */
+  AC_W_IDLE = 3,     /* in its task loop */
+  AC_W_EXITED = 4,   /* reaped by the template; wait_status is valid; the parent handles it */
+};
+
+/* What a worker process does when the shutdown word is set. */
+enum { AC_SHUTDOWN_NONE = 0, AC_SHUTDOWN_DRAIN = 1, AC_SHUTDOWN_NOW = 2 };
+
+typedef struct ac_worker_rec {
+  _Atomic uint32_t state;
+  _Atomic int32_t pid;
+  _Atomic uint32_t gen;       /* bumped at each spawn into this slot */
+  _Atomic uint32_t kill_req;  /* parent -> template: kill this worker (1) */
+  _Atomic int32_t wait_status;
+  _Atomic uint32_t spawn_errno;
+  ac_claim take;                /* take.id: the task being run (0: none); take.block: its payload */
+  _Atomic uint64_t push_pos;    /* claim on the result ring */
+  _Atomic uint64_t result_block;/* arena block of a result being written; 0 if none */
+  _Atomic int64_t started_ns;   /* CLOCK_MONOTONIC when the current task (or item) began */
+  _Atomic uint64_t tasks_done;
+  _Atomic uint64_t item;        /* index of the item being run inside a chunk */
+  uint8_t pad[128 - 88];
+} ac_worker_rec;
+
+typedef struct ac_header {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t nworkers;
+  uint64_t size;
+  uint64_t off_workers, off_tasks, off_results;
+  _Atomic uint32_t shutdown;
+  _Atomic uint32_t event_word;    /* bumped when a worker's process state changes */
+  _Atomic int32_t parent_pid;
+  _Atomic int32_t template_pid;
+  _Alignas(64) ac_arena arena;
+} ac_header;
+
+/* A process's handle on a mapped region (process-local; the mapping itself is inherited). */
+typedef struct ac_region {
+  char *base;
+  uint64_t size;
+  ac_header *hdr;
+  ac_ring *tasks;
+  ac_ring *results;
+  ac_worker_rec *workers;
+} ac_region;
+
+typedef struct ac_region_config {
+  uint32_t nworkers;
+  uint32_t task_slots;    /* power of two */
+  uint32_t result_slots;  /* power of two */
+  uint64_t arena_bytes;   /* virtual size; pages are only allocated when touched */
+} ac_region_config;
+
+int ac_region_create(ac_region *r, const ac_region_config *cfg);
+void ac_region_destroy(ac_region *r);
+
+/* Sends a message whose payload is the concatenation of parts (total len bytes) on ring q.
+ * owner tags an arena block; claim/held record progress for crash repair (may be NULL): *held
+ * holds the block offset between allocation and publication. Waits up to timeout_ns for ring space
+ * and for arena space. */
+int ac_region_send(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *parts, int nparts,
+                   uint64_t owner, _Atomic uint64_t *claim, _Atomic uint64_t *held,
+                   int64_t timeout_ns, const ac_watch *watch);
+
+/* Where a received payload is: inline bytes (copied into the caller's buffer) or an arena block. */
+static inline const void *ac_region_payload(ac_region *r, const ac_msg *m, const void *inline_buf) {
+  return m->block ? ac_block_data(r->base, m->block) : inline_buf;
+}
+/* Validates a received header against the region (a corrupt or hostile frame never reads out of
+ * bounds). Returns 0 or AC_ECORRUPT. */
+int ac_region_check_msg(ac_region *r, const ac_msg *m);
+/* Frees the arena block of a received message, if any. */
+int ac_region_release(ac_region *r, uint64_t block);
+
+/* Worker-side steps. Each records what it is doing in the worker's record first. */
+int ac_worker_next_task(ac_region *r, uint32_t k, ac_msg *msg, void *inline_buf, int64_t timeout_ns,
+                        int64_t spin_ns);
+int ac_worker_send_result(ac_region *r, uint32_t k, ac_msg *msg, const struct iovec *parts,
+                          int nparts, int64_t timeout_ns);
+
+/* Parent-side: what happened to a worker slot the template marked EXITED. */
+typedef struct ac_reaped {
+  int32_t pid;
+  int32_t wait_status;
+  uint32_t gen;
+  uint32_t spawn_errno;
+  uint64_t task_id;   /* task it was running (0 if none) */
+  uint64_t item;      /* item of a chunk it was running */
+  int recovered;      /* 1 when a task it had taken but not started was recovered into msg */
+  ac_msg msg;
+} ac_reaped;
+/* Repairs the rings and frees the blocks a dead worker held, fills *out and sets the slot EMPTY.
+ * recovered_inline receives an inline payload (AC_SLOT_INLINE bytes). Returns 1 when slot k was
+ * EXITED and has been handled, 0 when there was nothing to do. */
+int ac_region_reap(ac_region *r, uint32_t k, ac_reaped *out, void *recovered_inline);
+
+/* Parent: asks for a process in slot k / for slot k's process to be killed. The caller then wakes
+ * the template (ac_template_notify). */
+int ac_region_request_spawn(ac_region *r, uint32_t k);
+int ac_region_request_kill(ac_region *r, uint32_t k);
+/* Marks a worker state change and wakes every parent thread waiting on the result ring. */
+void ac_region_signal_event(ac_region *r);
+
+static inline uint64_t ac_owner_tag(uint32_t k, uint32_t gen) {
+  return ((uint64_t)(k + 1) << 32) | gen;
+}
+#define AC_OWNER_PARENT UINT64_C(0xffffffff00000000)
+
+#endif

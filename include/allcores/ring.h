@@ -1,0 +1,108 @@
+/* ring.h: a bounded multi-producer multi-consumer queue of fixed-size message slots that lives in
+ * memory shared between processes, with futex waits and a short spin.
+ *
+ * Contract:
+ * - The queue is Vyukov's bounded MPMC array: each slot carries a sequence number, producers and
+ *   consumers claim positions with one compare-and-swap and publish with one release store.
+ * - Each participant may pass a `claim` word (in shared memory) where the position it is working on
+ *   is recorded before the claim and cleared after the publish. If the participant dies in between,
+ *   ac_ring_repair_push()/ac_ring_repair_pop() use that record to unblock the slot, so a process
+ *   killed at any instruction never wedges the queue.
+ * - Waiting: a consumer spins for at most spin_ns (only max_spinners consumers spin at once), then
+ *   sleeps on a futex. A producer wakes a sleeper only when no spinner is there to take the item.
+ * - A payload that fits AC_SLOT_INLINE bytes travels inside the slot; larger ones travel in an
+ *   arena block whose offset is in ac_msg.block (see region.h), the ring itself only moves headers.
+ * Return values: 0 on success, -EAGAIN (full/empty, try variants), -ETIMEDOUT, -EINTR (a signal),
+ * AC_ECLOSED (closed and, for consumers, drained), AC_EEVENT (the watched word changed). */
+#ifndef ALLCORES_RING_H
+#define ALLCORES_RING_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AC_SLOT_BYTES 512
+#define AC_SLOT_INLINE (AC_SLOT_BYTES - 40)
+#define AC_KIND_TOMBSTONE 0xffffffffu /* a slot left by a dead producer; consumers skip it */
+#define AC_EEVENT (-4102)
+
+typedef struct ac_msg {
+  uint64_t id;    /* chosen by the ring's user (a task id) */
+  uint64_t block; /* arena offset of an out-of-line payload; 0 when the payload is inline */
+  uint32_t len;   /* payload length in bytes */
+  uint32_t kind;  /* meaning belongs to the ring's user; AC_KIND_TOMBSTONE is reserved */
+  uint32_t aux;   /* free for the ring's user */
+  uint32_t aux2;
+} ac_msg;
+
+typedef struct ac_slot {
+  _Atomic uint64_t seq;
+  ac_msg msg;
+  uint8_t data[AC_SLOT_INLINE];
+} ac_slot;
+
+typedef struct ac_ring {
+  uint64_t capacity; /* a power of two */
+  uint64_t mask;
+  _Atomic uint32_t closed;
+  uint32_t max_spinners;
+  _Alignas(64) _Atomic uint64_t enqueue_pos;
+  _Alignas(64) _Atomic uint64_t dequeue_pos;
+  _Alignas(64) _Atomic uint32_t items_word; /* futex: bumped when an item is pushed to sleepers */
+  _Atomic uint32_t consumers_sleeping;
+  _Atomic uint32_t consumers_spinning;
+  _Alignas(64) _Atomic uint32_t space_word; /* futex: bumped when a slot frees for sleepers */
+  _Atomic uint32_t producers_sleeping;
+  _Alignas(64) ac_slot slots[];
+} ac_ring;
+
+/* A consumer's record of what it is taking, in shared memory: pos is the claimed position + 1
+ * (set before the claim, cleared after the slot is released); id and block are copied from the
+ * message before the slot is released, so at every instant either the slot or this record holds
+ * the message's identity. The consumer clears id/block itself when it is done with the message. */
+typedef struct ac_claim {
+  _Atomic uint64_t pos;
+  _Atomic uint64_t id;
+  _Atomic uint64_t block;
+} ac_claim;
+
+/* What a waiting call may watch besides the ring: it returns AC_EEVENT once *word != seen. */
+typedef struct ac_watch {
+  _Atomic uint32_t *word;
+  uint32_t seen;
+} ac_watch;
+
+/* Bytes needed for a ring of `capacity` slots (a power of two >= 2). */
+size_t ac_ring_bytes(uint64_t capacity);
+/* Initializes a ring in zeroed memory of ac_ring_bytes(capacity) bytes. Returns 0 or -EINVAL. */
+int ac_ring_init(ac_ring *r, uint64_t capacity, uint32_t max_spinners);
+
+/* Publishes one message without waiting. `data` (msg->len bytes, only when msg->block == 0) must
+ * fit AC_SLOT_INLINE. Returns 0, -EAGAIN when full, AC_ECLOSED when closed. */
+int ac_ring_try_push(ac_ring *r, const ac_msg *msg, const void *data, _Atomic uint64_t *claim);
+/* Takes one message without waiting; inline payload bytes are copied to data (AC_SLOT_INLINE
+ * bytes of room). Tombstones are skipped. Returns 0, -EAGAIN when empty. */
+int ac_ring_try_pop(ac_ring *r, ac_msg *msg, void *data, ac_claim *claim);
+
+/* Waiting forms: timeout_ns < 0 waits without limit. watch may be NULL. */
+int ac_ring_push_wait(ac_ring *r, const ac_msg *msg, const void *data, _Atomic uint64_t *claim,
+                      int64_t timeout_ns, const ac_watch *watch);
+int ac_ring_pop_wait(ac_ring *r, ac_msg *msg, void *data, ac_claim *claim,
+                     int64_t timeout_ns, int64_t spin_ns, const ac_watch *watch);
+
+/* Marks the ring closed and wakes every sleeper. Consumers still drain what is queued. */
+void ac_ring_close(ac_ring *r);
+/* Wakes every sleeping consumer (used when a watched word changed). */
+void ac_ring_wake_consumers(ac_ring *r);
+/* Number of published-or-claimed items (a snapshot). */
+uint64_t ac_ring_len(const ac_ring *r);
+
+/* Repairs after a participant died. `claim` is the value of its claim word (position + 1).
+ * repair_push publishes a tombstone in a slot a dead producer claimed but never published and
+ * returns 1; repair_pop releases a slot a dead consumer claimed but never released, copying the
+ * message it still holds to msg/data, and returns 1. Both return 0 when there was nothing to do.
+ * The caller must make sure no live participant holds the same claim. */
+int ac_ring_repair_push(ac_ring *r, uint64_t claim);
+int ac_ring_repair_pop(ac_ring *r, uint64_t claim, ac_msg *msg, void *data);
+
+#endif

@@ -1,0 +1,1 @@
+"""allcores: use every core from Python."""

@@ -1,0 +1,112 @@
+/* arena.c: size-classed lock-free block allocation in the shared region (see arena.h). */
+#include "allcores/arena.h"
+
+#include <errno.h>
+
+#include "allcores/errors.h"
+
+#define IDX_BITS 44
+#define IDX_MASK ((UINT64_C(1) << IDX_BITS) - 1)
+
+int ac_arena_init(ac_arena *a, uint64_t base_off, uint64_t bytes) {
+  if (base_off & ((1u << AC_PAGE_SHIFT) - 1)) return -EINVAL;
+  a->base_off = base_off;
+  a->pages = bytes >> AC_PAGE_SHIFT;
+  atomic_store(&a->bump, 0);
+  for (int c = 0; c < AC_ARENA_CLASSES; c++) atomic_store(&a->free_head[c], 0);
+  atomic_store(&a->allocs, 0);
+  atomic_store(&a->frees, 0);
+  atomic_store(&a->bytes_in_use, 0);
+  return 0;
+}
+
+static int class_for(uint64_t total) {
+  int c = 0;
+  while (c < AC_ARENA_CLASSES && (UINT64_C(1) << (c + AC_PAGE_SHIFT)) < total) c++;
+  return c;
+}
+
+uint64_t ac_arena_max_payload(const ac_arena *a) {
+  uint64_t pages = 1;
+  while (pages * 2 <= a->pages && pages * 2 <= (UINT64_C(1) << (AC_ARENA_CLASSES - 1))) pages *= 2;
+  return (pages << AC_PAGE_SHIFT) - AC_BLOCK_HEADER;
+}
+
+static uint64_t page_off(const ac_arena *a, uint64_t page) {
+  return a->base_off + (page << AC_PAGE_SHIFT);
+}
+
+int64_t ac_arena_alloc(ac_arena *a, char *base, uint64_t len, uint64_t owner) {
+  if (len > ac_arena_max_payload(a)) return AC_ETOOBIG;
+  int c = class_for(len + AC_BLOCK_HEADER);
+  uint64_t npages = UINT64_C(1) << c;
+  uint64_t page;
+  uint64_t head = atomic_load_explicit(&a->free_head[c], memory_order_acquire);
+  for (;;) {
+    uint64_t idx = head & IDX_MASK;
+    if (idx == 0) break;
+    ac_block *b = ac_block_at(base, page_off(a, idx - 1));
+    /* The block may be re-allocated under us; reading its link is still safe (the memory stays
+     * mapped) and the tag makes the CAS fail if the head moved. */
+    uint64_t next = atomic_load_explicit(&b->next, memory_order_relaxed);
+    uint64_t fresh = (((head >> IDX_BITS) + 1) << IDX_BITS) | (next & IDX_MASK);
+    if (atomic_compare_exchange_weak_explicit(&a->free_head[c], &head, fresh,
+                                              memory_order_acq_rel, memory_order_acquire)) {
+      page = idx - 1;
+      goto found;
+    }
+  }
+  uint64_t bump = atomic_load_explicit(&a->bump, memory_order_relaxed);
+  do {
+    if (bump + npages > a->pages) return AC_ENOSPACE;
+  } while (!atomic_compare_exchange_weak_explicit(&a->bump, &bump, bump + npages,
+                                                  memory_order_acq_rel, memory_order_relaxed));
+  page = bump;
+found:;
+  uint64_t off = page_off(a, page);
+  ac_block *b = ac_block_at(base, off);
+  b->cls = (uint32_t)c;
+  b->len = len;
+  atomic_store_explicit(&b->next, 0, memory_order_relaxed);
+  atomic_store_explicit(&b->owner, owner, memory_order_relaxed);
+  atomic_store_explicit(&b->refs, 0, memory_order_relaxed);
+  atomic_store_explicit(&b->state, AC_BLOCK_PRIVATE, memory_order_release);
+  atomic_fetch_add_explicit(&a->allocs, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&a->bytes_in_use, npages << AC_PAGE_SHIFT, memory_order_relaxed);
+  return (int64_t)off;
+}
+
+int ac_arena_check(const ac_arena *a, const char *base, uint64_t off, uint64_t len) {
+  if (off < a->base_off || ((off - a->base_off) & ((1u << AC_PAGE_SHIFT) - 1))) return AC_ECORRUPT;
+  uint64_t page = (off - a->base_off) >> AC_PAGE_SHIFT;
+  if (page >= atomic_load_explicit(&((ac_arena *)a)->bump, memory_order_acquire)) return AC_ECORRUPT;
+  const ac_block *b = (const ac_block *)(base + off);
+  if (b->cls >= AC_ARENA_CLASSES) return AC_ECORRUPT;
+  uint64_t npages = UINT64_C(1) << b->cls;
+  if (page + npages > a->pages) return AC_ECORRUPT;
+  if (len > (npages << AC_PAGE_SHIFT) - AC_BLOCK_HEADER) return AC_ECORRUPT;
+  if (atomic_load_explicit(&((ac_block *)b)->state, memory_order_acquire) == AC_BLOCK_FREE)
+    return AC_ECORRUPT;
+  return 0;
+}
+
+int ac_arena_free(ac_arena *a, char *base, uint64_t off) {
+  int rc = ac_arena_check(a, base, off, 0);
+  if (rc) return rc;
+  ac_block *b = ac_block_at(base, off);
+  uint32_t state = atomic_exchange_explicit(&b->state, AC_BLOCK_FREE, memory_order_acq_rel);
+  if (state == AC_BLOCK_FREE) return AC_ECORRUPT; /* a double free lost the race */
+  int c = (int)b->cls;
+  uint64_t idx = ((off - a->base_off) >> AC_PAGE_SHIFT) + 1;
+  atomic_fetch_add_explicit(&a->frees, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&a->bytes_in_use, (UINT64_C(1) << c) << AC_PAGE_SHIFT,
+                            memory_order_relaxed);
+  uint64_t head = atomic_load_explicit(&a->free_head[c], memory_order_acquire);
+  uint64_t fresh;
+  do {
+    atomic_store_explicit(&b->next, head & IDX_MASK, memory_order_relaxed);
+    fresh = (((head >> IDX_BITS) + 1) << IDX_BITS) | idx;
+  } while (!atomic_compare_exchange_weak_explicit(&a->free_head[c], &head, fresh,
+                                                  memory_order_acq_rel, memory_order_acquire));
+  return 0;
+}

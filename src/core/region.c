@@ -1,0 +1,250 @@
+/* region.c: creating the pool's shared region, sending and receiving payloads through it, and the
+ * worker and parent steps that keep every task accounted for when a worker dies. */
+#include "allcores/region.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "allcores/clock.h"
+#include "allcores/errors.h"
+#include "allcores/futex.h"
+
+#define PAGE ((uint64_t)1 << AC_PAGE_SHIFT)
+
+static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
+
+int ac_region_create(ac_region *r, const ac_region_config *cfg) {
+  memset(r, 0, sizeof *r);
+  if (cfg->nworkers == 0 || cfg->nworkers > AC_MAX_WORKERS) return -EINVAL;
+  uint64_t off_workers = align_up(sizeof(ac_header), 64);
+  uint64_t off_tasks = align_up(off_workers + cfg->nworkers * sizeof(ac_worker_rec), PAGE);
+  uint64_t off_results = align_up(off_tasks + ac_ring_bytes(cfg->task_slots), PAGE);
+  uint64_t off_arena = align_up(off_results + ac_ring_bytes(cfg->result_slots), PAGE);
+  uint64_t size = off_arena + align_up(cfg->arena_bytes, PAGE);
+
+  /* memfd: anonymous, sealed off from other users, gone when the last mapping goes. */
+  int fd = memfd_create("allcores-pool", MFD_CLOEXEC);
+  if (fd < 0) return -errno;
+  if (ftruncate(fd, (off_t)size) != 0) {
+    int err = -errno;
+    close(fd);
+    return err;
+  }
+  void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  int err = base == MAP_FAILED ? -errno : 0;
+  close(fd);
+  if (err) return err;
+
+  r->base = base;
+  r->size = size;
+  r->hdr = base;
+  r->workers = (ac_worker_rec *)(r->base + off_workers);
+  r->tasks = (ac_ring *)(r->base + off_tasks);
+  r->results = (ac_ring *)(r->base + off_results);
+
+  ac_header *h = r->hdr;
+  h->magic = AC_REGION_MAGIC;
+  h->version = 1;
+  h->nworkers = cfg->nworkers;
+  h->size = size;
+  h->off_workers = off_workers;
+  h->off_tasks = off_tasks;
+  h->off_results = off_results;
+  atomic_store(&h->parent_pid, getpid());
+  /* Only one worker spins for tasks at a time: on few cores more spinners steal the CPU the
+   * parent needs to produce the next task. Parent threads draining results spin one at a time. */
+  if ((err = ac_ring_init(r->tasks, cfg->task_slots, 1)) ||
+      (err = ac_ring_init(r->results, cfg->result_slots, 1)) ||
+      (err = ac_arena_init(&h->arena, off_arena, size - off_arena))) {
+    ac_region_destroy(r);
+    return err;
+  }
+  return 0;
+}
+
+void ac_region_destroy(ac_region *r) {
+  if (r->base) munmap(r->base, r->size);
+  memset(r, 0, sizeof *r);
+}
+
+static int sleep_ns(int64_t ns) {
+  struct timespec ts = {ns / 1000000000LL, ns % 1000000000LL};
+  return nanosleep(&ts, NULL) == 0 ? 0 : -errno;
+}
+
+/* Allocates an arena block, waiting (with growing naps) while the arena is full. */
+static int64_t alloc_wait(ac_region *r, uint64_t len, uint64_t owner, int64_t deadline,
+                          const ac_watch *watch) {
+  int64_t nap = 20000;
+  for (;;) {
+    int64_t off = ac_arena_alloc(&r->hdr->arena, r->base, len, owner);
+    if (off != AC_ENOSPACE) return off;
+    if (watch && watch->word && atomic_load(watch->word) != watch->seen) return AC_EEVENT;
+    if (atomic_load(&r->tasks->closed) && atomic_load(&r->hdr->shutdown) == AC_SHUTDOWN_NOW)
+      return AC_ECLOSED;
+    int64_t now = ac_now_ns();
+    if (deadline != INT64_MAX && now >= deadline) return -ETIMEDOUT;
+    int64_t step = nap;
+    if (deadline != INT64_MAX && deadline - now < step) step = deadline - now;
+    int rc = sleep_ns(step);
+    if (rc == -EINTR) return rc;
+    if (nap < 2000000) nap *= 2;
+  }
+}
+
+int ac_region_send(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *parts, int nparts,
+                   uint64_t owner, _Atomic uint64_t *claim, _Atomic uint64_t *held,
+                   int64_t timeout_ns, const ac_watch *watch) {
+  uint64_t total = 0;
+  for (int i = 0; i < nparts; i++) total += parts[i].iov_len;
+  int64_t deadline = timeout_ns < 0 ? INT64_MAX : ac_now_ns() + timeout_ns;
+
+  if (total <= AC_SLOT_INLINE) {
+    uint8_t buf[AC_SLOT_INLINE];
+    uint64_t at = 0;
+    for (int i = 0; i < nparts; i++) {
+      if (parts[i].iov_len) memcpy(buf + at, parts[i].iov_base, parts[i].iov_len);
+      at += parts[i].iov_len;
+    }
+    msg->block = 0;
+    msg->len = (uint32_t)total;
+    return ac_ring_push_wait(q, msg, buf, claim, timeout_ns, watch);
+  }
+
+  int64_t off = alloc_wait(r, total, owner, deadline, watch);
+  if (off < 0) return (int)off;
+  if (held) atomic_store(held, (uint64_t)off);
+  char *dst = ac_block_data(r->base, (uint64_t)off);
+  for (int i = 0; i < nparts; i++) {
+    if (parts[i].iov_len) memcpy(dst, parts[i].iov_base, parts[i].iov_len);
+    dst += parts[i].iov_len;
+  }
+  ac_block *b = ac_block_at(r->base, (uint64_t)off);
+  b->len = total;
+  atomic_store(&b->state, AC_BLOCK_PUBLISHED);
+  msg->block = (uint64_t)off;
+  msg->len = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
+  int64_t left = deadline == INT64_MAX ? -1 : deadline - ac_now_ns();
+  int rc = ac_ring_push_wait(q, msg, NULL, claim, left < 0 && deadline != INT64_MAX ? 0 : left,
+                             watch);
+  if (rc != 0) ac_arena_free(&r->hdr->arena, r->base, (uint64_t)off);
+  if (held) atomic_store(held, 0);
+  return rc;
+}
+
+int ac_region_check_msg(ac_region *r, const ac_msg *m) {
+  if (m->block == 0) return m->len <= AC_SLOT_INLINE ? 0 : AC_ECORRUPT;
+  if (m->block >= r->size) return AC_ECORRUPT;
+  ac_block *b = ac_block_at(r->base, m->block);
+  return ac_arena_check(&r->hdr->arena, r->base, m->block, b->len);
+}
+
+int ac_region_release(ac_region *r, uint64_t block) {
+  if (block == 0) return 0;
+  return ac_arena_free(&r->hdr->arena, r->base, block);
+}
+
+int ac_worker_next_task(ac_region *r, uint32_t k, ac_msg *msg, void *inline_buf, int64_t timeout_ns,
+                        int64_t spin_ns) {
+  ac_worker_rec *w = &r->workers[k];
+  atomic_store(&w->take.id, 0);
+  atomic_store(&w->take.block, 0);
+  atomic_store(&w->state, AC_W_IDLE);
+  int rc = ac_ring_pop_wait(r->tasks, msg, inline_buf, &w->take, timeout_ns, spin_ns, NULL);
+  if (rc == 0) {
+    atomic_store(&w->item, 0);
+    atomic_store(&w->started_ns, ac_now_ns());
+    rc = ac_region_check_msg(r, msg);
+  }
+  return rc;
+}
+
+int ac_worker_send_result(ac_region *r, uint32_t k, ac_msg *msg, const struct iovec *parts,
+                          int nparts, int64_t timeout_ns) {
+  ac_worker_rec *w = &r->workers[k];
+  uint64_t owner = ac_owner_tag(k, atomic_load(&w->gen));
+  int rc = ac_region_send(r, r->results, msg, parts, nparts, owner, &w->push_pos, &w->result_block,
+                          timeout_ns, NULL);
+  if (rc == 0) {
+    /* Only now is the task finished: until the result is published the record still names it. */
+    uint64_t block = atomic_exchange(&w->take.block, 0);
+    atomic_store(&w->take.id, 0);
+    atomic_fetch_add(&w->tasks_done, 1);
+    if (block) ac_region_release(r, block);
+  }
+  return rc;
+}
+
+void ac_region_signal_event(ac_region *r) {
+  atomic_fetch_add(&r->hdr->event_word, 1);
+  ac_ring_wake_consumers(r->results);
+}
+
+int ac_region_request_spawn(ac_region *r, uint32_t k) {
+  if (k >= r->hdr->nworkers) return -EINVAL;
+  ac_worker_rec *w = &r->workers[k];
+  uint32_t expect = AC_W_EMPTY;
+  if (!atomic_compare_exchange_strong(&w->state, &expect, AC_W_SPAWN)) return -EBUSY;
+  return 0;
+}
+
+int ac_region_request_kill(ac_region *r, uint32_t k) {
+  if (k >= r->hdr->nworkers) return -EINVAL;
+  atomic_store(&r->workers[k].kill_req, 1);
+  return 0;
+}
+
+/* True when a live worker other than k holds the same claim on the task ring. */
+static int claim_held_elsewhere(ac_region *r, uint32_t k, uint64_t pos) {
+  for (uint32_t j = 0; j < r->hdr->nworkers; j++) {
+    if (j == k) continue;
+    uint32_t st = atomic_load(&r->workers[j].state);
+    if (st != AC_W_EMPTY && st != AC_W_EXITED && atomic_load(&r->workers[j].take.pos) == pos)
+      return 1;
+  }
+  return 0;
+}
+
+int ac_region_reap(ac_region *r, uint32_t k, ac_reaped *out, void *recovered_inline) {
+  if (k >= r->hdr->nworkers) return -EINVAL;
+  ac_worker_rec *w = &r->workers[k];
+  if (atomic_load(&w->state) != AC_W_EXITED) return 0;
+  memset(out, 0, sizeof *out);
+  out->pid = atomic_load(&w->pid);
+  out->wait_status = atomic_load(&w->wait_status);
+  out->gen = atomic_load(&w->gen);
+  out->spawn_errno = atomic_load(&w->spawn_errno);
+  out->item = atomic_load(&w->item);
+
+  /* A result it was publishing: finish the slot as a tombstone so the ring moves on. */
+  ac_ring_repair_push(r->results, atomic_load(&w->push_pos));
+  /* A result block it was still writing is garbage now. */
+  uint64_t rb = atomic_load(&w->result_block);
+  if (rb) {
+    ac_block *b = ac_block_at(r->base, rb);
+    if (atomic_load(&b->state) == AC_BLOCK_PRIVATE && atomic_load(&b->owner) == ac_owner_tag(k, out->gen))
+      ac_region_release(r, rb);
+  }
+  /* A task it was taking: if the slot was never released the task never started; give it back. */
+  uint64_t pos = atomic_load(&w->take.pos);
+  if (pos && !claim_held_elsewhere(r, k, pos))
+    out->recovered = ac_ring_repair_pop(r->tasks, pos, &out->msg, recovered_inline);
+  if (!out->recovered) {
+    out->task_id = atomic_load(&w->take.id);
+    uint64_t tb = atomic_load(&w->take.block);
+    if (tb) ac_region_release(r, tb);
+  }
+
+  atomic_store(&w->take.pos, 0);
+  atomic_store(&w->take.id, 0);
+  atomic_store(&w->take.block, 0);
+  atomic_store(&w->push_pos, 0);
+  atomic_store(&w->result_block, 0);
+  atomic_store(&w->kill_req, 0);
+  atomic_store(&w->pid, 0);
+  atomic_store(&w->state, AC_W_EMPTY);
+  return 1;
+}

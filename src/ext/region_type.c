@@ -1,0 +1,542 @@
+/* region_type.c: allcores._core.Region, the Python face of a pool's shared region (region.h).
+ * Every wait releases the GIL and runs in slices so that signals (Ctrl-C) are handled within
+ * WAIT_SLICE_NS; fast paths try once with the GIL held first, since releasing and re-taking the
+ * GIL costs more than a push or pop that succeeds at once. */
+#include "binding.h"
+
+#include <structmember.h>
+
+#include "allcores/clock.h"
+#include "allcores/errors.h"
+#include "allcores/region.h"
+#include "allcores/template.h"
+
+#define WAIT_SLICE_NS 50000000LL /* 50 ms between signal checks while blocked */
+#define MAX_PARTS 16
+#define GIL_FREE_COPY_BYTES (256 * 1024) /* copies bigger than this run without the GIL */
+
+typedef struct {
+  PyObject_HEAD
+  ac_region region;
+  int owner_pid; /* the process that created the mapping */
+} RegionObject;
+
+#define RegionObject_CAST(op) ((RegionObject *)(op))
+
+static PyObject *raise_rc(RegionObject *self, int rc, const char *what) {
+  return ac_py_raise(ac_module_from_type(Py_TYPE(self)), rc, what);
+}
+
+static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+  static char *kwlist[] = {"nworkers", "task_slots", "result_slots", "arena_bytes", NULL};
+  unsigned int nworkers, task_slots = 1024, result_slots = 1024;
+  unsigned long long arena_bytes = 1ULL << 34;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "I|IIK:Region", kwlist, &nworkers, &task_slots,
+                                   &result_slots, &arena_bytes))
+    return NULL;
+  RegionObject *self = (RegionObject *)type->tp_alloc(type, 0);
+  if (!self) return NULL;
+  ac_region_config cfg = {nworkers, task_slots, result_slots, arena_bytes};
+  int rc = ac_region_create(&self->region, &cfg);
+  if (rc) {
+    Py_DECREF(self);
+    if (rc == -EINVAL) {
+      PyErr_Format(PyExc_ValueError,
+                   "Region: nworkers must be 1..%d and slot counts powers of two >= 2",
+                   AC_MAX_WORKERS);
+      return NULL;
+    }
+    return ac_py_raise(NULL, rc, "Region");
+  }
+  self->owner_pid = getpid();
+  return (PyObject *)self;
+}
+
+static void Region_dealloc(PyObject *op) {
+  RegionObject *self = RegionObject_CAST(op);
+  PyTypeObject *tp = Py_TYPE(op);
+  ac_region_destroy(&self->region);
+  tp->tp_free(op);
+  Py_DECREF(tp);
+}
+
+static int check_worker(RegionObject *self, unsigned int k) {
+  if (!self->region.base) {
+    PyErr_SetString(PyExc_ValueError, "the region was destroyed");
+    return -1;
+  }
+  if (k >= self->region.hdr->nworkers) {
+    PyErr_Format(PyExc_IndexError, "worker index %u out of range", k);
+    return -1;
+  }
+  return 0;
+}
+
+/* Turns a received message into (id, kind, aux, payload bytes) and frees its block. */
+static PyObject *message_tuple(RegionObject *self, const ac_msg *m, const uint8_t *inline_buf) {
+  ac_region *r = &self->region;
+  PyObject *payload;
+  int rc = ac_region_check_msg(r, m);
+  if (rc) return raise_rc(self, rc, "received message");
+  if (m->block) {
+    ac_block *b = ac_block_at(r->base, m->block);
+    payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)b->len);
+    if (payload) {
+      if (b->len > GIL_FREE_COPY_BYTES) {
+        Py_BEGIN_ALLOW_THREADS
+        memcpy(PyBytes_AS_STRING(payload), ac_block_data(r->base, m->block), b->len);
+        Py_END_ALLOW_THREADS
+      } else {
+        memcpy(PyBytes_AS_STRING(payload), ac_block_data(r->base, m->block), b->len);
+      }
+    }
+    ac_region_release(r, m->block);
+  } else {
+    payload = PyBytes_FromStringAndSize((const char *)inline_buf, m->len);
+  }
+  if (!payload) return NULL;
+  return Py_BuildValue("(KIIN)", (unsigned long long)m->id, m->kind, m->aux, payload);
+}
+
+/* Collects the buffers of a bytes-like object or a tuple/list of them. */
+static int get_parts(PyObject *obj, Py_buffer *views, struct iovec *iov, int *n, uint64_t *total) {
+  *n = 0;
+  *total = 0;
+  if (PyTuple_Check(obj) || PyList_Check(obj)) {
+    Py_ssize_t len = PySequence_Fast_GET_SIZE(obj);
+    if (len > MAX_PARTS) {
+      PyErr_Format(PyExc_ValueError, "at most %d payload parts", MAX_PARTS);
+      return -1;
+    }
+    for (Py_ssize_t i = 0; i < len; i++) {
+      if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(obj, i), &views[i], PyBUF_SIMPLE) < 0) {
+        for (int j = 0; j < *n; j++) PyBuffer_Release(&views[j]);
+        return -1;
+      }
+      iov[i].iov_base = views[i].buf;
+      iov[i].iov_len = (size_t)views[i].len;
+      *total += (uint64_t)views[i].len;
+      (*n)++;
+    }
+    return 0;
+  }
+  if (PyObject_GetBuffer(obj, &views[0], PyBUF_SIMPLE) < 0) return -1;
+  iov[0].iov_base = views[0].buf;
+  iov[0].iov_len = (size_t)views[0].len;
+  *total = (uint64_t)views[0].len;
+  *n = 1;
+  return 0;
+}
+
+/* Sends on ring q: one attempt with the GIL held, then waits without it in signal-checked
+ * slices. Returns 0, -ETIMEDOUT, or another code; -1 with an exception set after a signal. */
+static int send_waiting(RegionObject *self, ac_ring *q, ac_msg *msg, struct iovec *iov, int n,
+                        uint64_t total, uint64_t owner, _Atomic uint64_t *claim,
+                        _Atomic uint64_t *held, double timeout) {
+  ac_region *r = &self->region;
+  int rc = -ETIMEDOUT;
+  if (total <= GIL_FREE_COPY_BYTES) {
+    rc = ac_region_send(r, q, msg, iov, n, owner, claim, held, 0, NULL);
+    if (rc != -ETIMEDOUT) return rc;
+  }
+  int64_t deadline = timeout < 0 ? -1 : ac_now_ns() + (int64_t)(timeout * 1e9);
+  for (;;) {
+    int64_t slice = WAIT_SLICE_NS;
+    if (deadline >= 0) {
+      int64_t left = deadline - ac_now_ns();
+      if (left <= 0 && rc == -ETIMEDOUT && total <= GIL_FREE_COPY_BYTES) return -ETIMEDOUT;
+      if (left < 0) left = 0;
+      if (left < slice) slice = left;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = ac_region_send(r, q, msg, iov, n, owner, claim, held, slice, NULL);
+    Py_END_ALLOW_THREADS
+    if (rc == -ETIMEDOUT || rc == -EINTR) {
+      if (PyErr_CheckSignals() < 0) return -1;
+      if (deadline >= 0 && ac_now_ns() >= deadline) return -ETIMEDOUT;
+      continue;
+    }
+    return rc;
+  }
+}
+
+PyDoc_STRVAR(Region_push_task__doc__,
+"push_task($self, id, kind, aux, payload, timeout=-1.0, /)\n--\n\n"
+"Queue one task message (payload: bytes-like or a tuple of them). Waits while the ring or the\n"
+"arena is full; returns False when timeout (seconds, <0: none) passed first.");
+
+static PyObject *Region_push_task(PyObject *op, PyObject *args) {
+  RegionObject *self = RegionObject_CAST(op);
+  unsigned long long id;
+  unsigned int kind, aux;
+  PyObject *payload;
+  double timeout = -1.0;
+  if (!PyArg_ParseTuple(args, "KIIO|d:push_task", &id, &kind, &aux, &payload, &timeout)) return NULL;
+  if (!self->region.base) return raise_rc(self, AC_ECLOSED, "push_task");
+  Py_buffer views[MAX_PARTS];
+  struct iovec iov[MAX_PARTS];
+  int n;
+  uint64_t total;
+  if (get_parts(payload, views, iov, &n, &total) < 0) return NULL;
+  ac_msg msg = {.id = id, .kind = kind, .aux = aux};
+  int rc = send_waiting(self, self->region.tasks, &msg, iov, n, total, AC_OWNER_PARENT, NULL, NULL,
+                        timeout);
+  for (int i = 0; i < n; i++) PyBuffer_Release(&views[i]);
+  if (rc == -1 && PyErr_Occurred()) return NULL;
+  if (rc == -ETIMEDOUT) Py_RETURN_FALSE;
+  if (rc) return raise_rc(self, rc, "push_task");
+  Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(Region_pop_results__doc__,
+"pop_results($self, max_n, timeout, spin_ns, event_seen, /)\n--\n\n"
+"Take up to max_n results as a list of (id, kind, aux, payload). Waits up to timeout seconds\n"
+"(<0: none) for the first, spinning spin_ns first, and returns early with an empty list when\n"
+"the event word differs from event_seen (a worker changed state). Returns (list, event).");
+
+static PyObject *Region_pop_results(PyObject *op, PyObject *args) {
+  RegionObject *self = RegionObject_CAST(op);
+  unsigned int max_n, event_seen;
+  double timeout;
+  long long spin_ns;
+  if (!PyArg_ParseTuple(args, "IdLI:pop_results", &max_n, &timeout, &spin_ns, &event_seen))
+    return NULL;
+  ac_region *r = &self->region;
+  if (!r->base) return raise_rc(self, AC_ECLOSED, "pop_results");
+  PyObject *out = PyList_New(0);
+  if (!out) return NULL;
+  uint8_t buf[AC_SLOT_INLINE];
+  ac_msg m;
+  int rc = ac_ring_try_pop(r->results, &m, buf, NULL);
+  if (rc != 0 && max_n > 0) {
+    ac_watch watch = {&r->hdr->event_word, event_seen};
+    int64_t deadline = timeout < 0 ? -1 : ac_now_ns() + (int64_t)(timeout * 1e9);
+    int64_t spin = spin_ns;
+    for (;;) {
+      int64_t slice = WAIT_SLICE_NS;
+      if (deadline >= 0) {
+        int64_t left = deadline - ac_now_ns();
+        if (left < 0) left = 0;
+        if (left < slice) slice = left;
+      }
+      Py_BEGIN_ALLOW_THREADS
+      rc = ac_ring_pop_wait(r->results, &m, buf, NULL, slice, spin, &watch);
+      Py_END_ALLOW_THREADS
+      spin = 0;
+      if (rc == -ETIMEDOUT || rc == -EINTR) {
+        if (PyErr_CheckSignals() < 0) {
+          Py_DECREF(out);
+          return NULL;
+        }
+        if (deadline >= 0 && ac_now_ns() >= deadline) break;
+        continue;
+      }
+      break;
+    }
+  }
+  unsigned int got = 0;
+  while (rc == 0) {
+    PyObject *t = message_tuple(self, &m, buf);
+    if (!t || PyList_Append(out, t) < 0) {
+      Py_XDECREF(t);
+      Py_DECREF(out);
+      return NULL;
+    }
+    Py_DECREF(t);
+    if (++got >= max_n) break;
+    rc = ac_ring_try_pop(r->results, &m, buf, NULL);
+  }
+  if (rc != 0 && rc != -EAGAIN && rc != -ETIMEDOUT && rc != AC_EEVENT && rc != -EINTR &&
+      rc != AC_ECLOSED) {
+    Py_DECREF(out);
+    return raise_rc(self, rc, "pop_results");
+  }
+  return Py_BuildValue("(NI)", out, (unsigned int)atomic_load(&r->hdr->event_word));
+}
+
+PyDoc_STRVAR(Region_next_task__doc__,
+"next_task($self, k, spin_ns, /)\n--\n\n"
+"In worker k: wait for the next task and return (id, kind, aux, payload), or None once the\n"
+"task ring is closed and drained.");
+
+static PyObject *Region_next_task(PyObject *op, PyObject *args) {
+  RegionObject *self = RegionObject_CAST(op);
+  unsigned int k;
+  long long spin_ns;
+  if (!PyArg_ParseTuple(args, "IL:next_task", &k, &spin_ns)) return NULL;
+  if (check_worker(self, k) < 0) return NULL;
+  ac_region *r = &self->region;
+  uint8_t buf[AC_SLOT_INLINE];
+  ac_msg m;
+  int rc = ac_worker_next_task(r, k, &m, buf, 0, 0);
+  int64_t spin = spin_ns;
+  while (rc == -ETIMEDOUT || rc == -EINTR) {
+    if (PyErr_CheckSignals() < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = ac_worker_next_task(r, k, &m, buf, WAIT_SLICE_NS, spin);
+    Py_END_ALLOW_THREADS
+    spin = 0;
+  }
+  if (rc == AC_ECLOSED) Py_RETURN_NONE;
+  if (rc) return raise_rc(self, rc, "next_task");
+  return message_tuple(self, &m, buf);
+}
+
+PyDoc_STRVAR(Region_send_result__doc__,
+"send_result($self, k, id, kind, aux, payload, /)\n--\n\n"
+"In worker k: publish the result of task id (payload: bytes-like or tuple of them) and mark the\n"
+"task finished.");
+
+static PyObject *Region_send_result(PyObject *op, PyObject *args) {
+  RegionObject *self = RegionObject_CAST(op);
+  unsigned int k, kind, aux;
+  unsigned long long id;
+  PyObject *payload;
+  if (!PyArg_ParseTuple(args, "IKIIO:send_result", &k, &id, &kind, &aux, &payload)) return NULL;
+  if (check_worker(self, k) < 0) return NULL;
+  Py_buffer views[MAX_PARTS];
+  struct iovec iov[MAX_PARTS];
+  int n;
+  uint64_t total;
+  if (get_parts(payload, views, iov, &n, &total) < 0) return NULL;
+  ac_region *r = &self->region;
+  ac_worker_rec *w = &r->workers[k];
+  ac_msg msg = {.id = id, .kind = kind, .aux = aux};
+  uint64_t owner = ac_owner_tag(k, atomic_load(&w->gen));
+  int rc = send_waiting(self, r->results, &msg, iov, n, total, owner, &w->push_pos,
+                        &w->result_block, -1.0);
+  for (int i = 0; i < n; i++) PyBuffer_Release(&views[i]);
+  if (rc == -1 && PyErr_Occurred()) return NULL;
+  if (rc) return raise_rc(self, rc, "send_result");
+  uint64_t block = atomic_exchange(&w->take.block, 0);
+  atomic_store(&w->take.id, 0);
+  atomic_fetch_add(&w->tasks_done, 1);
+  if (block) ac_region_release(r, block);
+  Py_RETURN_NONE;
+}
+
+static PyObject *Region_set_item(PyObject *op, PyObject *args) {
+  RegionObject *self = RegionObject_CAST(op);
+  unsigned int k;
+  unsigned long long item;
+  if (!PyArg_ParseTuple(args, "IK:set_item", &k, &item)) return NULL;
+  if (check_worker(self, k) < 0) return NULL;
+  ac_worker_rec *w = &self->region.workers[k];
+  atomic_store_explicit(&w->item, item, memory_order_relaxed);
+  atomic_store_explicit(&w->started_ns, ac_now_ns(), memory_order_release);
+  Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Region_worker_state__doc__,
+"worker_state($self, k, /)\n--\n\n"
+"(state, pid, gen, task_id, started_ns, tasks_done, item) of worker slot k.");
+
+static PyObject *Region_worker_state(PyObject *op, PyObject *arg) {
+  RegionObject *self = RegionObject_CAST(op);
+  unsigned long k = PyLong_AsUnsignedLong(arg);
+  if (PyErr_Occurred() || check_worker(self, (unsigned int)k) < 0) return NULL;
+  ac_worker_rec *w = &self->region.workers[k];
+  return Py_BuildValue("(IiIKLKK)", atomic_load(&w->state), atomic_load(&w->pid),
+                       atomic_load(&w->gen), (unsigned long long)atomic_load(&w->take.id),
+                       (long long)atomic_load(&w->started_ns),
+                       (unsigned long long)atomic_load(&w->tasks_done),
+                       (unsigned long long)atomic_load(&w->item));
+}
+
+PyDoc_STRVAR(Region_reap__doc__,
+"reap($self, k, /)\n--\n\n"
+"If worker slot k exited, repair the rings, free what it held, mark the slot empty and return\n"
+"(pid, wait_status, spawn_errno, task_id, item, recovered) where recovered is the\n"
+"(id, kind, aux, payload) of a task it had taken but not started, or None. Else None.");
+
+static PyObject *Region_reap(PyObject *op, PyObject *arg) {
+  RegionObject *self = RegionObject_CAST(op);
+  unsigned long k = PyLong_AsUnsignedLong(arg);
+  if (PyErr_Occurred() || check_worker(self, (unsigned int)k) < 0) return NULL;
+  ac_reaped out;
+  uint8_t buf[AC_SLOT_INLINE];
+  int rc = ac_region_reap(&self->region, (uint32_t)k, &out, buf);
+  if (rc < 0) return raise_rc(self, rc, "reap");
+  if (rc == 0) Py_RETURN_NONE;
+  PyObject *recovered = Py_None;
+  Py_INCREF(recovered);
+  if (out.recovered) {
+    Py_DECREF(recovered);
+    recovered = message_tuple(self, &out.msg, buf);
+    if (!recovered) return NULL;
+  }
+  return Py_BuildValue("(iiIKKN)", out.pid, out.wait_status, out.spawn_errno,
+                       (unsigned long long)out.task_id, (unsigned long long)out.item, recovered);
+}
+
+static PyObject *Region_request_spawn(PyObject *op, PyObject *arg) {
+  RegionObject *self = RegionObject_CAST(op);
+  unsigned long k = PyLong_AsUnsignedLong(arg);
+  if (PyErr_Occurred() || check_worker(self, (unsigned int)k) < 0) return NULL;
+  int rc = ac_region_request_spawn(&self->region, (uint32_t)k);
+  if (rc == -EBUSY) Py_RETURN_FALSE;
+  if (rc) return raise_rc(self, rc, "request_spawn");
+  Py_RETURN_TRUE;
+}
+
+static PyObject *Region_request_kill(PyObject *op, PyObject *arg) {
+  RegionObject *self = RegionObject_CAST(op);
+  unsigned long k = PyLong_AsUnsignedLong(arg);
+  if (PyErr_Occurred() || check_worker(self, (unsigned int)k) < 0) return NULL;
+  ac_region_request_kill(&self->region, (uint32_t)k);
+  Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Region_shutdown__doc__,
+"shutdown($self, mode, /)\n--\n\n"
+"mode 1: close the task ring; workers finish what is queued and exit. mode 2: workers are\n"
+"killed now. The caller then wakes the template.");
+
+static PyObject *Region_shutdown(PyObject *op, PyObject *arg) {
+  RegionObject *self = RegionObject_CAST(op);
+  long mode = PyLong_AsLong(arg);
+  if (PyErr_Occurred()) return NULL;
+  if (!self->region.base) Py_RETURN_NONE;
+  uint32_t cur = atomic_load(&self->region.hdr->shutdown);
+  if ((uint32_t)mode > cur) atomic_store(&self->region.hdr->shutdown, (uint32_t)mode);
+  if (mode >= AC_SHUTDOWN_DRAIN) ac_ring_close(self->region.tasks);
+  Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Region_drain_tasks__doc__,
+"drain_tasks($self, /)\n--\n\n"
+"Parent: take every queued task off the ring (they will not run); returns their ids.");
+
+static PyObject *Region_drain_tasks(PyObject *op, PyObject *Py_UNUSED(ignored)) {
+  RegionObject *self = RegionObject_CAST(op);
+  ac_region *r = &self->region;
+  PyObject *out = PyList_New(0);
+  if (!out || !r->base) return out;
+  uint8_t buf[AC_SLOT_INLINE];
+  ac_msg m;
+  while (ac_ring_try_pop(r->tasks, &m, buf, NULL) == 0) {
+    if (m.block && ac_region_check_msg(r, &m) == 0) ac_region_release(r, m.block);
+    PyObject *id = PyLong_FromUnsignedLongLong(m.id);
+    if (!id || PyList_Append(out, id) < 0) {
+      Py_XDECREF(id);
+      Py_DECREF(out);
+      return NULL;
+    }
+    Py_DECREF(id);
+  }
+  return out;
+}
+
+static PyObject *Region_template_serve(PyObject *op, PyObject *arg);
+
+static PyObject *Region_get_event(PyObject *op, void *closure) {
+  RegionObject *self = RegionObject_CAST(op);
+  if (!self->region.base) return PyLong_FromLong(0);
+  return PyLong_FromUnsignedLong(atomic_load(&self->region.hdr->event_word));
+}
+
+static PyObject *Region_get_nworkers(PyObject *op, void *closure) {
+  RegionObject *self = RegionObject_CAST(op);
+  return PyLong_FromUnsignedLong(self->region.base ? self->region.hdr->nworkers : 0);
+}
+
+static PyObject *Region_get_max_payload(PyObject *op, void *closure) {
+  RegionObject *self = RegionObject_CAST(op);
+  if (!self->region.base) return PyLong_FromLong(0);
+  return PyLong_FromUnsignedLongLong(ac_arena_max_payload(&self->region.hdr->arena));
+}
+
+static PyObject *Region_stats(PyObject *op, PyObject *Py_UNUSED(ignored)) {
+  RegionObject *self = RegionObject_CAST(op);
+  ac_region *r = &self->region;
+  if (!r->base) return PyDict_New();
+  ac_arena *a = &r->hdr->arena;
+  return Py_BuildValue(
+      "{sKsKsKsKsKsK}", "arena_allocs", (unsigned long long)atomic_load(&a->allocs),
+      "arena_frees", (unsigned long long)atomic_load(&a->frees), "arena_bytes_in_use",
+      (unsigned long long)atomic_load(&a->bytes_in_use), "arena_pages_touched",
+      (unsigned long long)atomic_load(&a->bump), "tasks_queued",
+      (unsigned long long)ac_ring_len(r->tasks), "results_queued",
+      (unsigned long long)ac_ring_len(r->results));
+}
+
+static PyObject *Region_destroy(PyObject *op, PyObject *Py_UNUSED(ignored)) {
+  ac_region_destroy(&RegionObject_CAST(op)->region);
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef Region_methods[] = {
+    {"push_task", Region_push_task, METH_VARARGS, Region_push_task__doc__},
+    {"pop_results", Region_pop_results, METH_VARARGS, Region_pop_results__doc__},
+    {"next_task", Region_next_task, METH_VARARGS, Region_next_task__doc__},
+    {"send_result", Region_send_result, METH_VARARGS, Region_send_result__doc__},
+    {"set_item", Region_set_item, METH_VARARGS, "set_item(k, i): worker k starts item i of a chunk."},
+    {"worker_state", Region_worker_state, METH_O, Region_worker_state__doc__},
+    {"reap", Region_reap, METH_O, Region_reap__doc__},
+    {"request_spawn", Region_request_spawn, METH_O, "request_spawn(k): ask for a process in slot k."},
+    {"request_kill", Region_request_kill, METH_O, "request_kill(k): ask the template to kill worker k."},
+    {"shutdown", Region_shutdown, METH_O, Region_shutdown__doc__},
+    {"drain_tasks", Region_drain_tasks, METH_NOARGS, Region_drain_tasks__doc__},
+    {"template_serve", Region_template_serve, METH_O,
+     "template_serve(request_fd): run the template loop; returns a worker index in a new worker, "
+     "None in the template when it must exit."},
+    {"stats", Region_stats, METH_NOARGS, "Arena and ring counters."},
+    {"destroy", Region_destroy, METH_NOARGS, "Unmap the region in this process."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Region_getset[] = {
+    {"event", Region_get_event, NULL, "The event word: changes when a worker changes state.", NULL},
+    {"nworkers", Region_get_nworkers, NULL, "Number of worker slots.", NULL},
+    {"max_payload", Region_get_max_payload, NULL, "Largest payload one message can carry.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Region_slots[] = {
+    {Py_tp_new, Region_new},
+    {Py_tp_dealloc, Region_dealloc},
+    {Py_tp_methods, Region_methods},
+    {Py_tp_getset, Region_getset},
+    {Py_tp_doc, "Region(nworkers, task_slots=1024, result_slots=1024, arena_bytes=16 GiB)\n--\n\n"
+                "A pool's shared memory region: rings, worker records and arena."},
+    {0, NULL},
+};
+
+static PyType_Spec Region_spec = {
+    .name = "allcores._core.Region",
+    .basicsize = sizeof(RegionObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Region_slots,
+};
+
+/* --- the template loop, with CPython's fork hooks --- */
+
+static void hook_prepare(void *ctx) { PyOS_BeforeFork(); }
+static void hook_parent(void *ctx) { PyOS_AfterFork_Parent(); }
+static void hook_child(void *ctx) { PyOS_AfterFork_Child(); }
+
+static PyObject *Region_template_serve(PyObject *op, PyObject *arg) {
+  RegionObject *self = RegionObject_CAST(op);
+  int fd = (int)PyLong_AsLong(arg);
+  if (fd == -1 && PyErr_Occurred()) return NULL;
+  if (!self->region.base) return raise_rc(self, AC_ECLOSED, "template_serve");
+  ac_fork_hooks hooks = {hook_prepare, hook_parent, hook_child, NULL};
+  /* The template is single-threaded and holds the GIL throughout: the fork hooks need it. */
+  int rc = ac_template_serve(&self->region, fd, &hooks);
+  if (rc >= 0) return PyLong_FromLong(rc);
+  if (rc == AC_ECLOSED || rc == AC_EDEAD) Py_RETURN_NONE;
+  return raise_rc(self, rc, "template_serve");
+}
+
+int acx_register_region(PyObject *m) {
+  PyObject *type = PyType_FromModuleAndSpec(m, &Region_spec, NULL);
+  if (!type) return -1;
+  ac_get_state(m)->Region = (PyTypeObject *)type;
+  Py_INCREF(type);
+  if (PyModule_AddObjectRef(m, "Region", type) < 0) {
+    Py_DECREF(type);
+    return -1;
+  }
+  Py_DECREF(type);
+  return 0;
+}
