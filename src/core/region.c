@@ -157,7 +157,6 @@ int ac_worker_next_task(ac_region *r, uint32_t k, ac_msg *msg, void *inline_buf,
   if (rc == 0) {
     atomic_store(&w->item, 0);
     atomic_store(&w->started_ns, ac_now_ns());
-    rc = ac_region_check_msg(r, msg);
   }
   return rc;
 }

@@ -72,12 +72,20 @@ static int check_worker(RegionObject *self, unsigned int k) {
   return 0;
 }
 
-/* Turns a received message into (id, kind, aux, payload bytes) and frees its block. */
-static PyObject *message_tuple(RegionObject *self, const ac_msg *m, const uint8_t *inline_buf) {
+/* Turns a received message into (id, kind, aux, payload bytes) and frees its block. `held` (may
+ * be NULL) is the worker record's note of the block, cleared before the block is freed so the
+ * parent never frees it a second time after this worker dies. */
+static PyObject *message_tuple(RegionObject *self, const ac_msg *m, const uint8_t *inline_buf,
+                               _Atomic uint64_t *held) {
   ac_region *r = &self->region;
   PyObject *payload;
   int rc = ac_region_check_msg(r, m);
-  if (rc) return raise_rc(self, rc, "received message");
+  if (rc) {
+    PyErr_Format(ac_get_state(ac_module_from_type(Py_TYPE(self)))->CorruptError,
+                 "invalid message in shared memory (id %llu, kind %u, len %u, block %llu)",
+                 (unsigned long long)m->id, m->kind, m->len, (unsigned long long)m->block);
+    return NULL;
+  }
   if (m->block) {
     ac_block *b = ac_block_at(r->base, m->block);
     payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)b->len);
@@ -90,6 +98,7 @@ static PyObject *message_tuple(RegionObject *self, const ac_msg *m, const uint8_
         memcpy(PyBytes_AS_STRING(payload), ac_block_data(r->base, m->block), b->len);
       }
     }
+    if (held) atomic_store(held, 0);
     ac_region_release(r, m->block);
   } else {
     payload = PyBytes_FromStringAndSize((const char *)inline_buf, m->len);
@@ -236,7 +245,7 @@ static PyObject *Region_pop_results(PyObject *op, PyObject *args) {
   }
   unsigned int got = 0;
   while (rc == 0) {
-    PyObject *t = message_tuple(self, &m, buf);
+    PyObject *t = message_tuple(self, &m, buf, NULL);
     if (!t || PyList_Append(out, t) < 0) {
       Py_XDECREF(t);
       Py_DECREF(out);
@@ -279,7 +288,7 @@ static PyObject *Region_next_task(PyObject *op, PyObject *args) {
   }
   if (rc == AC_ECLOSED) Py_RETURN_NONE;
   if (rc) return raise_rc(self, rc, "next_task");
-  return message_tuple(self, &m, buf);
+  return message_tuple(self, &m, buf, &r->workers[k].take.block);
 }
 
 PyDoc_STRVAR(Region_send_result__doc__,
@@ -362,7 +371,7 @@ static PyObject *Region_reap(PyObject *op, PyObject *arg) {
   Py_INCREF(recovered);
   if (out.recovered) {
     Py_DECREF(recovered);
-    recovered = message_tuple(self, &out.msg, buf);
+    recovered = message_tuple(self, &out.msg, buf, NULL);
     if (!recovered) return NULL;
   }
   return Py_BuildValue("(iiIKKN)", out.pid, out.wait_status, out.spawn_errno,

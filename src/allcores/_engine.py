@@ -1,0 +1,565 @@
+"""The engine under Pool and ProcessPoolExecutor: one shared region, one template, N workers.
+
+Data flow (nothing passes through a pipe or a per-task helper thread)::
+
+    caller thread                 shared region (memfd)                 worker k (forked from
+    -------------                 ---------------------                 the template process)
+    submit(fn, args) --pickle--> [task ring: slots | arena blocks] --futex--> next_task()
+                                                                              fn(*args)
+    future.result() <--------- [result ring] <-------------------------------- send_result()
+        ^ spins briefly, then          |
+        | waits on the future          +--> collector thread (no GIL while waiting): completes
+        |                                   futures, runs callbacks, feeds lazy maps, handles
+        +----------------------------------- worker deaths, timeouts and respawns
+
+- The template process is forked once, before the pool starts any thread; every worker is forked
+  from it (single-threaded, so no inherited locks). It reaps workers and reports exits in the
+  region; its workers die with it (PR_SET_PDEATHSIG), and it dies with the parent (pidfd).
+- Each worker records in the region which task it holds; when one dies, the parent fails exactly
+  that task (WorkerLost), gives back a task it had taken but not started, and forks a replacement.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import threading
+import time
+import weakref
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures._base import FINISHED, CANCELLED_AND_NOTIFIED
+from concurrent.futures.process import BrokenProcessPool
+
+from . import _core
+from . import _serialize as ser
+from . import _worker as W
+from .errors import TaskTimeout, WorkerLost
+
+# Worker slot states (region.h).
+ST_EMPTY, ST_SPAWN, ST_STARTING, ST_IDLE, ST_EXITED = range(5)
+
+# Ring sizes: enough queued tasks to keep every worker busy while the parent is descheduled, small
+# enough that the rings' pages (512 B a slot) stay warm in cache.
+TASK_SLOTS = 1024
+RESULT_SLOTS = 1024
+# Virtual size of the arena; pages cost memory only once touched, and are reused after that.
+ARENA_BYTES = 1 << 36
+# How often the collector wakes with nothing to do, to check timeouts and the template.
+IDLE_TICK_S = 0.05
+# The caller spins this long at most for a result before sleeping on the future (adaptive below).
+MAX_SPIN_NS = 200_000
+
+_live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+_forked_child = False
+
+
+def _after_fork_in_child():
+    global _forked_child
+    _forked_child = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _template_main(region, efd, initializer, initargs, maxtasks):
+    """Runs in the template process; never returns."""
+    code = 70
+    try:
+        import gc
+        gc.freeze()  # objects inherited from the parent are never traversed, so never copied
+        k = region.template_serve(efd)
+        if k is None:
+            code = 0
+        else:
+            code = W.main(region, k, initializer, initargs, maxtasks)
+    except BaseException:  # noqa: B902
+        try:
+            import traceback
+            traceback.print_exc()
+        except BaseException:  # noqa: B902
+            pass
+    finally:
+        os._exit(code)
+
+
+class TaskFuture(Future):
+    """A concurrent.futures.Future whose result() first helps: it drains the result ring itself
+    for a few microseconds, which saves the wake-up of the collector thread on short tasks."""
+
+    _engine = None
+
+    def result(self, timeout=None):
+        if self._state != FINISHED and self._engine is not None:
+            self._engine.fast_wait(self)
+        return super().result(timeout)
+
+    def exception(self, timeout=None):
+        if self._state != FINISHED and self._engine is not None:
+            self._engine.fast_wait(self)
+        return super().exception(timeout)
+
+
+class _CallEntry:
+    """A pending single call: completes a future."""
+    __slots__ = ("future", "what", "t0")
+
+    def __init__(self, future, what, t0):
+        self.future = future
+        self.what = what
+        self.t0 = t0
+
+    def deliver(self, engine, kind, payload):
+        fut = self.future
+        if kind == W.R_OK:
+            try:
+                value = ser._loads(payload)
+            except BaseException as exc:  # noqa: B902
+                _set_exception(fut, exc)
+                return
+            _set_result(fut, value)
+        else:
+            _set_exception(fut, ser.loads_exception(payload))
+
+    def fail(self, engine, exc, item=None):
+        _set_exception(self.future, exc)
+
+
+def _set_result(fut, value):
+    try:
+        fut.set_result(value)
+    except InvalidStateError:
+        pass  # cancelled meanwhile
+
+
+def _set_exception(fut, exc):
+    try:
+        fut.set_exception(exc)
+    except InvalidStateError:
+        pass
+
+
+class Engine:
+    """One pool's processes and transport. Thread-safe."""
+
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
+                 task_timeout=None, name="allcores"):
+        if processes is None:
+            processes = os.cpu_count() or 1
+        if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if maxtasks is not None and (not isinstance(maxtasks, int) or maxtasks < 1):
+            raise ValueError("maxtasksperchild must be a positive int or None")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if task_timeout is not None and task_timeout <= 0:
+            raise ValueError("task_timeout must be positive")
+        self.nworkers = processes
+        self.task_timeout = task_timeout
+        self._pid = os.getpid()
+        self._region = _core.Region(processes, TASK_SLOTS, RESULT_SLOTS, ARENA_BYTES)
+        self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._lock = threading.RLock()
+        self._pending: dict[int, object] = {}
+        self._ids = itertools.count(1)
+        self._overflow: collections.deque = collections.deque()
+        self._jobs: set = set()            # map jobs still feeding
+        self._timed_out: dict[int, float] = {}
+        self._broken: BaseException | None = None
+        self._closing = False              # no new work accepted
+        self._drain_requested = False      # task ring closed: workers exit when it is empty
+        self._terminated = False
+        self._popping = 0                  # caller threads draining results right now
+        self._spin_ns = 50_000
+        self._rtt_ema = 0.0
+        self._worker_pids: dict[int, int] = {}
+        self._init_error: BaseException | None = None
+        for k in range(processes):
+            self._region.request_spawn(k)
+        pid = _core.fork_template()
+        if pid == 0:
+            _template_main(self._region, self._efd, initializer, initargs, maxtasks)
+        self._template_pid = pid
+        self._template_status = None
+        self._collector_thread = threading.Thread(
+            target=self._collect_loop, name=f"{name}-collector", daemon=True)
+        self._collector_thread.start()
+        _live_engines.add(self)
+
+    # -- submitting -----------------------------------------------------------------------------
+
+    def _check_usable(self):
+        if _forked_child and os.getpid() != self._pid:
+            raise RuntimeError("this pool belongs to the parent process; create a new pool in the "
+                               "forked child")
+        if self._broken is not None:
+            raise BrokenProcessPool(str(self._broken)) from self._broken
+        if self._closing:
+            raise ValueError("Pool not running")
+
+    def submit_call(self, fn, args, kwargs, future=None):
+        """Queues fn(*args, **kwargs); returns its TaskFuture (pickling errors are set on it)."""
+        self._check_usable()
+        if future is None:
+            future = TaskFuture()
+        future._engine = self
+        try:
+            blob = ser.dumps_callable(fn)
+            payload = ser.dumps_call(blob, fn, args, kwargs)
+        except BaseException as exc:  # noqa: B902
+            future.set_exception(exc)
+            return future
+        tid = next(self._ids)
+        self._pending[tid] = _CallEntry(future, fn, time.perf_counter_ns())
+        self._push(tid, W.K_CALL, payload)
+        return future
+
+    def submit_chunk(self, tid, payload, track):
+        # Map jobs never block their feeder: it may run in the collector thread.
+        self._push(tid, W.K_CHUNK | (track << 8), payload, block=False)
+
+    def new_id(self):
+        return next(self._ids)
+
+    def _push(self, tid, kind, payload, block=True):
+        region = self._region
+        if not self._overflow and region.push_task(tid, kind, 0, payload, 0.0):
+            return
+        if not block or self._overflow or threading.current_thread() is self._collector_thread:
+            # The collector must never block on a full ring: it is what drains the results
+            # the workers are waiting to publish.
+            self._overflow.append((tid, kind, payload))
+            return
+        while not region.push_task(tid, kind, 0, payload, 0.1):
+            if self._broken is not None or self._terminated:
+                entry = self._pending.pop(tid, None)
+                if entry is not None:
+                    entry.fail(self, BrokenProcessPool("the pool stopped before the task was queued"))
+                return
+
+    def _flush_overflow(self):
+        ov = self._overflow
+        region = self._region
+        while ov:
+            tid, kind, payload = ov[0]
+            if not region.push_task(tid, kind, 0, payload, 0.0):
+                return
+            ov.popleft()
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def _complete(self, items):
+        pending = self._pending
+        now = time.perf_counter_ns()
+        for tid, kind, aux, payload in items:
+            if kind == W.R_INIT_ERR:
+                self._on_init_error(payload)
+                continue
+            entry = pending.pop(tid, None)
+            if entry is None:
+                continue  # cancelled, timed out, or failed already
+            rtt = now - entry.t0
+            self._rtt_ema = rtt if not self._rtt_ema else 0.8 * self._rtt_ema + 0.2 * rtt
+            entry.deliver(self, kind, payload)
+
+    def fast_wait(self, fut):
+        """Drain the result ring from the calling thread for a short, adaptive while."""
+        if fut._state != FINISHED:
+            self.help(lambda: fut._state == FINISHED)
+
+    def help(self, done):
+        """Spin on the result ring from the calling thread, completing what arrives, until done()
+        or about twice the recent task round trip (at most MAX_SPIN_NS) has passed. Short tasks
+        then complete without waking the collector thread; long ones cost a few microseconds."""
+        rtt = self._rtt_ema
+        if not rtt or rtt > 4 * MAX_SPIN_NS or done():
+            return
+        if _forked_child and os.getpid() != self._pid:
+            return
+        spin = int(min(MAX_SPIN_NS, 2 * rtt))
+        region = self._region
+        self._popping += 1
+        try:
+            deadline = time.perf_counter_ns() + spin
+            while not done():
+                left = deadline - time.perf_counter_ns()
+                if left <= 0:
+                    break
+                items, event = region.pop_results(256, left / 1e9, left, self._seen_event)
+                if items:
+                    with self._lock:
+                        self._complete(items)
+                elif event != self._seen_event:
+                    break  # a worker changed state: the collector handles it
+        finally:
+            self._popping -= 1
+
+    _seen_event = 0
+
+    def _collect_loop(self):
+        region = self._region
+        try:
+            while True:
+                if self._overflow:
+                    with self._lock:
+                        self._flush_overflow()
+                tick = IDLE_TICK_S
+                if self.task_timeout is not None:
+                    tick = min(tick, max(0.005, self.task_timeout / 4))
+                if self._overflow:
+                    tick = 0.001
+                items, event = region.pop_results(512, tick, 0, self._seen_event)
+                if items:
+                    with self._lock:
+                        self._complete(items)
+                if event != self._seen_event or self._timed_out:
+                    self._handle_workers(event)
+                if self.task_timeout is not None:
+                    self._check_timeouts()
+                if self._template_status is None and self._template_gone():
+                    self._on_template_gone()
+                if self._finished():
+                    break
+        except BaseException as exc:  # noqa: B902 - never die silently: break the pool instead
+            self._break(exc)
+        finally:
+            self._on_collector_exit()
+
+    def _finished(self):
+        if self._terminated:
+            return True
+        if self._broken is not None and self._template_status is not None:
+            return True
+        return self._drain_requested and not self._pending and not self._overflow and \
+            self._template_status is not None
+
+    def _template_gone(self):
+        try:
+            pid, status = os.waitpid(self._template_pid, os.WNOHANG)
+        except ChildProcessError:
+            self._template_status = -1
+            return True
+        if pid == 0:
+            return False
+        self._template_status = status
+        return True
+
+    def _on_template_gone(self):
+        if self._drain_requested or self._terminated:
+            with self._lock:
+                # Workers exited after the ring drained: deliver what they published, then fail
+                # anything that can no longer complete.
+                items, _ = self._region.pop_results(1 << 20, 0.0, 0, self._region.event)
+                self._complete(items)
+                self._handle_workers(self._region.event)
+                self._fail_all(BrokenProcessPool("the pool shut down before the task completed"))
+            return
+        self._break(BrokenProcessPool(
+            f"the pool's template process {self._template_pid} died unexpectedly "
+            f"(status {self._template_status}); its workers died with it"))
+
+    def _handle_workers(self, event):
+        with self._lock:
+            if self._popping:
+                return  # a caller is between popping and completing results; look again next tick
+            self._seen_event = event
+            region = self._region
+            # A dead worker may have published its last result just before dying: take every
+            # published result first, so that only a task with no result is declared lost.
+            items, _ = region.pop_results(1 << 20, 0.0, 0, event)
+            self._complete(items)
+            respawn = False
+            for k in range(self.nworkers):
+                state = region.worker_state(k)
+                if state[0] == ST_EXITED:
+                    reaped = region.reap(k)
+                    if reaped is not None:
+                        respawn |= self._on_worker_exit(k, *reaped)
+                elif state[0] in (ST_STARTING, ST_IDLE) and state[1] > 0:
+                    self._worker_pids[k] = state[1]
+            if respawn:
+                self._wake_template()
+
+    def _on_worker_exit(self, k, pid, status, spawn_errno, task_id, item, recovered):
+        self._worker_pids.pop(k, None)
+        if recovered is not None:
+            tid, kind, _aux, payload = recovered
+            self._overflow.appendleft((tid, kind, payload))
+        if task_id:
+            entry = self._pending.get(task_id)
+            if entry is not None:
+                deadline = self._timed_out.pop(task_id, None)
+                if deadline is not None:
+                    exc = TaskTimeout(f"task {ser.describe(getattr(entry, 'what', '?'))} ran longer "
+                                      f"than task_timeout={self.task_timeout}s; worker {pid} was "
+                                      f"killed and replaced")
+                else:
+                    exc = WorkerLost.from_wait_status(pid, status, _entry_what(entry, item))
+                if isinstance(entry, _CallEntry):
+                    del self._pending[task_id]
+                    entry.fail(self, exc)
+                else:
+                    del self._pending[task_id]
+                    entry.fail(self, exc, item)
+        if spawn_errno:
+            self._break(OSError(spawn_errno, f"cannot fork a worker: {os.strerror(spawn_errno)}"))
+            return False
+        if self._terminated or self._drain_requested or self._init_error is not None:
+            return False
+        return bool(self._region.request_spawn(k))
+
+    def _on_init_error(self, payload):
+        exc = ser.loads_exception(payload)
+        self._init_error = exc
+        self._break(BrokenProcessPool(
+            f"a worker's initializer failed: {type(exc).__name__}: {exc}"), cause=exc)
+
+    def _check_timeouts(self):
+        limit_ns = int(self.task_timeout * 1e9)
+        now = _core.now_ns()
+        region = self._region
+        with self._lock:
+            for k in range(self.nworkers):
+                state, pid, gen, tid, started, done, item = region.worker_state(k)
+                if tid and state == ST_IDLE and now - started > limit_ns and tid not in self._timed_out:
+                    if tid in self._pending:
+                        self._timed_out[tid] = now
+                        region.request_kill(k)
+                        self._wake_template()
+
+    # -- failure and shutdown ------------------------------------------------------------------
+
+    def _fail_all(self, exc):
+        pending, self._pending = self._pending, {}
+        self._overflow.clear()
+        for entry in pending.values():
+            entry.fail(self, exc)
+        for job in list(self._jobs):
+            job.abort(exc)
+
+    def _break(self, exc, cause=None):
+        with self._lock:
+            if self._broken is None:
+                if cause is not None:
+                    exc.__cause__ = cause
+                self._broken = exc
+            self._fail_all(exc)
+        self._stop_processes()
+
+    def _wake_template(self):
+        efd = self._efd
+        if efd >= 0:
+            try:
+                _core.notify(efd)
+            except OSError:
+                pass
+
+    def _stop_processes(self):
+        try:
+            self._region.shutdown(2)
+            self._wake_template()
+        except (OSError, ValueError):
+            pass
+
+    def _on_collector_exit(self):
+        if self._template_status is None:
+            self._stop_processes()
+            try:
+                os.waitpid(self._template_pid, 0)
+            except ChildProcessError:
+                pass
+            self._template_status = 0
+        with self._lock:
+            if self._pending or self._overflow:
+                self._fail_all(self._broken or CancelledError())
+        efd, self._efd = self._efd, -1
+        try:
+            os.close(efd)
+        except OSError:
+            pass
+
+    def close(self):
+        """No new work; workers exit once every queued task is done."""
+        with self._lock:
+            self._closing = True
+            if self._jobs:
+                for job in list(self._jobs):
+                    job.feed_all()
+            self._maybe_drain()
+
+    def _maybe_drain(self):
+        if self._closing and not self._jobs and not self._drain_requested:
+            self._drain_requested = True
+            # Queued tasks waiting in the overflow must reach the ring before it closes.
+            while self._overflow:
+                self._flush_overflow()
+                if self._overflow:
+                    time.sleep(0.001)
+            self._region.shutdown(1)
+            self._wake_template()
+
+    def job_done(self, job):
+        with self._lock:
+            self._jobs.discard(job)
+            self._maybe_drain()
+
+    def terminate(self):
+        """Stop now: kill the workers, cancel what has not completed."""
+        with self._lock:
+            self._closing = True
+            self._terminated = True
+            self._fail_all(CancelledError())
+        self._stop_processes()
+        self.join()
+
+    def join(self, timeout=None):
+        t = self._collector_thread
+        if t is not threading.current_thread():
+            t.join(timeout)
+        return not t.is_alive()
+
+    def cancel_queued(self):
+        """Take every queued (not started) task off the ring and cancel its future."""
+        with self._lock:
+            ids = self._region.drain_tasks()
+            ids.extend(tid for tid, _, _ in self._overflow)
+            self._overflow.clear()
+            for tid in ids:
+                entry = self._pending.pop(tid, None)
+                if entry is not None:
+                    entry.fail(self, CancelledError())
+
+    def kill_running(self, task_ids):
+        """Kill the workers running any of task_ids (they are replaced)."""
+        with self._lock:
+            for k in range(self.nworkers):
+                st = self._region.worker_state(k)
+                if st[3] in task_ids:
+                    self._region.request_kill(k)
+            self._wake_template()
+
+    @property
+    def broken(self):
+        return self._broken
+
+    def worker_pids(self):
+        return [p for p in (self._region.worker_state(k)[1] for k in range(self.nworkers)) if p > 0]
+
+
+def _entry_what(entry, item):
+    what = getattr(entry, "what", None)
+    desc = ser.describe(what) if what is not None else "a task"
+    return f"task {desc}" + (f" (item {item} of its chunk)" if item else "")
+
+
+def _atexit():
+    for engine in list(_live_engines):
+        try:
+            if engine._pid == os.getpid():
+                engine.terminate()
+        except Exception:
+            pass
+
+
+import atexit  # noqa: E402
+
+atexit.register(_atexit)

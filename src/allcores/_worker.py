@@ -1,0 +1,151 @@
+"""The worker process's loop: take a task from the shared ring, run it, publish its result.
+
+A worker is forked from the pool's template process and runs until the task ring closes, its
+task budget (maxtasksperchild) is spent, or it is killed. Every exception a task raises, even
+SystemExit, becomes that task's result; the loop itself never dies of a task.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import time
+
+from . import _serialize as ser
+
+# Task kinds (parent -> worker).
+K_CALL = 0   # payload: (fn pickle, args, kwargs)
+K_CHUNK = 1  # payload: (fn pickle, items, star): fn(item) or fn(*item) for each item
+
+# Result kinds (worker -> parent).
+R_OK = 0        # payload: pickled value
+R_ERR = 1       # payload: dumps_exception(...)
+R_CHUNK = 2     # payload: (values, {index: exception payload}, elapsed_ns)
+R_INIT_ERR = 3  # the initializer raised; payload: dumps_exception(...)
+
+EXIT_INIT_FAILED = 3
+
+# How long a worker that just finished a task spins for the next before sleeping; the ring lets
+# only one worker spin at a time.
+WORKER_SPIN_NS = 50_000
+
+_loads = pickle.loads
+_dumps = pickle.dumps
+
+
+def _dump_value(value, what: str) -> tuple[int, bytes]:
+    try:
+        return R_OK, _dumps(value, ser.PROTOCOL)
+    except Exception:
+        try:
+            return R_OK, ser._cloudpickle().dumps(value, ser.PROTOCOL)
+        except Exception as exc:
+            err = ser.PicklingError(
+                f"cannot send the result of task {what} back: {type(value).__qualname__} object "
+                f"{ser._short_repr(value)}: {exc}")
+            return R_ERR, ser.dumps_exception(err, what)
+
+
+def _run_chunk_fast(region, k, fn, items, star, what):
+    # list.extend keeps what it appended before an exception, so a failure costs nothing until
+    # it happens: tiny items run at the speed of map() itself.
+    values = []
+    errors = {}
+    n = len(items)
+    mapper = itertools.starmap if star else map
+    start = 0
+    while start < n:
+        try:
+            values.extend(mapper(fn, items if start == 0 else itertools.islice(items, start, None)))
+            break
+        except BaseException as exc:  # noqa: B902 - a task's failure is its result
+            idx = len(values)
+            values.append(None)
+            errors[idx] = ser.dumps_exception(exc, what)
+            start = idx + 1
+            region.set_item(k, start)
+    return values, errors
+
+
+def _run_chunk_tracked(region, k, fn, items, star, what):
+    values = []
+    errors = {}
+    append = values.append
+    set_item = region.set_item
+    for i, item in enumerate(items):
+        if i:
+            set_item(k, i)
+        try:
+            append(fn(*item) if star else fn(item))
+        except BaseException as exc:  # noqa: B902 - a task's failure is its result
+            append(None)
+            errors[i] = ser.dumps_exception(exc, what)
+    return values, errors
+
+
+def main(region, k: int, initializer, initargs, maxtasks) -> int:
+    """Runs worker slot k. Returns the process exit code."""
+    me = os.getpid()
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException as exc:  # noqa: B902
+            what = f"initializer {ser.describe(initializer)}"
+            region.send_result(k, 0, R_INIT_ERR, k, ser.dumps_exception(exc, what))
+            return EXIT_INIT_FAILED
+    fns: dict[bytes, object] = {}
+    done = 0
+    next_task = region.next_task
+    send = region.send_result
+    perf = time.perf_counter_ns
+    while maxtasks is None or done < maxtasks:
+        task = next_task(k, WORKER_SPIN_NS)
+        if task is None:
+            break
+        tid, kind, aux, payload = task
+        track = kind >> 8
+        kind &= 0xFF
+        what = "?"
+        try:
+            fn_blob, body, extra = _loads(payload)
+            fn = fns.get(fn_blob)
+            if fn is None:
+                fn = _loads(fn_blob)
+                if len(fns) > 256:
+                    fns.clear()
+                fns[fn_blob] = fn
+            what = ser.describe(fn)
+            if kind == K_CALL:
+                value = fn(*body, **extra) if extra else fn(*body)
+                rkind, out = _dump_value(value, what)
+            else:
+                t0 = perf()
+                values, errors = (_run_chunk_tracked if track else _run_chunk_fast)(
+                    region, k, fn, body, extra, what)
+                elapsed = perf() - t0
+                rkind, out = _dump_value((values, errors, elapsed), what)
+                if rkind == R_OK:
+                    rkind = R_CHUNK
+                else:  # one value could not be pickled: find it, fail just that item
+                    rkind, out = R_CHUNK, _dumps(_isolate_unpicklable(values, errors, what) + (elapsed,),
+                                                 ser.PROTOCOL)
+        except BaseException as exc:  # noqa: B902
+            rkind, out = R_ERR, ser.dumps_exception(exc, what)
+        if os.getpid() != me:
+            # The task forked and this is the child returning into the loop: it must not act as a
+            # second copy of this worker.
+            os._exit(0)
+        send(k, tid, rkind, 0, out)
+        done += 1
+    return 0
+
+
+def _isolate_unpicklable(values, errors, what):
+    for i, v in enumerate(values):
+        if i in errors:
+            continue
+        rkind, out = _dump_value(v, what)
+        if rkind != R_OK:
+            values[i] = None
+            errors[i] = out
+    return values, errors

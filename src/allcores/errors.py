@@ -1,0 +1,79 @@
+"""Exceptions raised by allcores pools.
+
+WorkerLost and TaskTimeout fail one task; the pool itself goes on serving. Both subclass the
+exceptions users of concurrent.futures already catch (BrokenProcessPool, TimeoutError).
+"""
+from __future__ import annotations
+
+import pickle
+import signal as _signal
+from concurrent.futures.process import BrokenProcessPool
+
+__all__ = [
+    "WorkerLost", "TaskTimeout", "TaskExit", "RemoteTraceback", "PicklingError",
+    "UnpicklableTaskError", "BrokenProcessPool",
+]
+
+
+class RemoteTraceback(Exception):
+    """The worker's formatted traceback, attached as ``__cause__`` of a re-raised task exception."""
+
+    def __init__(self, tb: str):
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+class WorkerLost(BrokenProcessPool):
+    """The worker process running this task died (killed, crashed, exited).
+
+    Only this task fails; the worker is replaced and the pool keeps serving. ``pid`` is the dead
+    worker's process id, ``exitcode`` its exit status (None when killed by a signal) and
+    ``signal`` the name of the signal that killed it (None when it exited).
+    """
+
+    def __init__(self, message: str = "worker lost", pid: int | None = None,
+                 exitcode: int | None = None, signal: str | None = None):
+        super().__init__(message)
+        self.pid = pid
+        self.exitcode = exitcode
+        self.signal = signal
+
+    def __reduce__(self):
+        return (type(self), (self.args[0] if self.args else "", self.pid, self.exitcode, self.signal))
+
+    @classmethod
+    def from_wait_status(cls, pid: int, status: int, what: str) -> "WorkerLost":
+        if status < 0:
+            return cls(f"worker could not be started while running {what}", pid)
+        import os
+        if os.WIFSIGNALED(status):
+            signum = os.WTERMSIG(status)
+            try:
+                name = _signal.Signals(signum).name
+            except ValueError:
+                name = f"signal {signum}"
+            hint = " (likely the out-of-memory killer or an explicit kill)" if name == "SIGKILL" else ""
+            return cls(f"worker {pid} was killed by {name}{hint} while running {what}", pid,
+                       None, name)
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
+        return cls(f"worker {pid} exited with code {code} while running {what}", pid, code, None)
+
+
+class TaskTimeout(TimeoutError):
+    """A task ran longer than its ``task_timeout``; its worker was killed and replaced."""
+
+
+class TaskExit(RuntimeError):
+    """A task called sys.exit() (or raised SystemExit); the worker caught it and kept serving."""
+
+
+class PicklingError(pickle.PicklingError, TypeError):
+    """A task's function, argument or result could not be pickled; the message names the object."""
+
+
+class UnpicklableTaskError(RuntimeError):
+    """A task raised an exception that could not be sent back as itself; the message and the
+    worker's traceback describe the original."""

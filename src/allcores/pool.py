@@ -1,0 +1,410 @@
+"""allcores.Pool: a drop-in for multiprocessing.Pool on the allcores engine, plus submit().
+
+Everything multiprocessing.Pool offers behaves as there (results, ordering, errors, callbacks,
+close/join/terminate, the context manager), with these differences users ask for:
+lambdas and closures work; chunksize=None picks chunk sizes from measured task times (imap too);
+a worker that dies fails only its task (WorkerLost) instead of hanging the pool; task_timeout
+stops a task that runs too long; submit() returns a concurrent.futures.Future.
+"""
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import threading
+import time
+from concurrent.futures import CancelledError
+from concurrent.futures._base import FINISHED
+
+from ._engine import Engine, TaskFuture
+from ._mapjob import MapJob
+
+__all__ = ["Pool", "ApplyResult", "AsyncResult", "MapResult", "IMapIterator"]
+
+RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+
+
+def _run_callback(cb, arg):
+    try:
+        cb(arg)
+    except Exception:  # a callback's failure must not break result delivery
+        import traceback
+        traceback.print_exc()
+
+
+class ApplyResult:
+    """multiprocessing's AsyncResult over a concurrent.futures.Future."""
+
+    def __init__(self, future, callback=None, error_callback=None):
+        self._future = future
+        self._callback = callback
+        self._error_callback = error_callback
+        if callback is not None or error_callback is not None:
+            future.add_done_callback(self._on_done)
+
+    def _on_done(self, fut):
+        if fut.cancelled():
+            if self._error_callback is not None:
+                _run_callback(self._error_callback, CancelledError())
+            return
+        exc = fut.exception()
+        if exc is None:
+            if self._callback is not None:
+                _run_callback(self._callback, fut.result())
+        elif self._error_callback is not None:
+            _run_callback(self._error_callback, exc)
+
+    @property
+    def future(self):
+        """The underlying concurrent.futures.Future (usable with asyncio.wrap_future)."""
+        return self._future
+
+    def ready(self):
+        return self._future.done()
+
+    def successful(self):
+        if not self.ready():
+            raise ValueError("{0!r} not ready".format(self))
+        return not self._future.cancelled() and self._future.exception() is None
+
+    def wait(self, timeout=None):
+        try:
+            self._future.exception(timeout)
+        except (TimeoutError, CancelledError):
+            pass
+
+    def get(self, timeout=None):
+        fut = self._future
+        try:
+            return fut.result(timeout)
+        except TimeoutError:
+            if fut.done():
+                raise  # the task itself raised TimeoutError (or TaskTimeout)
+            raise multiprocessing.TimeoutError from None
+
+    def __await__(self):
+        import asyncio
+        return asyncio.wrap_future(self._future).__await__()
+
+
+AsyncResult = ApplyResult
+
+
+class MapResult(ApplyResult):
+    """The result of map_async/starmap_async; also the job's sink."""
+
+    def __init__(self, engine, callback=None, error_callback=None, progress=None):
+        fut = TaskFuture()
+        fut._engine = engine
+        self._values = []
+        self._left = None
+        self._job = None
+        self._progress = progress
+        self._lock = threading.Lock()
+        super().__init__(fut, callback, error_callback)
+
+    def _bind(self, job):
+        self._job = job
+        self._values = [None] * job.total
+        self._left = job.total
+        if job.total == 0:
+            self._finish()
+        return self
+
+    def _finish(self):
+        if self._progress is not None:
+            self._progress.close()
+        try:
+            self._future.set_result(self._values)
+        except Exception:
+            pass
+
+    def item(self, index, ok, value):
+        fut = self._future
+        if fut._state == FINISHED:
+            return
+        if not ok:
+            if self._progress is not None:
+                self._progress.close()
+            try:
+                fut.set_exception(value)
+            except Exception:
+                pass
+            if self._job is not None:
+                self._job.abort()
+            return
+        self._values[index] = value
+        if self._progress is not None:
+            self._progress.update(1)
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._finish()
+
+    def done(self):
+        if self._left == 0 and self._future._state != FINISHED:
+            self._finish()
+
+    def fail(self, exc):
+        if self._progress is not None:
+            self._progress.close()
+        try:
+            self._future.set_exception(exc)
+        except Exception:
+            pass
+
+
+class IMapIterator:
+    """Iterator over a lazily fed map's results, in order (imap) or as they come
+    (imap_unordered). next(timeout) raises multiprocessing.TimeoutError like multiprocessing's."""
+
+    _timeout_error = multiprocessing.TimeoutError
+
+    def __init__(self, engine, ordered, progress=None):
+        self._engine = engine
+        self._ordered = ordered
+        self._cond = threading.Condition(threading.Lock())
+        self._ready = {} if ordered else collections.deque()
+        self._next = 0
+        self._done = False
+        self._error = None
+        self._delivered_total = None
+        self._job = None
+        self._yielded = 0
+        self._progress = progress
+
+    def _bind(self, job):
+        self._job = job
+        return self
+
+    # sink side
+    def item(self, index, ok, value):
+        with self._cond:
+            if self._ordered:
+                self._ready[index] = (ok, value)
+            else:
+                self._ready.append((ok, value))
+            self._cond.notify()
+
+    def done(self):
+        with self._cond:
+            self._done = True
+            self._delivered_total = self._job.submitted
+            self._cond.notify_all()
+
+    def fail(self, exc):
+        with self._cond:
+            self._error = exc
+            self._done = True
+            self._delivered_total = self._job.submitted if self._job else 0
+            self._cond.notify_all()
+
+    # consumer side
+    def __iter__(self):
+        return self
+
+    def _take(self):
+        """Returns (True, (ok, value)) when an item is available, (True, None) at the end."""
+        if self._ordered:
+            got = self._ready.pop(self._next, None)
+        else:
+            got = self._ready.popleft() if self._ready else None
+        if got is not None:
+            self._next += 1
+            return True, got
+        if self._done and (self._delivered_total is None or self._next >= self._delivered_total):
+            return True, None
+        return False, None
+
+    def _has_ready(self):
+        return bool(self._ready) or self._done
+
+    def next(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        helped = False
+        while True:
+            with self._cond:
+                ready, got = self._take()
+                if not ready and helped:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise self._timeout_error
+                    self._cond.wait(1.0 if left is None else min(left, 1.0))
+                    helped = False
+                    continue
+            if not ready:
+                self._engine.help(self._has_ready)
+                helped = True
+                continue
+            if got is None:
+                if self._progress is not None:
+                    self._progress.close()
+                if self._error is not None:
+                    err, self._error = self._error, None
+                    raise err
+                raise StopIteration
+            job = self._job
+            if job is not None:
+                job.note_consumed(1)
+            if self._progress is not None:
+                self._progress.update(1)
+            ok, value = got
+            if ok:
+                return value
+            raise value
+
+    __next__ = next
+
+
+def _progress_bar(progress, total):
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError("progress=True needs tqdm: pip install tqdm") from exc
+    kwargs = progress if isinstance(progress, dict) else {}
+    return tqdm(total=total, **kwargs)
+
+
+class Pool:
+    """A process pool with multiprocessing.Pool's API on allcores' shared-memory transport.
+
+    Args:
+        processes: number of worker processes (default: os.cpu_count()).
+        initializer, initargs: run initializer(*initargs) in each worker when it starts.
+        maxtasksperchild: replace a worker after it ran this many tasks (or chunks).
+        context: accepted for compatibility; allcores always forks its workers from a clean
+            template process.
+        task_timeout: seconds a task may run; past it the task raises TaskTimeout and its worker
+            is killed and replaced.
+    """
+
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
+                 context=None, *, backend="process", task_timeout=None):
+        self._state = RUN  # set first: __del__ must work even when __init__ fails
+        self._engine = None
+        if backend != "process":
+            from ._backends import make_engine
+            self._engine = make_engine(backend, processes, initializer, initargs,
+                                       maxtasksperchild, task_timeout)
+        else:
+            self._engine = Engine(processes, initializer, initargs, maxtasksperchild, task_timeout,
+                                  name="allcores-pool")
+        self._processes = self._engine.nworkers
+
+    # -- single calls ----------------------------------------------------------------------------
+
+    def _check_running(self):
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    def apply(self, func, args=(), kwds={}):
+        """Call func(*args, **kwds) in a worker and return its result."""
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
+        self._check_running()
+        fut = self._engine.submit_call(func, tuple(args), dict(kwds) if kwds else None)
+        return ApplyResult(fut, callback, error_callback)
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Call fn(*args, **kwargs) in a worker; returns a concurrent.futures.Future."""
+        self._check_running()
+        return self._engine.submit_call(fn, args, kwargs or None)
+
+    # -- maps -----------------------------------------------------------------------------------
+
+    def _map_async(self, func, iterable, chunksize, star, callback, error_callback, progress):
+        self._check_running()
+        if not hasattr(iterable, "__len__"):
+            iterable = list(iterable)
+        result = MapResult(self._engine, callback, error_callback,
+                           _progress_bar(progress, len(iterable)))
+        job = MapJob(self._engine, func, iterable, chunksize, star, result, lazy=False)
+        result._bind(job)
+        job.start()
+        return result
+
+    def map(self, func, iterable, chunksize=None, progress=False):
+        """Apply func to each item; results in order. chunksize=None chooses it from task times."""
+        return self._map_async(func, iterable, chunksize, False, None, None, progress).get()
+
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None,
+                  progress=False):
+        return self._map_async(func, iterable, chunksize, False, callback, error_callback, progress)
+
+    def starmap(self, func, iterable, chunksize=None, progress=False):
+        """Like map, with each item unpacked as arguments: func(*item)."""
+        return self._map_async(func, iterable, chunksize, True, None, None, progress).get()
+
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None,
+                      progress=False):
+        return self._map_async(func, iterable, chunksize, True, callback, error_callback, progress)
+
+    def _imap(self, func, iterable, chunksize, ordered, star, progress):
+        self._check_running()
+        total = len(iterable) if progress and hasattr(iterable, "__len__") else None
+        it = IMapIterator(self._engine, ordered, _progress_bar(progress, total))
+        job = MapJob(self._engine, func, iterable, chunksize, star, it, lazy=True)
+        it._bind(job)
+        job.start()
+        return it
+
+    def imap(self, func, iterable, chunksize=None, progress=False):
+        """Lazy map: an iterator over results in order; input consumed as workers free up."""
+        return self._imap(func, iterable, chunksize, True, False, progress)
+
+    def imap_unordered(self, func, iterable, chunksize=None, progress=False):
+        """Like imap, yielding results as they complete."""
+        return self._imap(func, iterable, chunksize, False, False, progress)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def close(self):
+        """Accept no more tasks; workers exit once the queued ones are done."""
+        if self._state == RUN:
+            self._state = CLOSE
+            self._engine.close()
+
+    def terminate(self):
+        """Stop the workers now; unfinished tasks are cancelled."""
+        if self._state != TERMINATE and self._engine is not None:
+            self._state = TERMINATE
+            self._engine.terminate()
+
+    def join(self):
+        """Wait for the workers to exit (after close() or terminate())."""
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        self._engine.join()
+
+    def __enter__(self):
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc):
+        self.terminate()
+
+    def __reduce__(self):
+        raise NotImplementedError(
+            "pool objects cannot be passed between processes or pickled")
+
+    def __del__(self):
+        if getattr(self, "_state", None) == RUN and getattr(self, "_engine", None) is not None:
+            try:
+                self.terminate()
+            except Exception:
+                pass
+
+    def __repr__(self):
+        return f"<{type(self).__module__}.{type(self).__qualname__} state={self._state} " \
+               f"pool_size={self._processes}>"
+
+    @property
+    def processes(self):
+        return self._processes
+
+    def worker_pids(self):
+        """Process ids of the current workers."""
+        return self._engine.worker_pids()
