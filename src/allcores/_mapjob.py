@@ -24,6 +24,14 @@ TARGET_CHUNK_NS = 5_000_000
 TRACK_ITEMS_ABOVE_NS = 20_000
 
 
+def item_error(errors, i):
+    """The exception of item i of a chunk (decoding the worker's pickled form on first use)."""
+    exc = errors[i]
+    if isinstance(exc, bytes):
+        exc = errors[i] = ser.loads_exception(exc)
+    return exc
+
+
 class AutoChunker:
     def __init__(self, nworkers, total=None):
         self.nworkers = nworkers
@@ -102,7 +110,9 @@ class _ChunkEntry:
 class MapJob:
     """Feeds one map's chunks to the engine; hands each item's outcome to a sink.
 
-    The sink has: item(index, ok, value) for each item, done() once all items are delivered,
+    The sink has: chunk(start, values, errors) for a chunk's outcomes (errors maps an index in
+    the chunk to an exception or its pickled form: see item_error), item(index, ok, value) for
+    one item, done() once all items are delivered,
     and fail(exc) when the input itself failed (the iterable raised, or a chunk cannot be
     pickled). For an ordered map the sink decides what an item's error means.
     """
@@ -198,13 +208,7 @@ class MapJob:
         with self.lock:
             self.inflight -= 1
             self.chunker.observe(len(entry.items), elapsed)
-        start = entry.start
-        item = self.sink.item
-        for i, v in enumerate(values):
-            if errors and i in errors:
-                item(start + i, False, ser.loads_exception(errors[i]))
-            else:
-                item(start + i, True, v)
+        self.sink.chunk(entry.start, values, errors)
         self.feed()
 
     def chunk_failed(self, entry, index, exc, resubmit):

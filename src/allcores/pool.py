@@ -16,7 +16,7 @@ from concurrent.futures import CancelledError
 from concurrent.futures._base import FINISHED
 
 from ._engine import Engine, TaskFuture
-from ._mapjob import MapJob
+from ._mapjob import MapJob, item_error
 
 __all__ = ["Pool", "ApplyResult", "AsyncResult", "MapResult", "IMapIterator"]
 
@@ -141,6 +141,23 @@ class MapResult(ApplyResult):
         if last:
             self._finish()
 
+    def chunk(self, start, values, errors):
+        if self._future._state == FINISHED:
+            return
+        if errors:
+            first = min(errors)
+            self.item(start + first, False, item_error(errors, first))
+            return
+        n = len(values)
+        self._values[start:start + n] = values
+        if self._progress is not None:
+            self._progress.update(n)
+        with self._lock:
+            self._left -= n
+            last = self._left == 0
+        if last:
+            self._finish()
+
     def done(self):
         if self._left == 0 and self._future._state != FINISHED:
             self._finish()
@@ -165,6 +182,8 @@ class IMapIterator:
         self._ordered = ordered
         self._cond = threading.Condition(threading.Lock())
         self._ready = {} if ordered else collections.deque()
+        self._cur = None   # the run of results being consumed
+        self._pos = 0
         self._next = 0
         self._done = False
         self._error = None
@@ -177,14 +196,20 @@ class IMapIterator:
         self._job = job
         return self
 
-    # sink side
-    def item(self, index, ok, value):
+    # sink side: each entry is a run of results (values, errors) starting at some index
+    def chunk(self, start, values, errors):
         with self._cond:
             if self._ordered:
-                self._ready[index] = (ok, value)
+                self._ready[start] = (values, errors)
             else:
-                self._ready.append((ok, value))
+                self._ready.append((values, errors))
             self._cond.notify()
+
+    def item(self, index, ok, value):
+        if ok:
+            self.chunk(index, [value], None)
+        else:
+            self.chunk(index, [None], {0: value})
 
     def done(self):
         with self._cond:
@@ -205,19 +230,31 @@ class IMapIterator:
 
     def _take(self):
         """Returns (True, (ok, value)) when an item is available, (True, None) at the end."""
-        if self._ordered:
-            got = self._ready.pop(self._next, None)
-        else:
-            got = self._ready.popleft() if self._ready else None
-        if got is not None:
-            self._next += 1
-            return True, got
-        if self._done and (self._delivered_total is None or self._next >= self._delivered_total):
-            return True, None
-        return False, None
+        cur = self._cur
+        if cur is None:
+            if self._ordered:
+                cur = self._ready.pop(self._next, None)
+            else:
+                cur = self._ready.popleft() if self._ready else None
+            if cur is None:
+                if self._done and (self._delivered_total is None or
+                                   self._next >= self._delivered_total):
+                    return True, None
+                return False, None
+            self._cur = cur
+            self._pos = 0
+        values, errors = cur
+        i = self._pos
+        self._pos = i + 1
+        self._next += 1
+        if self._pos >= len(values):
+            self._cur = None
+        if errors and i in errors:
+            return True, (False, item_error(errors, i))
+        return True, (True, values[i])
 
     def _has_ready(self):
-        return bool(self._ready) or self._done
+        return bool(self._ready) or self._cur is not None or self._done
 
     def next(self, timeout=None):
         deadline = None if timeout is None else time.monotonic() + timeout
