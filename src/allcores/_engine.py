@@ -90,12 +90,22 @@ class TaskFuture(Future):
 
     def result(self, timeout=None):
         if self._state != FINISHED and self._engine is not None:
-            self._engine.fast_wait(self)
+            try:
+                self._engine.fast_wait(self)
+                return super().result(timeout)
+            except KeyboardInterrupt:
+                self._engine.interrupt()
+                raise
         return super().result(timeout)
 
     def exception(self, timeout=None):
         if self._state != FINISHED and self._engine is not None:
-            self._engine.fast_wait(self)
+            try:
+                self._engine.fast_wait(self)
+                return super().exception(timeout)
+            except KeyboardInterrupt:
+                self._engine.interrupt()
+                raise
         return super().exception(timeout)
 
 
@@ -527,6 +537,24 @@ class Engine:
                 entry = self._pending.pop(tid, None)
                 if entry is not None:
                     entry.fail(self, CancelledError())
+
+    def interrupt(self):
+        """Ctrl-C while waiting on this pool: stop its current work. Queued tasks are cancelled,
+        running ones are cancelled and their workers killed (and replaced); the pool stays
+        usable."""
+        if self._terminated or (_forked_child and os.getpid() != self._pid):
+            return
+        with self._lock:
+            for job in list(self._jobs):
+                job.abort(CancelledError())
+            self.cancel_queued()
+            running, self._pending = self._pending, {}
+            for entry in running.values():
+                entry.fail(self, CancelledError())
+            for k in range(self.nworkers):
+                if self._region.worker_state(k)[3]:
+                    self._region.request_kill(k)
+            self._wake_template()
 
     def kill_running(self, task_ids):
         """Kill the workers running any of task_ids (they are replaced)."""

@@ -256,4 +256,4 @@ class MapJob:
         if exc is not None and not self._done_reported:
             self._done_reported = True
             self.sink.fail(exc)
-        self.engine._jobs.discard(self)
+        self.engine.job_done(self)

@@ -257,6 +257,13 @@ class IMapIterator:
         return bool(self._ready) or self._cur is not None or self._done
 
     def next(self, timeout=None):
+        try:
+            return self._next_item(timeout)
+        except KeyboardInterrupt:
+            self._engine.interrupt()
+            raise
+
+    def _next_item(self, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
         helped = False
         while True:
