@@ -131,7 +131,16 @@ class _CallEntry:
             _set_exception(fut, ser.loads_exception(payload))
 
     def fail(self, engine, exc, item=None):
-        _set_exception(self.future, exc)
+        if isinstance(exc, CancelledError):
+            _cancel(self.future)
+        else:
+            _set_exception(self.future, exc)
+
+
+def _cancel(fut):
+    """Cancel a future so that wait() and as_completed() see it as done, as an executor does."""
+    if fut.cancel():
+        fut.set_running_or_notify_cancel()
 
 
 def _set_result(fut, value):

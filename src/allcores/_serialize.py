@@ -40,6 +40,33 @@ def _by_value_needed(fn: Any) -> bool:
     return module == "__main__" or module is None or "<" in qualname
 
 
+def _resolve_main(qualname: str, by_value: bytes):
+    """In a worker: the function __main__.<qualname> when the worker's __main__ has it (it was
+    defined before the pool forked its template), so it shares __main__'s globals with the
+    initializer and other tasks, as with multiprocessing; else the copy sent by value."""
+    import sys
+    obj = sys.modules.get("__main__")
+    try:
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        if callable(obj):
+            return obj
+    except AttributeError:
+        pass
+    return _loads(by_value)
+
+
+class _MainFunction:
+    __slots__ = ("qualname", "by_value")
+
+    def __init__(self, qualname, by_value):
+        self.qualname = qualname
+        self.by_value = by_value
+
+    def __reduce__(self):
+        return (_resolve_main, (self.qualname, self.by_value))
+
+
 def dumps_callable(fn: Any) -> bytes:
     """Pickles fn (cached). Raises PicklingError naming the function when it cannot travel."""
     hit = _FN_CACHE.get(id(fn))
@@ -58,6 +85,9 @@ def dumps_callable(fn: Any) -> bytes:
             blob = _cloudpickle().dumps(fn, PROTOCOL)
         except Exception as exc:
             raise PicklingError(f"cannot send function {describe(fn)} to a worker: {exc}") from exc
+        qualname = getattr(fn, "__qualname__", "") or ""
+        if getattr(fn, "__module__", None) == "__main__" and "<" not in qualname:
+            blob = _dumps(_MainFunction(qualname, blob), PROTOCOL)
     if len(_FN_CACHE) >= _FN_CACHE_MAX:
         _FN_CACHE.clear()
     _FN_CACHE[id(fn)] = (fn, blob)
