@@ -150,6 +150,7 @@ class MapJob:
         self.max_ahead = None
         self._done_reported = False
         self.unbounded = False
+        self.starved = False
         engine._jobs.add(self)
 
     def start(self):
@@ -162,17 +163,23 @@ class MapJob:
         with self.lock:
             if self.aborted:
                 return
+            self.starved = False
             engine = self.engine
+            chunker = self.chunker
+            bounded = not self.unbounded
+            limit = self.window if chunker.measured else engine.nworkers
+            cap = None
+            if self.lazy and bounded:
+                cap = max(self.window * max(chunker.size, 1), 2 * self.window)
+            track = 1 if chunker.track else 0
+            pending = engine._pending
             while not self.exhausted:
-                limit = self.window if self.chunker.measured else self.engine.nworkers
-                if self.inflight >= limit and not self.unbounded:
+                if bounded and self.inflight >= limit:
                     break
-                if self.lazy and not self.unbounded:
-                    ahead = self.submitted - self.consumed
-                    cap = max(self.window * max(self.chunker.size, 1), 2 * self.window)
-                    if ahead >= cap:
-                        break
-                size = self.chunker.next_size(self.submitted)
+                if cap is not None and self.submitted - self.consumed >= cap:
+                    self.starved = True  # the consumer lags: note_consumed() resumes feeding
+                    break
+                size = chunker.next_size(self.submitted)
                 try:
                     items = list(itertools.islice(self.it, size))
                 except BaseException as exc:  # noqa: B902 - the input iterable failed
@@ -183,7 +190,7 @@ class MapJob:
                     self.exhausted = True
                     break
                 start = self.submitted
-                self.submitted += len(items)
+                self.submitted = start + len(items)
                 try:
                     payload = ser.dumps_chunk(self.fn_blob, self.fn, items, self.star)
                 except BaseException as exc:  # noqa: B902
@@ -191,9 +198,9 @@ class MapJob:
                     failure = exc
                     break
                 tid = engine.new_id()
-                engine._pending[tid] = _ChunkEntry(self, start, items)
+                pending[tid] = _ChunkEntry(self, start, items)
                 self.inflight += 1
-                engine.submit_chunk(tid, payload, 1 if self.chunker.track else 0)
+                engine.submit_chunk(tid, payload, track)
             finished = self.exhausted and self.inflight == 0 and not self._done_reported
             if finished or failure is not None:
                 self._done_reported = True
@@ -241,7 +248,7 @@ class MapJob:
 
     def note_consumed(self, n=1):
         self.consumed += n
-        if self.lazy and not self.exhausted:
+        if self.starved:
             self.feed()
 
     def feed_all(self):
