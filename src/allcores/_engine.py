@@ -42,8 +42,18 @@ ST_EMPTY, ST_SPAWN, ST_STARTING, ST_IDLE, ST_EXITED = range(5)
 # enough that the rings' pages (512 B a slot) stay warm in cache.
 TASK_SLOTS = 1024
 RESULT_SLOTS = 1024
-# Virtual size of the arena; pages cost memory only once touched, and are reused after that.
-ARENA_BYTES = 1 << 36
+def _default_arena_bytes():
+    """Half the machine's memory, at most 64 GiB: the most that queued arguments and results may
+    occupy at once. Pages cost memory only once touched and are reused after that; past this,
+    submit() waits for workers to consume (back-pressure) and a single larger payload fails."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        ram = 8 << 30
+    return max(64 << 20, min(1 << 36, ram // 2))
+
+
+ARENA_BYTES = _default_arena_bytes()
 # How often the collector wakes with nothing to do, to check timeouts and the template.
 IDLE_TICK_S = 0.05
 # The caller spins this long at most for a result before sleeping on the future (adaptive below).
@@ -223,6 +233,7 @@ class Engine:
         self.task_timeout = task_timeout
         self._pid = os.getpid()
         self._region = _core.Region(processes, TASK_SLOTS, RESULT_SLOTS, ARENA_BYTES)
+        self.max_payload = self._region.max_payload
         self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._lock = threading.RLock()
         self._pending: dict[int, object] = {}
@@ -273,6 +284,11 @@ class Engine:
             payload = ser.dumps_call(blob, fn, args, kwargs)
         except BaseException as exc:  # noqa: B902
             future.set_exception(exc)
+            return future
+        if len(payload) > self.max_payload:
+            future.set_exception(MemoryError(
+                f"the arguments of task {ser.describe(fn)} take {len(payload)} bytes, more than the "
+                f"pool's shared region can hold ({self.max_payload} bytes)"))
             return future
         tid = next(self._ids)
         self._pending[tid] = _CallEntry(future, fn, time.perf_counter_ns())

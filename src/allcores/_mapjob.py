@@ -193,6 +193,11 @@ class MapJob:
                 self.submitted = start + len(items)
                 try:
                     payload = ser.dumps_chunk(self.fn_blob, self.fn, items, self.star)
+                    if len(payload) > engine.max_payload:
+                        raise MemoryError(
+                            f"a chunk of {len(items)} items of a map over {ser.describe(self.fn)} "
+                            f"takes {len(payload)} bytes, more than the pool's shared region can "
+                            f"hold ({engine.max_payload} bytes)")
                 except BaseException as exc:  # noqa: B902
                     self.exhausted = self.aborted = True
                     failure = exc

@@ -135,7 +135,12 @@ def main(region, k: int, initializer, initargs, maxtasks) -> int:
             # The task forked and this is the child returning into the loop: it must not act as a
             # second copy of this worker.
             os._exit(0)
-        send(k, tid, rkind, 0, out)
+        try:
+            send(k, tid, rkind, 0, out)
+        except MemoryError as exc:  # larger than the whole shared region
+            err = MemoryError(f"the result of task {what} takes {len(out)} bytes, more than the "
+                              f"pool's shared region can hold ({region.max_payload} bytes): {exc}")
+            send(k, tid, R_ERR, 0, ser.dumps_exception(err, what))
         done += 1
     return 0
 
