@@ -74,7 +74,8 @@ typedef struct ac_watch {
 
 /* Bytes needed for a ring of `capacity` slots (a power of two >= 2). */
 size_t ac_ring_bytes(uint64_t capacity);
-/* Initializes a ring in zeroed memory of ac_ring_bytes(capacity) bytes. Returns 0 or -EINVAL. */
+/* Initializes a ring in ZEROED memory of ac_ring_bytes(capacity) bytes (fresh mmap/memfd pages
+ * are); the slots themselves are not written. Returns 0 or -EINVAL. */
 int ac_ring_init(ac_ring *r, uint64_t capacity, uint32_t max_spinners);
 
 /* Publishes one message without waiting. `data` (msg->len bytes, only when msg->block == 0) must
