@@ -49,7 +49,8 @@ typedef struct ac_worker_rec {
   _Atomic int64_t started_ns;   /* CLOCK_MONOTONIC when the current task (or item) began */
   _Atomic uint64_t tasks_done;
   _Atomic uint64_t item;        /* index of the item being run inside a chunk */
-  uint8_t pad[128 - 88];
+  _Atomic uint32_t busy;        /* counted in the task ring's consumers_busy */
+  uint8_t pad[128 - 92];
 } ac_worker_rec;
 
 typedef struct ac_header {

@@ -25,6 +25,7 @@
 #define AC_SLOT_INLINE (AC_SLOT_BYTES - 40)
 #define AC_KIND_TOMBSTONE 0xffffffffu /* a slot left by a dead producer; consumers skip it */
 #define AC_EEVENT (-4102)
+#define AC_LAZY_DEPTH 8 /* with lazy waking, items one busy consumer is trusted to absorb */
 
 typedef struct ac_msg {
   uint64_t id;    /* chosen by the ring's user (a task id) */
@@ -51,8 +52,12 @@ typedef struct ac_ring {
   _Alignas(64) _Atomic uint32_t items_word; /* futex: bumped when an item is pushed to sleepers */
   _Atomic uint32_t consumers_sleeping;
   _Atomic uint32_t consumers_spinning;
+  _Atomic uint32_t consumers_busy; /* consumers handling an item they took (see ac_ring_set_busy) */
+  _Atomic uint32_t lazy_wake;      /* 1: items are short; see after_push() in ring.c */
   _Alignas(64) _Atomic uint32_t space_word; /* futex: bumped when a slot frees for sleepers */
   _Atomic uint32_t producers_sleeping;
+  _Alignas(64) _Atomic uint64_t consumer_wakes; /* statistics: futex wake-ups issued ... */
+  _Atomic uint64_t consumer_sleeps;             /* ... and futex sleeps of consumers */
   _Alignas(64) ac_slot slots[];
 } ac_ring;
 
@@ -90,6 +95,17 @@ int ac_ring_push_wait(ac_ring *r, const ac_msg *msg, const void *data, _Atomic u
                       int64_t timeout_ns, const ac_watch *watch);
 int ac_ring_pop_wait(ac_ring *r, ac_msg *msg, void *data, ac_claim *claim,
                      int64_t timeout_ns, int64_t spin_ns, const ac_watch *watch);
+
+/* A consumer tells the ring it is busy with an item (1) or back for more (0); lazy waking relies
+ * on it. Every "1" must be matched by a "0", also on behalf of a consumer that died. */
+void ac_ring_set_busy(ac_ring *r, int busy);
+/* lazy = 1: items take microseconds, so a push does not wake a sleeping consumer while another
+ * one is busy and will be back at once; it wakes one when items queue up (more than one waits). */
+void ac_ring_set_lazy_wake(ac_ring *r, int lazy);
+
+/* Wakes a sleeping consumer if items are queued and nobody spins for them: a periodic safety net
+ * for lazy waking (a consumer killed while counted busy). Returns 1 when it woke one. */
+int ac_ring_kick(ac_ring *r);
 
 /* Marks the ring closed and wakes every sleeper. Consumers still drain what is queued. */
 void ac_ring_close(ac_ring *r);

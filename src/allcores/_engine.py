@@ -54,10 +54,18 @@ def _default_arena_bytes():
 
 
 ARENA_BYTES = _default_arena_bytes()
-# How often the collector wakes with nothing to do, to check timeouts and the template.
+# How often the collector wakes with nothing to do, to check timeouts and the template; with
+# lazy waking it also wakes a worker for any task left queued (a safety net, see ring.c).
 IDLE_TICK_S = 0.05
+LAZY_TICK_S = 0.005
 # The caller spins this long at most for a result before sleeping on the future (adaptive below).
 MAX_SPIN_NS = 200_000
+# A caller waiting in wait_for() re-checks its condition at least this often.
+FG_SLICE_S = 0.01
+# Tasks shorter than this (measured in the workers) switch the task ring to lazy waking: a busy
+# worker will be back sooner than a sleeping one could be woken. Hysteresis avoids flapping.
+LAZY_WAKE_BELOW_NS = 30_000
+EAGER_WAKE_ABOVE_NS = 100_000
 
 _live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 _forked_child = False
@@ -145,24 +153,26 @@ class TaskFuture(Future):
         if not self._finish_unwatched(None, exception):
             super().set_exception(exception)
 
+    def _wait(self, timeout):
+        """Collects results in this thread until done; returns what is left of timeout for the
+        final wait on the condition (0 once done)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        try:
+            if self._engine.wait_for(self.done, timeout):
+                return 0
+        except KeyboardInterrupt:
+            self._engine.interrupt()
+            raise
+        return None if end is None else max(0.0, end - time.monotonic())
+
     def result(self, timeout=None):
         if self._state != FINISHED and self._engine is not None:
-            try:
-                self._engine.fast_wait(self)
-                return super().result(timeout)
-            except KeyboardInterrupt:
-                self._engine.interrupt()
-                raise
+            timeout = self._wait(timeout)
         return super().result(timeout)
 
     def exception(self, timeout=None):
         if self._state != FINISHED and self._engine is not None:
-            try:
-                self._engine.fast_wait(self)
-                return super().exception(timeout)
-            except KeyboardInterrupt:
-                self._engine.interrupt()
-                raise
+            timeout = self._wait(timeout)
         return super().exception(timeout)
 
 
@@ -246,8 +256,11 @@ class Engine:
         self._drain_requested = False      # task ring closed: workers exit when it is empty
         self._terminated = False
         self._popping = 0                  # caller threads draining results right now
-        self._spin_ns = 50_000
         self._rtt_ema = 0.0
+        self._fg = 0                       # caller threads collecting in wait_for()
+        self._fg_left = threading.Event()  # set when the last of them leaves
+        self._exec_ema = None       # task execution time measured by the workers
+        self._lazy_wake = False
         self._worker_pids: dict[int, int] = {}
         self._init_error: BaseException | None = None
         for k in range(processes):
@@ -332,7 +345,9 @@ class Engine:
     def _complete(self, items):
         pending = self._pending
         now = time.perf_counter_ns()
+        ema = self._exec_ema
         for tid, kind, aux, payload in items:
+            ema = aux if ema is None else 0.9 * ema + 0.1 * aux
             if kind == W.R_INIT_ERR:
                 self._on_init_error(payload)
                 continue
@@ -342,38 +357,57 @@ class Engine:
             rtt = now - entry.t0
             self._rtt_ema = rtt if not self._rtt_ema else 0.8 * self._rtt_ema + 0.2 * rtt
             entry.deliver(self, kind, payload)
+        self._exec_ema = ema
+        if ema is not None:
+            lazy = ema < LAZY_WAKE_BELOW_NS if not self._lazy_wake else ema < EAGER_WAKE_ABOVE_NS
+            if lazy != self._lazy_wake:
+                self._lazy_wake = lazy
+                self._region.set_lazy_wake(lazy)
 
-    def fast_wait(self, fut):
-        """Drain the result ring from the calling thread for a short, adaptive while."""
-        if fut._state != FINISHED:
-            self.help(lambda: fut._state == FINISHED)
+    def wait_for(self, done, timeout=None):
+        """Wait in the calling thread until done() is true, collecting results meanwhile.
 
-    def help(self, done):
-        """Spin on the result ring from the calling thread, completing what arrives, until done()
-        or about twice the recent task round trip (at most MAX_SPIN_NS) has passed. Short tasks
-        then complete without waking the collector thread; long ones cost a few microseconds."""
-        rtt = self._rtt_ema
-        if not rtt or rtt > 4 * MAX_SPIN_NS or done():
-            return
+        The waiting thread is the collector while it waits: results complete in the thread
+        that wants them, without a hand-off to the collector thread (which costs a wake-up and a
+        GIL switch per batch). The collector thread stays parked while any caller waits here.
+        Returns done(); False when timeout (seconds) passed first.
+        """
+        if done():
+            return True
         if _forked_child and os.getpid() != self._pid:
-            return
-        spin = int(min(MAX_SPIN_NS, 2 * rtt))
+            return done()
+        deadline = None if timeout is None else time.monotonic() + timeout
         region = self._region
-        self._popping += 1
+        rtt = self._rtt_ema
+        spin = int(min(MAX_SPIN_NS, 2 * rtt)) if rtt and rtt < 4 * MAX_SPIN_NS else 0
+        self._fg += 1
         try:
-            deadline = time.perf_counter_ns() + spin
             while not done():
-                left = deadline - time.perf_counter_ns()
-                if left <= 0:
-                    break
-                items, event = region.pop_results(256, left / 1e9, left, self._seen_event)
+                slice_s = FG_SLICE_S
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    slice_s = min(slice_s, left)
+                if self._broken is not None or self._terminated:
+                    return done()
+                items, event = region.pop_results(512, slice_s, spin, self._seen_event)
+                spin = 0
                 if items:
                     with self._lock:
                         self._complete(items)
-                elif event != self._seen_event:
-                    break  # a worker changed state: the collector handles it
+                    if self._fg > 1:
+                        region.wake_results()  # another waiting caller may want what we did
+                if event != self._seen_event:
+                    self._handle_workers(event)
+                if self._overflow:
+                    with self._lock:
+                        self._flush_overflow()
+            return True
         finally:
-            self._popping -= 1
+            self._fg -= 1
+            if not self._fg:
+                self._fg_left.set()
 
     _seen_event = 0
 
@@ -381,10 +415,23 @@ class Engine:
         region = self._region
         try:
             while True:
+                if self._fg:
+                    # A caller is collecting in wait_for(): stay out of its way (no GIL contention)
+                    # but keep watching timeouts and the template.
+                    self._fg_left.wait(0.005)
+                    self._fg_left.clear()
+                    if self._fg:
+                        if self.task_timeout is not None:
+                            self._check_timeouts()
+                        if self._template_status is None and self._template_gone():
+                            self._on_template_gone()
+                        if self._finished():
+                            break
+                        continue
                 if self._overflow:
                     with self._lock:
                         self._flush_overflow()
-                tick = IDLE_TICK_S
+                tick = IDLE_TICK_S if not self._lazy_wake else LAZY_TICK_S
                 if self.task_timeout is not None:
                     tick = min(tick, max(0.005, self.task_timeout / 4))
                 if self._overflow:
@@ -393,10 +440,14 @@ class Engine:
                 if items:
                     with self._lock:
                         self._complete(items)
+                    if self._fg:
+                        region.wake_results()  # a caller began waiting meanwhile: let it look
                 if event != self._seen_event or self._timed_out:
                     self._handle_workers(event)
                 if self.task_timeout is not None:
                     self._check_timeouts()
+                if self._lazy_wake:
+                    region.kick()
                 if self._template_status is None and self._template_gone():
                     self._on_template_gone()
                 if self._finished():

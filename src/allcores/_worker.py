@@ -27,7 +27,7 @@ EXIT_INIT_FAILED = 3
 
 # How long a worker that just finished a task spins for the next before sleeping; the ring lets
 # only one worker spin at a time.
-WORKER_SPIN_NS = 50_000
+WORKER_SPIN_NS = 100_000
 
 _loads = pickle.loads
 _dumps = pickle.dumps
@@ -103,6 +103,7 @@ def main(region, k: int, initializer, initargs, maxtasks) -> int:
         if task is None:
             break
         tid, kind, aux, payload = task
+        elapsed = 0
         track = kind >> 8
         kind &= 0xFF
         what = "?"
@@ -116,18 +117,21 @@ def main(region, k: int, initializer, initargs, maxtasks) -> int:
                 fns[fn_blob] = fn
             what = ser.describe(fn)
             if kind == K_CALL:
+                t0 = perf()
                 value = fn(*body, **extra) if extra else fn(*body)
+                elapsed = perf() - t0
                 rkind, out = _dump_value(value, what)
             else:
                 t0 = perf()
                 values, errors = (_run_chunk_tracked if track else _run_chunk_fast)(
                     region, k, fn, body, extra, what)
-                elapsed = perf() - t0
-                rkind, out = _dump_value((values, errors, elapsed), what)
+                chunk_ns = perf() - t0
+                elapsed = chunk_ns // max(1, len(body))  # per item, for the parent's wake policy
+                rkind, out = _dump_value((values, errors, chunk_ns), what)
                 if rkind == R_OK:
                     rkind = R_CHUNK
                 else:  # one value could not be pickled: find it, fail just that item
-                    rkind, out = R_CHUNK, _dumps(_isolate_unpicklable(values, errors, what) + (elapsed,),
+                    rkind, out = R_CHUNK, _dumps(_isolate_unpicklable(values, errors, what) + (chunk_ns,),
                                                  ser.PROTOCOL)
         except BaseException as exc:  # noqa: B902
             rkind, out = R_ERR, ser.dumps_exception(exc, what)
@@ -136,7 +140,7 @@ def main(region, k: int, initializer, initargs, maxtasks) -> int:
             # second copy of this worker.
             os._exit(0)
         try:
-            send(k, tid, rkind, 0, out)
+            send(k, tid, rkind, elapsed if elapsed < 0xFFFFFFFF else 0xFFFFFFFF, out)
         except MemoryError as exc:  # larger than the whole shared region
             err = MemoryError(f"the result of task {what} takes {len(out)} bytes, more than the "
                               f"pool's shared region can hold ({region.max_payload} bytes): {exc}")

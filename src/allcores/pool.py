@@ -265,20 +265,14 @@ class IMapIterator:
 
     def _next_item(self, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
-        helped = False
         while True:
             with self._cond:
                 ready, got = self._take()
-                if not ready and helped:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        raise self._timeout_error
-                    self._cond.wait(1.0 if left is None else min(left, 1.0))
-                    helped = False
-                    continue
             if not ready:
-                self._engine.help(self._has_ready)
-                helped = True
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise self._timeout_error
+                self._engine.wait_for(self._has_ready, left)
                 continue
             if got is None:
                 if self._progress is not None:

@@ -153,8 +153,11 @@ int ac_worker_next_task(ac_region *r, uint32_t k, ac_msg *msg, void *inline_buf,
   atomic_store(&w->take.id, 0);
   atomic_store(&w->take.block, 0);
   atomic_store(&w->state, AC_W_IDLE);
+  if (atomic_exchange(&w->busy, 0)) ac_ring_set_busy(r->tasks, 0);
   int rc = ac_ring_pop_wait(r->tasks, msg, inline_buf, &w->take, timeout_ns, spin_ns, NULL);
   if (rc == 0) {
+    atomic_store(&w->busy, 1);
+    ac_ring_set_busy(r->tasks, 1);
     atomic_store(&w->item, 0);
     atomic_store(&w->started_ns, ac_now_ns());
   }
@@ -237,6 +240,7 @@ int ac_region_reap(ac_region *r, uint32_t k, ac_reaped *out, void *recovered_inl
     if (tb) ac_region_release(r, tb);
   }
 
+  if (atomic_exchange(&w->busy, 0)) ac_ring_set_busy(r->tasks, 0);
   atomic_store(&w->take.pos, 0);
   atomic_store(&w->take.id, 0);
   atomic_store(&w->take.block, 0);

@@ -47,6 +47,7 @@ int ac_ring_init(ac_ring *r, uint64_t capacity, uint32_t max_spinners) {
 }
 
 static void wake_one_consumer(ac_ring *r) {
+  atomic_fetch_add_explicit(&r->consumer_wakes, 1, RELAXED);
   atomic_fetch_add_explicit(&r->items_word, 1, SEQ_CST);
   ac_futex_wake(&r->items_word, 1);
 }
@@ -55,10 +56,54 @@ static void after_push(ac_ring *r) {
   atomic_thread_fence(SEQ_CST);
   /* A spinning consumer will take the item; waking a sleeper too would cost a context switch for
    * nothing. A spinner that gives up marks itself sleeping before it stops spinning (see
-   * pop_wait), so this test cannot strand an item. */
+   * pop_wait), so this test cannot strand an item. With lazy waking (short items), a consumer
+   * busy with an item is as good as a spinner unless items queue up: the wake-up syscall would
+   * cost the producer more than the item costs the busy consumer. A busy consumer that pops and
+   * sees more queued wakes a sleeper itself (pop_wait), so a queue never waits on one consumer. */
+  if (atomic_load_explicit(&r->consumers_sleeping, SEQ_CST) == 0 ||
+      atomic_load_explicit(&r->consumers_spinning, SEQ_CST) != 0)
+    return;
+  if (atomic_load_explicit(&r->lazy_wake, RELAXED) &&
+      atomic_load_explicit(&r->consumers_busy, SEQ_CST) != 0 && ac_ring_len(r) <= AC_LAZY_DEPTH)
+    return;
+  wake_one_consumer(r);
+}
+
+/* After a consumer took an item: if more are queued than it will get through at once, wake
+ * another consumer so a burst spreads over them. With lazy waking, "at once" means
+ * AC_LAZY_DEPTH short items: on few cores, a second consumer woken for them would only take CPU
+ * from the producer, which is then the bottleneck. */
+static void wake_for_backlog(ac_ring *r) {
+  uint64_t len = ac_ring_len(r);
+  if (len == 0) return;
+  if (atomic_load_explicit(&r->lazy_wake, RELAXED) && len <= AC_LAZY_DEPTH) return;
   if (atomic_load_explicit(&r->consumers_sleeping, SEQ_CST) != 0 &&
       atomic_load_explicit(&r->consumers_spinning, SEQ_CST) == 0)
     wake_one_consumer(r);
+}
+
+void ac_ring_set_busy(ac_ring *r, int busy) {
+  if (busy) {
+    atomic_fetch_add_explicit(&r->consumers_busy, 1, SEQ_CST);
+    return;
+  }
+  /* Never below zero: a count too low only costs wake-ups, one too high could strand an item. */
+  uint32_t n = atomic_load_explicit(&r->consumers_busy, SEQ_CST);
+  while (n != 0 &&
+         !atomic_compare_exchange_weak_explicit(&r->consumers_busy, &n, n - 1, SEQ_CST, SEQ_CST)) {
+  }
+}
+
+int ac_ring_kick(ac_ring *r) {
+  if (ac_ring_len(r) == 0 || atomic_load_explicit(&r->consumers_sleeping, SEQ_CST) == 0 ||
+      atomic_load_explicit(&r->consumers_spinning, SEQ_CST) != 0)
+    return 0;
+  wake_one_consumer(r);
+  return 1;
+}
+
+void ac_ring_set_lazy_wake(ac_ring *r, int lazy) {
+  atomic_store_explicit(&r->lazy_wake, lazy ? 1 : 0, RELAXED);
 }
 
 static void after_pop(ac_ring *r) {
@@ -156,7 +201,10 @@ static int64_t remaining(int64_t deadline) {
 int ac_ring_pop_wait(ac_ring *r, ac_msg *msg, void *data, ac_claim *claim,
                      int64_t timeout_ns, int64_t spin_ns, const ac_watch *watch) {
   int rc = ac_ring_try_pop(r, msg, data, claim);
-  if (rc == 0) return 0;
+  if (rc == 0) {
+    wake_for_backlog(r);
+    return 0;
+  }
   int64_t start = ac_now_ns();
   int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
   int sleeping = 0;
@@ -168,10 +216,7 @@ int ac_ring_pop_wait(ac_ring *r, ac_msg *msg, void *data, ac_claim *claim,
       for (unsigned i = 1;; i++) {
         if (ac_ring_try_pop(r, msg, data, claim) == 0) {
           atomic_fetch_sub_explicit(&r->consumers_spinning, 1, SEQ_CST);
-          /* A spinner that found work and sees more queued wakes a sleeper for it, so a burst
-           * spreads over the consumers instead of waiting behind the spinner. */
-          if (ac_ring_len(r) > 0 && atomic_load_explicit(&r->consumers_sleeping, SEQ_CST) != 0)
-            wake_one_consumer(r);
+          wake_for_backlog(r);
           return 0;
         }
         ac_cpu_relax();
@@ -199,13 +244,12 @@ int ac_ring_pop_wait(ac_ring *r, ac_msg *msg, void *data, ac_claim *claim,
     if (watched(watch)) { rc = AC_EEVENT; break; }
     int64_t left = remaining(deadline);
     if (left == 0) { rc = -ETIMEDOUT; break; }
+    atomic_fetch_add_explicit(&r->consumer_sleeps, 1, RELAXED);
     rc = ac_futex_wait(&r->items_word, word, left);
     if (rc == -EINTR) break;
   }
   atomic_fetch_sub_explicit(&r->consumers_sleeping, 1, SEQ_CST);
-  if (rc == 0 && ac_ring_len(r) > 0 && atomic_load_explicit(&r->consumers_sleeping, SEQ_CST) != 0 &&
-      atomic_load_explicit(&r->consumers_spinning, SEQ_CST) == 0)
-    wake_one_consumer(r);
+  if (rc == 0) wake_for_backlog(r);
   return rc;
 }
 

@@ -461,12 +461,36 @@ static PyObject *Region_stats(PyObject *op, PyObject *Py_UNUSED(ignored)) {
   if (!r->base) return PyDict_New();
   ac_arena *a = &r->hdr->arena;
   return Py_BuildValue(
-      "{sKsKsKsKsKsK}", "arena_allocs", (unsigned long long)atomic_load(&a->allocs),
+      "{sKsKsKsKsKsKsKsKsKsK}", "task_wakes",
+      (unsigned long long)atomic_load(&r->tasks->consumer_wakes), "task_sleeps",
+      (unsigned long long)atomic_load(&r->tasks->consumer_sleeps), "result_wakes",
+      (unsigned long long)atomic_load(&r->results->consumer_wakes), "result_sleeps",
+      (unsigned long long)atomic_load(&r->results->consumer_sleeps), "arena_allocs", (unsigned long long)atomic_load(&a->allocs),
       "arena_frees", (unsigned long long)atomic_load(&a->frees), "arena_bytes_in_use",
       (unsigned long long)atomic_load(&a->bytes_in_use), "arena_pages_touched",
       (unsigned long long)atomic_load(&a->bump), "tasks_queued",
       (unsigned long long)ac_ring_len(r->tasks), "results_queued",
       (unsigned long long)ac_ring_len(r->results));
+}
+
+static PyObject *Region_set_lazy_wake(PyObject *op, PyObject *arg) {
+  RegionObject *self = RegionObject_CAST(op);
+  int lazy = PyObject_IsTrue(arg);
+  if (lazy < 0) return NULL;
+  if (self->region.base) ac_ring_set_lazy_wake(self->region.tasks, lazy);
+  Py_RETURN_NONE;
+}
+
+static PyObject *Region_kick(PyObject *op, PyObject *Py_UNUSED(ignored)) {
+  RegionObject *self = RegionObject_CAST(op);
+  if (!self->region.base) Py_RETURN_FALSE;
+  return PyBool_FromLong(ac_ring_kick(self->region.tasks));
+}
+
+static PyObject *Region_wake_results(PyObject *op, PyObject *Py_UNUSED(ignored)) {
+  RegionObject *self = RegionObject_CAST(op);
+  if (self->region.base) ac_ring_wake_consumers(self->region.results);
+  Py_RETURN_NONE;
 }
 
 static PyObject *Region_destroy(PyObject *op, PyObject *Py_UNUSED(ignored)) {
@@ -490,6 +514,13 @@ static PyMethodDef Region_methods[] = {
      "template_serve(request_fd): run the template loop; returns a worker index in a new worker, "
      "None in the template when it must exit."},
     {"stats", Region_stats, METH_NOARGS, "Arena and ring counters."},
+    {"wake_results", Region_wake_results, METH_NOARGS,
+     "wake_results(): wake every thread waiting on the result ring (to re-check their state)."},
+    {"set_lazy_wake", Region_set_lazy_wake, METH_O,
+     "set_lazy_wake(flag): tasks are short, so pushes need not wake a sleeper while a worker is "
+     "busy (it will be back at once)."},
+    {"kick", Region_kick, METH_NOARGS,
+     "kick(): wake a sleeping worker if tasks are queued and none spins (safety net)."},
     {"destroy", Region_destroy, METH_NOARGS, "Unmap the region in this process."},
     {NULL, NULL, 0, NULL},
 };
