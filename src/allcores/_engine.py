@@ -178,12 +178,13 @@ class TaskFuture(Future):
 
 class _CallEntry:
     """A pending single call: completes a future."""
-    __slots__ = ("future", "what", "t0")
+    __slots__ = ("future", "what", "t0", "timeout")
 
-    def __init__(self, future, what, t0):
+    def __init__(self, future, what, t0, timeout=None):
         self.future = future
         self.what = what
         self.t0 = t0
+        self.timeout = timeout
 
     def deliver(self, engine, kind, payload):
         fut = self.future
@@ -241,6 +242,7 @@ class Engine:
             raise ValueError("task_timeout must be positive")
         self.nworkers = processes
         self.task_timeout = task_timeout
+        self._timed_entries = 0            # pending entries with a timeout of their own
         self._pid = os.getpid()
         self._region = _core.Region(processes, TASK_SLOTS, RESULT_SLOTS, ARENA_BYTES)
         self.max_payload = self._region.max_payload
@@ -286,7 +288,7 @@ class Engine:
         if self._closing:
             raise ValueError("Pool not running")
 
-    def submit_call(self, fn, args, kwargs, future=None):
+    def submit_call(self, fn, args, kwargs, future=None, timeout=None):
         """Queues fn(*args, **kwargs); returns its TaskFuture (pickling errors are set on it)."""
         self._check_usable()
         if future is None:
@@ -304,13 +306,19 @@ class Engine:
                 f"pool's shared region can hold ({self.max_payload} bytes)"))
             return future
         tid = next(self._ids)
-        self._pending[tid] = _CallEntry(future, fn, time.perf_counter_ns())
+        self._pending[tid] = _CallEntry(future, fn, time.perf_counter_ns(), timeout)
+        if timeout is not None:
+            self._timed_entries += 1
+            future.add_done_callback(self._untime)
         self._push(tid, W.K_CALL, payload)
         return future
 
     def submit_chunk(self, tid, payload, track):
         # Map jobs never block their feeder: it may run in the collector thread.
         self._push(tid, W.K_CHUNK | (track << 8), payload, block=False)
+
+    def _untime(self, _=None):
+        self._timed_entries -= 1
 
     def new_id(self):
         return next(self._ids)
@@ -421,7 +429,7 @@ class Engine:
                     self._fg_left.wait(0.005)
                     self._fg_left.clear()
                     if self._fg:
-                        if self.task_timeout is not None:
+                        if self._timeouts_active():
                             self._check_timeouts()
                         if self._template_status is None and self._template_gone():
                             self._on_template_gone()
@@ -434,6 +442,8 @@ class Engine:
                 tick = IDLE_TICK_S if not self._lazy_wake else LAZY_TICK_S
                 if self.task_timeout is not None:
                     tick = min(tick, max(0.005, self.task_timeout / 4))
+                elif self._timed_entries:
+                    tick = min(tick, 0.01)
                 if self._overflow:
                     tick = 0.001
                 items, event = region.pop_results(512, tick, 0, self._seen_event)
@@ -444,7 +454,7 @@ class Engine:
                         region.wake_results()  # a caller began waiting meanwhile: let it look
                 if event != self._seen_event or self._timed_out:
                     self._handle_workers(event)
-                if self.task_timeout is not None:
+                if self._timeouts_active():
                     self._check_timeouts()
                 if self._lazy_wake:
                     region.kick()
@@ -522,9 +532,9 @@ class Engine:
             if entry is not None:
                 deadline = self._timed_out.pop(task_id, None)
                 if deadline is not None:
-                    exc = TaskTimeout(f"task {ser.describe(getattr(entry, 'what', '?'))} ran longer "
-                                      f"than task_timeout={self.task_timeout}s; worker {pid} was "
-                                      f"killed and replaced")
+                    exc = TaskTimeout(f"{_entry_what(entry, item)} ran longer than "
+                                      f"task_timeout={deadline}s; worker {pid} was killed and "
+                                      f"replaced")
                 else:
                     exc = WorkerLost.from_wait_status(pid, status, _entry_what(entry, item))
                 if isinstance(entry, _CallEntry):
@@ -546,18 +556,26 @@ class Engine:
         self._break(BrokenProcessPool(
             f"a worker's initializer failed: {type(exc).__name__}: {exc}"), cause=exc)
 
+    def _timeouts_active(self):
+        return self.task_timeout is not None or self._timed_entries > 0
+
     def _check_timeouts(self):
-        limit_ns = int(self.task_timeout * 1e9)
+        default = self.task_timeout
         now = _core.now_ns()
         region = self._region
         with self._lock:
             for k in range(self.nworkers):
                 state, pid, gen, tid, started, done, item = region.worker_state(k)
-                if tid and state == ST_IDLE and now - started > limit_ns and tid not in self._timed_out:
-                    if tid in self._pending:
-                        self._timed_out[tid] = now
-                        region.request_kill(k)
-                        self._wake_template()
+                if not tid or state != ST_IDLE or tid in self._timed_out:
+                    continue
+                entry = self._pending.get(tid)
+                if entry is None:
+                    continue
+                limit = entry.timeout if entry.timeout is not None else default
+                if limit is not None and now - started > limit * 1e9:
+                    self._timed_out[tid] = limit
+                    region.request_kill(k)
+                    self._wake_template()
 
     # -- failure and shutdown ------------------------------------------------------------------
 
@@ -632,7 +650,10 @@ class Engine:
 
     def job_done(self, job):
         with self._lock:
-            self._jobs.discard(job)
+            if job in self._jobs:
+                self._jobs.discard(job)
+                if job.timeout is not None:
+                    self._timed_entries -= 1
             self._maybe_drain()
 
     def terminate(self):

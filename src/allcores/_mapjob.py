@@ -85,10 +85,11 @@ class FixedChunker:
 
 class _ChunkEntry:
     """A pending chunk in the engine: items[start:start+len] of a job."""
-    __slots__ = ("job", "start", "items", "what", "t0")
+    __slots__ = ("job", "start", "items", "what", "t0", "timeout")
 
     def __init__(self, job, start, items):
         self.t0 = time.perf_counter_ns()
+        self.timeout = job.timeout
         self.job = job
         self.start = start
         self.items = items
@@ -117,12 +118,16 @@ class MapJob:
     pickled). For an ordered map the sink decides what an item's error means.
     """
 
-    def __init__(self, engine, fn, iterable, chunksize, star, sink, *, lazy, window=None):
+    def __init__(self, engine, fn, iterable, chunksize, star, sink, *, lazy, window=None,
+                 timeout=None):
         self.engine = engine
         self.fn = fn
         self.star = star
         self.sink = sink
         self.fn_blob = ser.dumps_callable(fn)
+        if timeout is not None and timeout <= 0:
+            raise ValueError("task_timeout must be positive")
+        self.timeout = timeout  # per item; items are then tracked one by one in the worker
         self.lock = threading.RLock()
         total = None
         if not lazy:
@@ -152,6 +157,8 @@ class MapJob:
         self.unbounded = False
         self.starved = False
         engine._jobs.add(self)
+        if timeout is not None:
+            engine._timed_entries += 1
 
     def start(self):
         self.feed()
@@ -171,7 +178,7 @@ class MapJob:
             cap = None
             if self.lazy and bounded:
                 cap = max(self.window * max(chunker.size, 1), 2 * self.window)
-            track = 1 if chunker.track else 0
+            track = 1 if chunker.track or self.timeout is not None else 0
             pending = engine._pending
             while not self.exhausted:
                 if bounded and self.inflight >= limit:

@@ -294,6 +294,12 @@ class IMapIterator:
     __next__ = next
 
 
+def _check_timeout(t):
+    if t is not None and not t > 0:
+        raise ValueError(f"task_timeout must be a positive number of seconds, not {t!r}")
+    return t
+
+
 def _progress_bar(progress, total):
     if not progress:
         return None
@@ -337,13 +343,15 @@ class Pool:
         if self._state != RUN:
             raise ValueError("Pool not running")
 
-    def apply(self, func, args=(), kwds={}):
+    def apply(self, func, args=(), kwds={}, *, task_timeout=None):
         """Call func(*args, **kwds) in a worker and return its result."""
-        return self.apply_async(func, args, kwds).get()
+        return self.apply_async(func, args, kwds, task_timeout=task_timeout).get()
 
-    def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
+    def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None, *,
+                    task_timeout=None):
         self._check_running()
-        fut = self._engine.submit_call(func, tuple(args), dict(kwds) if kwds else None)
+        fut = self._engine.submit_call(func, tuple(args), dict(kwds) if kwds else None,
+                                       timeout=_check_timeout(task_timeout))
         return ApplyResult(fut, callback, error_callback)
 
     def submit(self, fn, /, *args, **kwargs):
@@ -353,49 +361,58 @@ class Pool:
 
     # -- maps -----------------------------------------------------------------------------------
 
-    def _map_async(self, func, iterable, chunksize, star, callback, error_callback, progress):
+    def _map_async(self, func, iterable, chunksize, star, callback, error_callback, progress,
+                   task_timeout=None):
         self._check_running()
         if not hasattr(iterable, "__len__"):
             iterable = list(iterable)
         result = MapResult(self._engine, callback, error_callback,
                            _progress_bar(progress, len(iterable)))
-        job = MapJob(self._engine, func, iterable, chunksize, star, result, lazy=False)
+        job = MapJob(self._engine, func, iterable, chunksize, star, result, lazy=False,
+                     timeout=_check_timeout(task_timeout))
         result._bind(job)
         job.start()
         return result
 
-    def map(self, func, iterable, chunksize=None, progress=False):
-        """Apply func to each item; results in order. chunksize=None chooses it from task times."""
-        return self._map_async(func, iterable, chunksize, False, None, None, progress).get()
+    def map(self, func, iterable, chunksize=None, progress=False, *, task_timeout=None):
+        """Apply func to each item; results in order. chunksize=None chooses it from task times.
+        progress=True shows a tqdm bar; task_timeout bounds each item's run time."""
+        return self._map_async(func, iterable, chunksize, False, None, None, progress,
+                               task_timeout).get()
 
     def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None,
-                  progress=False):
-        return self._map_async(func, iterable, chunksize, False, callback, error_callback, progress)
+                  progress=False, *, task_timeout=None):
+        return self._map_async(func, iterable, chunksize, False, callback, error_callback, progress,
+                               task_timeout)
 
-    def starmap(self, func, iterable, chunksize=None, progress=False):
+    def starmap(self, func, iterable, chunksize=None, progress=False, *, task_timeout=None):
         """Like map, with each item unpacked as arguments: func(*item)."""
-        return self._map_async(func, iterable, chunksize, True, None, None, progress).get()
+        return self._map_async(func, iterable, chunksize, True, None, None, progress,
+                               task_timeout).get()
 
     def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None,
-                      progress=False):
-        return self._map_async(func, iterable, chunksize, True, callback, error_callback, progress)
+                      progress=False, *, task_timeout=None):
+        return self._map_async(func, iterable, chunksize, True, callback, error_callback, progress,
+                               task_timeout)
 
-    def _imap(self, func, iterable, chunksize, ordered, star, progress):
+    def _imap(self, func, iterable, chunksize, ordered, star, progress, task_timeout):
         self._check_running()
         total = len(iterable) if progress and hasattr(iterable, "__len__") else None
         it = IMapIterator(self._engine, ordered, _progress_bar(progress, total))
-        job = MapJob(self._engine, func, iterable, chunksize, star, it, lazy=True)
+        job = MapJob(self._engine, func, iterable, chunksize, star, it, lazy=True,
+                     timeout=_check_timeout(task_timeout))
         it._bind(job)
         job.start()
         return it
 
-    def imap(self, func, iterable, chunksize=None, progress=False):
+    def imap(self, func, iterable, chunksize=None, progress=False, *, task_timeout=None):
         """Lazy map: an iterator over results in order; input consumed as workers free up."""
-        return self._imap(func, iterable, chunksize, True, False, progress)
+        return self._imap(func, iterable, chunksize, True, False, progress, task_timeout)
 
-    def imap_unordered(self, func, iterable, chunksize=None, progress=False):
+    def imap_unordered(self, func, iterable, chunksize=None, progress=False, *,
+                       task_timeout=None):
         """Like imap, yielding results as they complete."""
-        return self._imap(func, iterable, chunksize, False, False, progress)
+        return self._imap(func, iterable, chunksize, False, False, progress, task_timeout)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

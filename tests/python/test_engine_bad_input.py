@@ -102,3 +102,27 @@ def test_initializer_that_raises_breaks_cleanly():
             p.apply(square, (1,))
         with pytest.raises(allcores.BrokenProcessPool, match="initializer.*bad init"):
             p.apply(square, (2,))
+
+
+def test_per_call_task_timeout():
+    import time
+    from engine_tasks import sleep_then
+    with allcores.Pool(2) as p:
+        t0 = time.monotonic()
+        with pytest.raises(allcores.TaskTimeout, match="task_timeout=0.2"):
+            p.apply(sleep_then, (1, 5), task_timeout=0.2)
+        assert time.monotonic() - t0 < 4  # hang guard: the 5 s task was stopped
+        it = p.imap(_sleepy, [0.0, 5.0, 0.01], task_timeout=0.3)
+        assert next(it) == 0.0
+        with pytest.raises(allcores.TaskTimeout):
+            next(it)
+        assert next(it) == 0.01
+        assert p.map(_sleepy, [0.01] * 4, task_timeout=2) == [0.01] * 4
+        with pytest.raises(ValueError):
+            p.map(_sleepy, [1], task_timeout=0)
+
+
+def _sleepy(x):
+    import time
+    time.sleep(x)
+    return x
