@@ -246,7 +246,6 @@ class Engine:
         self._pid = os.getpid()
         self._region = _core.Region(processes, TASK_SLOTS, RESULT_SLOTS, ARENA_BYTES)
         self.max_payload = self._region.max_payload
-        self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._lock = threading.RLock()
         self._pending: dict[int, object] = {}
         self._ids = itertools.count(1)
@@ -267,11 +266,8 @@ class Engine:
         self._init_error: BaseException | None = None
         for k in range(processes):
             self._region.request_spawn(k)
-        pid = _core.fork_template()
-        if pid == 0:
-            _template_main(self._region, self._efd, initializer, initargs, maxtasks)
-        self._template_pid = pid
-        self._template_status = None
+        self._host_status = None
+        self._host_start(initializer, initargs, maxtasks)
         self._collector_thread = threading.Thread(
             target=self._collect_loop, name=f"{name}-collector", daemon=True)
         self._collector_thread.start()
@@ -431,8 +427,8 @@ class Engine:
                     if self._fg:
                         if self._timeouts_active():
                             self._check_timeouts()
-                        if self._template_status is None and self._template_gone():
-                            self._on_template_gone()
+                        if self._host_status is None and self._host_gone():
+                            self._on_host_gone()
                         if self._finished():
                             break
                         continue
@@ -458,8 +454,8 @@ class Engine:
                     self._check_timeouts()
                 if self._lazy_wake:
                     region.kick()
-                if self._template_status is None and self._template_gone():
-                    self._on_template_gone()
+                if self._host_status is None and self._host_gone():
+                    self._on_host_gone()
                 if self._finished():
                     break
         except BaseException as exc:  # noqa: B902 - never die silently: break the pool instead
@@ -470,23 +466,12 @@ class Engine:
     def _finished(self):
         if self._terminated:
             return True
-        if self._broken is not None and self._template_status is not None:
+        if self._broken is not None and self._host_status is not None:
             return True
         return self._drain_requested and not self._pending and not self._overflow and \
-            self._template_status is not None
+            self._host_status is not None
 
-    def _template_gone(self):
-        try:
-            pid, status = os.waitpid(self._template_pid, os.WNOHANG)
-        except ChildProcessError:
-            self._template_status = -1
-            return True
-        if pid == 0:
-            return False
-        self._template_status = status
-        return True
-
-    def _on_template_gone(self):
+    def _on_host_gone(self):
         if self._drain_requested or self._terminated:
             with self._lock:
                 # Workers exited after the ring drained: deliver what they published, then fail
@@ -497,8 +482,8 @@ class Engine:
                 self._fail_all(BrokenProcessPool("the pool shut down before the task completed"))
             return
         self._break(BrokenProcessPool(
-            f"the pool's template process {self._template_pid} died unexpectedly "
-            f"(status {self._template_status}); its workers died with it"))
+            f"the pool's {self._host_name()} died unexpectedly (status {self._host_status}); "
+            f"its workers died with it"))
 
     def _handle_workers(self, event):
         with self._lock:
@@ -520,7 +505,7 @@ class Engine:
                 elif state[0] in (ST_STARTING, ST_IDLE) and state[1] > 0:
                     self._worker_pids[k] = state[1]
             if respawn:
-                self._wake_template()
+                self._host_wake()
 
     def _on_worker_exit(self, k, pid, status, spawn_errno, task_id, item, recovered):
         self._worker_pids.pop(k, None)
@@ -575,7 +560,7 @@ class Engine:
                 if limit is not None and now - started > limit * 1e9:
                     self._timed_out[tid] = limit
                     region.request_kill(k)
-                    self._wake_template()
+                    self._host_wake()
 
     # -- failure and shutdown ------------------------------------------------------------------
 
@@ -596,7 +581,20 @@ class Engine:
             self._fail_all(exc)
         self._stop_processes()
 
-    def _wake_template(self):
+    # -- the worker host: a template process forking workers (other backends override) ----
+
+    def _host_start(self, initializer, initargs, maxtasks):
+        self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        pid = _core.fork_template()
+        if pid == 0:
+            _template_main(self._region, self._efd, initializer, initargs, maxtasks)
+        self._template_pid = pid
+
+    def _host_name(self):
+        return f"template process {self._template_pid}"
+
+    def _host_wake(self):
+        """Tells the host to look at spawn/kill requests and the shutdown word."""
         efd = self._efd
         if efd >= 0:
             try:
@@ -604,29 +602,47 @@ class Engine:
             except OSError:
                 pass
 
-    def _stop_processes(self):
+    def _host_gone(self):
+        """True once the host has exited; sets _host_status."""
         try:
-            self._region.shutdown(2)
-            self._wake_template()
-        except (OSError, ValueError):
+            pid, status = os.waitpid(self._template_pid, os.WNOHANG)
+        except ChildProcessError:
+            self._host_status = -1
+            return True
+        if pid == 0:
+            return False
+        self._host_status = status
+        return True
+
+    def _host_join(self):
+        try:
+            os.waitpid(self._template_pid, 0)
+        except ChildProcessError:
             pass
 
-    def _on_collector_exit(self):
-        if self._template_status is None:
-            self._stop_processes()
-            try:
-                os.waitpid(self._template_pid, 0)
-            except ChildProcessError:
-                pass
-            self._template_status = 0
-        with self._lock:
-            if self._pending or self._overflow:
-                self._fail_all(self._broken or CancelledError())
+    def _host_close(self):
         efd, self._efd = self._efd, -1
         try:
             os.close(efd)
         except OSError:
             pass
+
+    def _stop_processes(self):
+        try:
+            self._region.shutdown(2)
+            self._host_wake()
+        except (OSError, ValueError):
+            pass
+
+    def _on_collector_exit(self):
+        if self._host_status is None:
+            self._stop_processes()
+            self._host_join()
+            self._host_status = 0
+        with self._lock:
+            if self._pending or self._overflow:
+                self._fail_all(self._broken or CancelledError())
+        self._host_close()
 
     def close(self):
         """No new work; workers exit once every queued task is done."""
@@ -646,7 +662,7 @@ class Engine:
                 if self._overflow:
                     time.sleep(0.001)
             self._region.shutdown(1)
-            self._wake_template()
+            self._host_wake()
 
     def job_done(self, job):
         with self._lock:
@@ -698,7 +714,7 @@ class Engine:
             for k in range(self.nworkers):
                 if self._region.worker_state(k)[3]:
                     self._region.request_kill(k)
-            self._wake_template()
+            self._host_wake()
 
     def kill_running(self, task_ids):
         """Kill the workers running any of task_ids (they are replaced)."""
@@ -707,7 +723,7 @@ class Engine:
                 st = self._region.worker_state(k)
                 if st[3] in task_ids:
                     self._region.request_kill(k)
-            self._wake_template()
+            self._host_wake()
 
     @property
     def broken(self):
