@@ -130,6 +130,11 @@ int ac_region_reap(ac_region *r, uint32_t k, ac_reaped *out, void *recovered_inl
  * the template (ac_template_notify). */
 int ac_region_request_spawn(ac_region *r, uint32_t k);
 int ac_region_request_kill(ac_region *r, uint32_t k);
+/* For hosts other than the template (threads, subinterpreters): slot k, requested with
+ * ac_region_request_spawn, is now served by worker `id` (SPAWN -> STARTING; returns -EBUSY when
+ * the slot was not requested), and later: worker k has ended with `status` (a wait status). */
+int ac_region_host_spawned(ac_region *r, uint32_t k, int32_t id);
+int ac_region_host_exited(ac_region *r, uint32_t k, int32_t status);
 /* Marks a worker state change and wakes every parent thread waiting on the result ring. */
 void ac_region_signal_event(ac_region *r);
 

@@ -193,6 +193,28 @@ int ac_region_request_spawn(ac_region *r, uint32_t k) {
   return 0;
 }
 
+int ac_region_host_spawned(ac_region *r, uint32_t k, int32_t id) {
+  if (k >= r->hdr->nworkers) return -EINVAL;
+  ac_worker_rec *w = &r->workers[k];
+  uint32_t expect = AC_W_SPAWN;
+  if (!atomic_compare_exchange_strong(&w->state, &expect, AC_W_STARTING)) return -EBUSY;
+  atomic_fetch_add(&w->gen, 1);
+  atomic_store(&w->kill_req, 0);
+  atomic_store(&w->tasks_done, 0);
+  atomic_store(&w->pid, id);
+  ac_region_signal_event(r);
+  return 0;
+}
+
+int ac_region_host_exited(ac_region *r, uint32_t k, int32_t status) {
+  if (k >= r->hdr->nworkers) return -EINVAL;
+  ac_worker_rec *w = &r->workers[k];
+  atomic_store(&w->wait_status, status);
+  atomic_store(&w->state, AC_W_EXITED);
+  ac_region_signal_event(r);
+  return 0;
+}
+
 int ac_region_request_kill(ac_region *r, uint32_t k) {
   if (k >= r->hdr->nworkers) return -EINVAL;
   atomic_store(&r->workers[k].kill_req, 1);

@@ -388,6 +388,28 @@ static PyObject *Region_request_spawn(PyObject *op, PyObject *arg) {
   Py_RETURN_TRUE;
 }
 
+static PyObject *Region_host_spawned(PyObject *op, PyObject *args) {
+  RegionObject *self = RegionObject_CAST(op);
+  unsigned int k;
+  int id;
+  if (!PyArg_ParseTuple(args, "Ii:host_spawned", &k, &id)) return NULL;
+  if (check_worker(self, k) < 0) return NULL;
+  int rc = ac_region_host_spawned(&self->region, k, id);
+  if (rc == -EBUSY) Py_RETURN_FALSE;
+  if (rc) return raise_rc(self, rc, "host_spawned");
+  Py_RETURN_TRUE;
+}
+
+static PyObject *Region_host_exited(PyObject *op, PyObject *args) {
+  RegionObject *self = RegionObject_CAST(op);
+  unsigned int k;
+  int status;
+  if (!PyArg_ParseTuple(args, "Ii:host_exited", &k, &status)) return NULL;
+  if (check_worker(self, k) < 0) return NULL;
+  ac_region_host_exited(&self->region, k, status);
+  Py_RETURN_NONE;
+}
+
 static PyObject *Region_request_kill(PyObject *op, PyObject *arg) {
   RegionObject *self = RegionObject_CAST(op);
   unsigned long k = PyLong_AsUnsignedLong(arg);
@@ -508,6 +530,11 @@ static PyMethodDef Region_methods[] = {
     {"reap", Region_reap, METH_O, Region_reap__doc__},
     {"request_spawn", Region_request_spawn, METH_O, "request_spawn(k): ask for a process in slot k."},
     {"request_kill", Region_request_kill, METH_O, "request_kill(k): ask the template to kill worker k."},
+    {"host_spawned", Region_host_spawned, METH_VARARGS,
+     "host_spawned(k, id): a thread or interpreter now serves requested slot k (False if the "
+     "slot was not requested)."},
+    {"host_exited", Region_host_exited, METH_VARARGS,
+     "host_exited(k, status): the worker serving slot k ended with wait status `status`."},
     {"shutdown", Region_shutdown, METH_O, Region_shutdown__doc__},
     {"drain_tasks", Region_drain_tasks, METH_NOARGS, Region_drain_tasks__doc__},
     {"template_serve", Region_template_serve, METH_O,

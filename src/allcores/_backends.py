@@ -1,0 +1,93 @@
+"""The engines behind Pool(backend=...) and ProcessPoolExecutor(backend=...).
+
+Every backend keeps the same transport (the shared region, its rings and arena) and the same
+worker loop (_worker.main); only the *host* of the workers changes:
+
+    process      forked from a template process (the default; see _engine.Engine)
+    thread       threads of this process: for I/O-bound work, and truly parallel on
+                 free-threaded builds (sys._is_gil_enabled() is False)
+
+A backend is an Engine subclass overriding the _host_* methods.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+
+from . import _worker as W
+from ._engine import Engine
+
+BACKENDS = ("process", "thread")
+
+
+class ThreadEngine(Engine):
+    """Workers are threads of this process. They cannot be killed: a task_timeout cannot stop a
+    running task, so it is refused, and Ctrl-C cancels what is queued but lets running tasks
+    finish."""
+
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
+                 task_timeout=None, name="allcores-threads"):
+        if task_timeout is not None:
+            raise ValueError("backend='thread' cannot stop a running task: task_timeout needs "
+                             "backend='process'")
+        super().__init__(processes, initializer, initargs, maxtasks, None, name)
+
+    def _host_start(self, initializer, initargs, maxtasks):
+        self._threads: dict[int, threading.Thread] = {}
+        self._host_args = (initializer, initargs, maxtasks)
+        self._host_lock = threading.Lock()
+        self._host_wake()
+
+    def _host_name(self):
+        return "worker threads"
+
+    def _host_wake(self):
+        region = self._region
+        with self._host_lock:
+            for k in range(self.nworkers):
+                if region.worker_state(k)[0] != 1:  # ST_SPAWN
+                    continue
+                if not region.host_spawned(k, 0):
+                    continue
+                t = threading.Thread(target=self._thread_main, args=(k,), daemon=True,
+                                     name=f"allcores-worker-{k}")
+                self._threads[k] = t
+                t.start()
+
+    def _thread_main(self, k):
+        status = 70 << 8
+        try:
+            status = W.main(self._region, k, *self._host_args) << 8
+        except BaseException:  # noqa: B902
+            import traceback
+            traceback.print_exc()
+        finally:
+            self._region.host_exited(k, status)
+
+    def _host_gone(self):
+        if not (self._drain_requested or self._terminated or self._broken is not None):
+            return False
+        if any(t.is_alive() for t in self._threads.values()):
+            return False
+        self._host_status = 0
+        return True
+
+    def _host_join(self):
+        for t in list(self._threads.values()):
+            if t is not threading.current_thread():
+                t.join(5.0)
+
+    def _host_close(self):
+        pass
+
+    def worker_pids(self):
+        return []
+
+
+def make_engine(backend, processes, initializer, initargs, maxtasks, task_timeout):
+    if backend == "thread":
+        return ThreadEngine(processes, initializer, initargs, maxtasks, task_timeout)
+    if backend == "process":
+        return Engine(processes, initializer, initargs, maxtasks, task_timeout)
+    raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}"
+                     + ("" if sys.version_info >= (3, 12) else ""))
