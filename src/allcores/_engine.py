@@ -31,6 +31,7 @@ from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED
 from concurrent.futures.process import BrokenProcessPool
 
 from . import _core
+from . import _oob
 from . import _serialize as ser
 from . import _worker as W
 from .errors import TaskTimeout, WorkerLost
@@ -57,7 +58,7 @@ ARENA_BYTES = _default_arena_bytes()
 # How often the collector wakes with nothing to do, to check timeouts and the template; with
 # lazy waking it also wakes a worker for any task left queued (a safety net, see ring.c).
 IDLE_TICK_S = 0.05
-LAZY_TICK_S = 0.005
+LAZY_TICK_S = 0.05
 # The caller spins this long at most for a result before sleeping on the future (adaptive below).
 MAX_SPIN_NS = 200_000
 # A caller waiting in wait_for() re-checks its condition at least this often.
@@ -188,9 +189,9 @@ class _CallEntry:
 
     def deliver(self, engine, kind, payload):
         fut = self.future
-        if kind == W.R_OK:
+        if kind & 0xFF == W.R_OK:
             try:
-                value = ser._loads(payload)
+                value = _oob.loads(payload) if kind & _oob.KIND_OOB else ser._loads(payload)
             except BaseException as exc:  # noqa: B902
                 _set_exception(fut, exc)
                 return
@@ -296,9 +297,15 @@ class Engine:
         except BaseException as exc:  # noqa: B902
             future.set_exception(exc)
             return future
-        if len(payload) > self.max_payload:
+        kind = W.K_CALL
+        if type(payload) is list:
+            kind |= _oob.KIND_OOB
+            size = _oob.total(payload)
+        else:
+            size = len(payload)
+        if size > self.max_payload:
             future.set_exception(MemoryError(
-                f"the arguments of task {ser.describe(fn)} take {len(payload)} bytes, more than the "
+                f"the arguments of task {ser.describe(fn)} take {size} bytes, more than the "
                 f"pool's shared region can hold ({self.max_payload} bytes)"))
             return future
         tid = next(self._ids)
@@ -306,12 +313,15 @@ class Engine:
         if timeout is not None:
             self._timed_entries += 1
             future.add_done_callback(self._untime)
-        self._push(tid, W.K_CALL, payload)
+        self._push(tid, kind, payload)
         return future
 
     def submit_chunk(self, tid, payload, track):
         # Map jobs never block their feeder: it may run in the collector thread.
-        self._push(tid, W.K_CHUNK | (track << 8), payload, block=False)
+        kind = W.K_CHUNK | (track << 8)
+        if type(payload) is list:
+            kind |= _oob.KIND_OOB
+        self._push(tid, kind, payload, block=False)
 
     def _untime(self, _=None):
         self._timed_entries -= 1

@@ -13,6 +13,7 @@ import math
 import threading
 import time
 
+from . import _oob
 from . import _serialize as ser
 from . import _worker as W
 
@@ -96,8 +97,9 @@ class _ChunkEntry:
         self.what = job.fn
 
     def deliver(self, engine, kind, payload):
-        if kind == W.R_CHUNK:
-            values, errors, elapsed = ser._loads(payload)
+        if kind & 0xFF == W.R_CHUNK:
+            values, errors, elapsed = (_oob.loads(payload) if kind & _oob.KIND_OOB
+                                       else ser._loads(payload))
             self.job.chunk_done(self, values, errors, elapsed)
         else:  # the whole chunk failed before running (e.g. its payload could not be unpickled)
             exc = ser.loads_exception(payload)
@@ -200,10 +202,11 @@ class MapJob:
                 self.submitted = start + len(items)
                 try:
                     payload = ser.dumps_chunk(self.fn_blob, self.fn, items, self.star)
-                    if len(payload) > engine.max_payload:
+                    size = _oob.total(payload) if type(payload) is list else len(payload)
+                    if size > engine.max_payload:
                         raise MemoryError(
                             f"a chunk of {len(items)} items of a map over {ser.describe(self.fn)} "
-                            f"takes {len(payload)} bytes, more than the pool's shared region can "
+                            f"takes {size} bytes, more than the pool's shared region can "
                             f"hold ({engine.max_payload} bytes)")
                 except BaseException as exc:  # noqa: B902
                     self.exhausted = self.aborted = True

@@ -120,8 +120,14 @@ def _short_repr(obj: Any, limit: int = 80) -> str:
     return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
-def dumps_call(fn_blob: bytes, fn: Any, args: tuple, kwargs: dict | None) -> bytes:
-    """The payload of one call: (function pickle, args, kwargs)."""
+def dumps_call(fn_blob: bytes, fn: Any, args: tuple, kwargs: dict | None):
+    """The payload of one call: (function pickle, args, kwargs); bytes, or a list of parts with
+    big buffers out of band (see _oob)."""
+    if _oob.wants_oob(args, kwargs):
+        try:
+            return _oob.dumps((fn_blob, args, kwargs))
+        except Exception as exc:
+            raise _name_culprit(fn, args, kwargs, exc) from exc
     try:
         return _dumps((fn_blob, args, kwargs), PROTOCOL)
     except Exception as exc:
@@ -131,8 +137,11 @@ def dumps_call(fn_blob: bytes, fn: Any, args: tuple, kwargs: dict | None) -> byt
             raise _name_culprit(fn, args, kwargs, exc) from exc
 
 
-def dumps_chunk(fn_blob: bytes, fn: Any, items: list, star: bool) -> bytes:
-    """The payload of a chunk of items to map fn over."""
+def dumps_chunk(fn_blob: bytes, fn: Any, items: list, star: bool):
+    """The payload of a chunk of items to map fn over (big buffers out of band when its first
+    item has one: a full scan would cost more than tiny items do)."""
+    if items and _oob.wants_oob(items[0]):
+        return _oob.dumps((fn_blob, items, star))
     try:
         return _dumps((fn_blob, items, star), PROTOCOL)
     except Exception as exc:
@@ -179,3 +188,6 @@ def loads_exception(payload: bytes) -> BaseException:
         exc = UnpicklableTaskError(f"task raised {text}, which could not be sent back ({reason})")
     exc.__cause__ = RemoteTraceback('\n"""\n' + tb + '"""')
     return exc
+
+
+from . import _oob  # noqa: E402  (imports this module: keep it last)

@@ -11,6 +11,7 @@ import os
 import pickle
 import time
 
+from . import _oob
 from . import _serialize as ser
 
 # Task kinds (parent -> worker).
@@ -35,6 +36,9 @@ _dumps = pickle.dumps
 
 def _dump_value(value, what: str) -> tuple[int, bytes]:
     try:
+        if _oob.wants_oob(value) or (type(value) is tuple and value and type(value[0]) is list
+                                     and value[0] and _oob._is_big(value[0][0])):
+            return R_OK | _oob.KIND_OOB, _oob.dumps(value)
         return R_OK, _dumps(value, ser.PROTOCOL)
     except Exception:
         try:
@@ -104,11 +108,12 @@ def main(region, k: int, initializer, initargs, maxtasks) -> int:
             break
         tid, kind, aux, payload = task
         elapsed = 0
-        track = kind >> 8
+        track = (kind >> 8) & 1
+        oob = kind & _oob.KIND_OOB
         kind &= 0xFF
         what = "?"
         try:
-            fn_blob, body, extra = _loads(payload)
+            fn_blob, body, extra = _oob.loads(payload) if oob else _loads(payload)
             fn = fns.get(fn_blob)
             if fn is None:
                 fn = _loads(fn_blob)
@@ -128,8 +133,8 @@ def main(region, k: int, initializer, initargs, maxtasks) -> int:
                 chunk_ns = perf() - t0
                 elapsed = chunk_ns // max(1, len(body))  # per item, for the parent's wake policy
                 rkind, out = _dump_value((values, errors, chunk_ns), what)
-                if rkind == R_OK:
-                    rkind = R_CHUNK
+                if rkind & 0xFF == R_OK:
+                    rkind = R_CHUNK | (rkind & _oob.KIND_OOB)
                 else:  # one value could not be pickled: find it, fail just that item
                     rkind, out = R_CHUNK, _dumps(_isolate_unpicklable(values, errors, what) + (chunk_ns,),
                                                  ser.PROTOCOL)
@@ -142,7 +147,8 @@ def main(region, k: int, initializer, initargs, maxtasks) -> int:
         try:
             send(k, tid, rkind, elapsed if elapsed < 0xFFFFFFFF else 0xFFFFFFFF, out)
         except MemoryError as exc:  # larger than the whole shared region
-            err = MemoryError(f"the result of task {what} takes {len(out)} bytes, more than the "
+            size = _oob.total(out) if isinstance(out, list) else len(out)
+            err = MemoryError(f"the result of task {what} takes {size} bytes, more than the "
                               f"pool's shared region can hold ({region.max_payload} bytes): {exc}")
             send(k, tid, R_ERR, 0, ser.dumps_exception(err, what))
         done += 1

@@ -13,6 +13,7 @@ typedef struct {
   PyObject *ClosedError;  /* the region was shut down */
   PyObject *CorruptError; /* invalid data met in shared memory */
   PyTypeObject *Region;
+  PyTypeObject *BlockBuffer;
 } ac_module_state;
 
 ac_module_state *ac_get_state(PyObject *module);

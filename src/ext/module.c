@@ -20,6 +20,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->ClosedError);
   Py_VISIT(st->CorruptError);
   Py_VISIT(st->Region);
+  Py_VISIT(st->BlockBuffer);
   return 0;
 }
 
@@ -28,6 +29,7 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->ClosedError);
   Py_CLEAR(st->CorruptError);
   Py_CLEAR(st->Region);
+  Py_CLEAR(st->BlockBuffer);
   return 0;
 }
 

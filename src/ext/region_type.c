@@ -12,7 +12,7 @@
 #include "allcores/template.h"
 
 #define WAIT_SLICE_NS 50000000LL /* 50 ms between signal checks while blocked */
-#define MAX_PARTS 16
+#define MAX_PARTS 64
 #define GIL_FREE_COPY_BYTES (256 * 1024) /* copies bigger than this run without the GIL */
 
 typedef struct {
@@ -72,6 +72,91 @@ static int check_worker(RegionObject *self, unsigned int k) {
   return 0;
 }
 
+/* Messages whose kind has this bit carry out-of-band buffers: they are received as a BlockBuffer
+ * (a zero-copy view of their arena block) instead of a copy. */
+#define KIND_OOB 0x200u
+
+/* A read-only view of an arena block; the block is freed when the last view of it goes. It keeps
+ * its Region alive, so the mapping outlives every view. */
+typedef struct {
+  PyObject_HEAD
+  PyObject *region; /* RegionObject */
+  uint64_t block;
+  Py_ssize_t len;
+  Py_ssize_t exports;
+} BlockBufferObject;
+
+static int BlockBuffer_getbuffer(PyObject *op, Py_buffer *view, int flags) {
+  BlockBufferObject *self = (BlockBufferObject *)op;
+  RegionObject *reg = (RegionObject *)self->region;
+  if ((flags & PyBUF_WRITABLE) == PyBUF_WRITABLE) {
+    PyErr_SetString(PyExc_BufferError, "shared payloads are read-only");
+    view->obj = NULL;
+    return -1;
+  }
+  void *data = ac_block_data(reg->region.base, self->block);
+  if (PyBuffer_FillInfo(view, op, data, self->len, 1, flags) < 0) return -1;
+  self->exports++;
+  return 0;
+}
+
+static void BlockBuffer_releasebuffer(PyObject *op, Py_buffer *view) {
+  ((BlockBufferObject *)op)->exports--;
+}
+
+static void BlockBuffer_dealloc(PyObject *op) {
+  BlockBufferObject *self = (BlockBufferObject *)op;
+  PyTypeObject *tp = Py_TYPE(op);
+  RegionObject *reg = (RegionObject *)self->region;
+  if (reg && reg->region.base) {
+    ac_block *b = ac_block_at(reg->region.base, self->block);
+    if (atomic_fetch_sub(&b->refs, 1) == 1) ac_region_release(&reg->region, self->block);
+  }
+  Py_XDECREF(self->region);
+  tp->tp_free(op);
+  Py_DECREF(tp);
+}
+
+static PyObject *BlockBuffer_len(PyObject *op, void *closure) {
+  return PyLong_FromSsize_t(((BlockBufferObject *)op)->len);
+}
+
+static PyGetSetDef BlockBuffer_getset[] = {
+    {"nbytes", BlockBuffer_len, NULL, "Size of the payload in bytes.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot BlockBuffer_slots[] = {
+    {Py_tp_dealloc, BlockBuffer_dealloc},
+    {Py_tp_getset, BlockBuffer_getset},
+    {Py_bf_getbuffer, BlockBuffer_getbuffer},
+    {Py_bf_releasebuffer, BlockBuffer_releasebuffer},
+    {Py_tp_doc, "A read-only, zero-copy view of a payload in the pool's shared memory."},
+    {0, NULL},
+};
+
+static PyType_Spec BlockBuffer_spec = {
+    .name = "allcores._core.BlockBuffer",
+    .basicsize = sizeof(BlockBufferObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = BlockBuffer_slots,
+};
+
+static PyObject *block_buffer_new(RegionObject *region, uint64_t block) {
+  ac_module_state *st = ac_state_from_type(Py_TYPE(region));
+  if (!st) return NULL;
+  BlockBufferObject *self = PyObject_New(BlockBufferObject, st->BlockBuffer);
+  if (!self) return NULL;
+  ac_block *b = ac_block_at(region->region.base, block);
+  atomic_store(&b->refs, 1);
+  Py_INCREF(region);
+  self->region = (PyObject *)region;
+  self->block = block;
+  self->len = (Py_ssize_t)b->len;
+  self->exports = 0;
+  return (PyObject *)self;
+}
+
 /* Turns a received message into (id, kind, aux, payload bytes) and frees its block. `held` (may
  * be NULL) is the worker record's note of the block, cleared before the block is freed so the
  * parent never frees it a second time after this worker dies. */
@@ -86,7 +171,11 @@ static PyObject *message_tuple(RegionObject *self, const ac_msg *m, const uint8_
                  (unsigned long long)m->id, m->kind, m->len, (unsigned long long)m->block);
     return NULL;
   }
-  if (m->block) {
+  if (m->block && (m->kind & KIND_OOB)) {
+    /* Zero copy: the block stays alive as long as the view (held stays set: a worker that dies
+     * mid-task has its block freed by the parent; send_result clears it without freeing). */
+    payload = block_buffer_new(self, m->block);
+  } else if (m->block) {
     ac_block *b = ac_block_at(r->base, m->block);
     payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)b->len);
     if (payload) {
@@ -320,7 +409,8 @@ static PyObject *Region_send_result(PyObject *op, PyObject *args) {
   uint64_t block = atomic_exchange(&w->take.block, 0);
   atomic_store(&w->take.id, 0);
   atomic_fetch_add(&w->tasks_done, 1);
-  if (block) ac_region_release(r, block);
+  /* A block still held here is owned by a BlockBuffer of the task's arguments: freed with it. */
+  if (block && atomic_load(&ac_block_at(r->base, block)->refs) == 0) ac_region_release(r, block);
   Py_RETURN_NONE;
 }
 
@@ -596,6 +686,10 @@ static PyObject *Region_template_serve(PyObject *op, PyObject *arg) {
 }
 
 int acx_register_region(PyObject *m) {
+  PyObject *bb = PyType_FromModuleAndSpec(m, &BlockBuffer_spec, NULL);
+  if (!bb) return -1;
+  ac_get_state(m)->BlockBuffer = (PyTypeObject *)bb; /* the state owns this reference */
+  if (PyModule_AddObjectRef(m, "BlockBuffer", bb) < 0) return -1;
   PyObject *type = PyType_FromModuleAndSpec(m, &Region_spec, NULL);
   if (!type) return -1;
   ac_get_state(m)->Region = (PyTypeObject *)type;

@@ -1,0 +1,125 @@
+"""Big buffers cross the shared region out of band: copied once into it, never copied out.
+
+A payload with large bytes, bytearrays, memoryviews or numpy arrays is framed as
+
+    [u32 n][u64 len(stream)][u64 len(buf1)] ... [stream] [pad][buf1] [pad][buf2] ...
+
+with every buffer 64-byte aligned. The sender hands the parts to the region, which copies them
+straight into an arena block (no intermediate pickle of the data); the receiver unpickles the
+stream with the buffers as zero-copy views of that block, which stays alive while any view does.
+numpy arrays arrive as read-only views; bytes and bytearray are rebuilt as themselves (one copy,
+in the receiver's memory), as their types own their memory.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+
+from . import _serialize as ser
+
+KIND_OOB = 0x200       # message kind bit: the payload is framed as above
+OOB_MIN_BYTES = 64 * 1024
+ALIGN = 64
+_ZEROS = bytes(ALIGN)
+_BUFFER_TYPES = (bytes, bytearray, memoryview)
+
+
+def _is_big(obj) -> bool:
+    t = type(obj)
+    if t in _BUFFER_TYPES:
+        return len(obj) * (obj.itemsize if t is memoryview else 1) >= OOB_MIN_BYTES
+    if t.__module__ == "numpy" and t.__name__ in ("ndarray", "memmap"):
+        return obj.nbytes >= OOB_MIN_BYTES
+    return False
+
+
+def wants_oob(*objs) -> bool:
+    """True when one of objs, or an element one level inside a tuple/list/dict of them, is a big
+    buffer (a cheap, shallow look: tiny-task payloads never pay for a full walk)."""
+    for obj in objs:
+        if _is_big(obj):
+            return True
+        t = type(obj)
+        if t is tuple or t is list:
+            for x in obj:
+                if _is_big(x):
+                    return True
+        elif t is dict:
+            for x in obj.values():
+                if _is_big(x):
+                    return True
+    return False
+
+
+def _rebuild_bytes(buf):
+    return bytes(buf)
+
+
+def _rebuild_bytearray(buf):
+    return bytearray(buf)
+
+
+def _rebuild_memoryview(buf):
+    return memoryview(buf)
+
+
+class _Pickler(pickle.Pickler):
+    """Sends big bytes, bytearrays and memoryviews out of band (numpy does so by itself)."""
+
+    def reducer_override(self, obj):
+        t = type(obj)
+        if t in _BUFFER_TYPES and _is_big(obj):
+            if t is memoryview and not obj.contiguous:
+                return NotImplemented
+            rebuild = (_rebuild_bytes if t is bytes else
+                       _rebuild_bytearray if t is bytearray else _rebuild_memoryview)
+            return rebuild, (pickle.PickleBuffer(obj),)
+        return NotImplemented
+
+
+def dumps(obj) -> list:
+    """Pickles obj with its big buffers out of band; returns the payload as a list of parts."""
+    buffers = []
+    f = io.BytesIO()
+    p = _Pickler(f, ser.PROTOCOL, buffer_callback=buffers.append)
+    try:
+        p.dump(obj)
+    except Exception:
+        buffers = []
+        f = io.BytesIO()
+        p = ser._cloudpickle().CloudPickler(f, ser.PROTOCOL, buffer_callback=buffers.append)
+        p.dump(obj)
+    stream = f.getbuffer()
+    views = [b.raw() for b in buffers]
+    n = len(views)
+    header = struct.pack(f"<I{n + 1}Q", n, stream.nbytes, *(v.nbytes for v in views))
+    parts = [header, stream]
+    at = len(header) + stream.nbytes
+    for v in views:
+        pad = -at % ALIGN
+        if pad:
+            parts.append(_ZEROS[:pad])
+        parts.append(v)
+        at += pad + v.nbytes
+    return parts
+
+
+def loads(payload):
+    """Unpickles a framed payload (a BlockBuffer, or any bytes-like) without copying its buffers."""
+    mv = memoryview(payload)
+    n, = struct.unpack_from("<I", mv, 0)
+    lens = struct.unpack_from(f"<{n + 1}Q", mv, 4)
+    at = 4 + 8 * (n + 1)
+    stream = mv[at:at + lens[0]]
+    at += lens[0]
+    bufs = []
+    for size in lens[1:]:
+        at += -at % ALIGN
+        bufs.append(mv[at:at + size])
+        at += size
+    return pickle.loads(stream, buffers=bufs)
+
+
+def total(parts) -> int:
+    return sum(memoryview(p).nbytes for p in parts)

@@ -1,0 +1,86 @@
+"""Big arguments and results cross through the shared arena: numpy arrays and memoryviews arrive
+as read-only zero-copy views, bytes and bytearrays as themselves; memory stays flat."""
+import gc
+
+import psutil
+import pytest
+
+import allcores
+from engine_tasks import ident
+
+np = pytest.importorskip("numpy")
+pytestmark = pytest.mark.timeout(120)
+
+MB = 1 << 20
+
+
+def describe(x):
+    return type(x).__name__, (x.nbytes if hasattr(x, "nbytes") else len(x))
+
+
+def array_info(a):
+    return a.dtype.str, a.shape, float(a.sum()), a.flags.writeable, a.flags.owndata
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with allcores.Pool(2) as p:
+        yield p
+
+
+@pytest.mark.parametrize("obj", [b"b" * (8 * MB), bytearray(b"a" * (8 * MB))],
+                         ids=["bytes", "bytearray"])
+def test_big_buffers_round_trip_as_themselves(pool, obj):
+    assert pool.apply(describe, (obj,)) == (type(obj).__name__, len(obj))
+    back = pool.apply(ident, (obj,))
+    assert type(back) is type(obj) and back == obj
+
+
+def test_numpy_argument_is_a_readonly_view(pool):
+    a = np.arange(2 * MB, dtype=np.float64).reshape(1024, -1)
+    dtype, shape, total, writeable, owndata = pool.apply(array_info, (a,))
+    assert (dtype, shape, total) == (a.dtype.str, a.shape, float(a.sum()))
+    assert writeable is False and owndata is False  # a view of shared memory, not a copy
+
+
+def test_numpy_result_is_a_view_that_outlives_the_pool():
+    a = np.random.default_rng(1).random(3 * MB)
+    with allcores.Pool(1) as p:
+        back = p.apply(ident, (a,))
+        many = p.map(ident, [a[:1000], a], chunksize=1)
+    gc.collect()
+    assert not back.flags.writeable
+    np.testing.assert_array_equal(back, a)  # the mapping lives as long as the view
+    np.testing.assert_array_equal(many[1], a)
+
+
+def test_memoryview_argument_arrives_as_memoryview(pool):
+    mv = memoryview(bytearray(b"m" * MB))
+    assert pool.apply(describe, (mv,)) == ("memoryview", MB)
+
+
+def test_nested_and_kwargs(pool):
+    a = np.ones(MB // 8)
+    out = pool.submit(_kw, [a, a], scale=a).result(30)
+    assert out == 2 * a.size + a.size
+
+
+def _kw(arrs, scale):
+    return int(sum(x.size for x in arrs) + scale.size)
+
+
+def test_memory_flat_over_many_large_transfers(pool):
+    a = np.ones(4 * MB // 8)
+    me = psutil.Process()
+    for _ in range(20):
+        pool.apply(ident, (a,))
+    gc.collect()
+    rss0 = me.memory_info().rss
+    region = pool._engine._region
+    touched0 = region.stats()["arena_pages_touched"]
+    for _ in range(500):
+        pool.apply(ident, (a,))
+    gc.collect()
+    st = region.stats()
+    assert st["arena_pages_touched"] == touched0  # blocks are reused, no new memory touched
+    assert me.memory_info().rss - rss0 < 32 * MB
