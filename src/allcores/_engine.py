@@ -115,6 +115,7 @@ class TaskFuture(Future):
     """
 
     _engine = None
+    _tid = 0
 
     def __init__(self):
         self._state = PENDING
@@ -145,6 +146,20 @@ class TaskFuture(Future):
             self._state = FINISHED
         self._invoke_callbacks()
         return True
+
+    def running(self):
+        """True while a worker runs this task."""
+        if self._state == PENDING and self._engine is not None:
+            return self._engine.is_running(self._tid)
+        return super().running()
+
+    def cancel(self):
+        """Cancel the task if no worker has started it (as concurrent.futures does); a cancelled
+        task never reports, and if a worker takes it later its result is dropped."""
+        if self._state == PENDING and self._engine is not None and \
+                self._engine.is_running(self._tid):
+            return False
+        return super().cancel()
 
     def set_result(self, result):
         if not self._finish_unwatched(result, None):
@@ -309,6 +324,7 @@ class Engine:
                 f"pool's shared region can hold ({self.max_payload} bytes)"))
             return future
         tid = next(self._ids)
+        future._tid = tid
         self._pending[tid] = _CallEntry(future, fn, time.perf_counter_ns(), timeout)
         if timeout is not None:
             self._timed_entries += 1
@@ -322,6 +338,13 @@ class Engine:
         if type(payload) is list:
             kind |= _oob.KIND_OOB
         self._push(tid, kind, payload, block=False)
+
+    def is_running(self, tid):
+        """True when a worker holds task tid (it has taken it and not yet published its result)."""
+        if not tid or self._terminated or (_forked_child and os.getpid() != self._pid):
+            return False
+        state = self._region.worker_state
+        return any(state(k)[3] == tid for k in range(self.nworkers))
 
     def _untime(self, _=None):
         self._timed_entries -= 1
