@@ -36,32 +36,64 @@ static uint64_t page_off(const ac_arena *a, uint64_t page) {
   return a->base_off + (page << AC_PAGE_SHIFT);
 }
 
-int64_t ac_arena_alloc(ac_arena *a, char *base, uint64_t len, uint64_t owner) {
-  if (len > ac_arena_max_payload(a)) return AC_ETOOBIG;
-  int c = class_for(len + AC_BLOCK_HEADER);
-  uint64_t npages = UINT64_C(1) << c;
-  uint64_t page;
+static void push_free(ac_arena *a, char *base, uint64_t page, int c) {
+  ac_block *b = ac_block_at(base, page_off(a, page));
+  b->cls = (uint32_t)c;
+  atomic_store_explicit(&b->state, AC_BLOCK_FREE, memory_order_release);
+  uint64_t head = atomic_load_explicit(&a->free_head[c], memory_order_acquire);
+  uint64_t fresh;
+  do {
+    atomic_store_explicit(&b->next, head & IDX_MASK, memory_order_relaxed);
+    fresh = (((head >> IDX_BITS) + 1) << IDX_BITS) | (page + 1);
+  } while (!atomic_compare_exchange_weak_explicit(&a->free_head[c], &head, fresh,
+                                                  memory_order_acq_rel, memory_order_acquire));
+}
+
+/* Pops a free block of class c; returns its page + 1, or 0 when the class has none. */
+static uint64_t pop_free(ac_arena *a, char *base, int c) {
   uint64_t head = atomic_load_explicit(&a->free_head[c], memory_order_acquire);
   for (;;) {
     uint64_t idx = head & IDX_MASK;
-    if (idx == 0) break;
+    if (idx == 0) return 0;
     ac_block *b = ac_block_at(base, page_off(a, idx - 1));
     /* The block may be re-allocated under us; reading its link is still safe (the memory stays
      * mapped) and the tag makes the CAS fail if the head moved. */
     uint64_t next = atomic_load_explicit(&b->next, memory_order_relaxed);
     uint64_t fresh = (((head >> IDX_BITS) + 1) << IDX_BITS) | (next & IDX_MASK);
     if (atomic_compare_exchange_weak_explicit(&a->free_head[c], &head, fresh,
-                                              memory_order_acq_rel, memory_order_acquire)) {
-      page = idx - 1;
+                                              memory_order_acq_rel, memory_order_acquire))
+      return idx;
+  }
+}
+
+int64_t ac_arena_alloc(ac_arena *a, char *base, uint64_t len, uint64_t owner) {
+  if (len > ac_arena_max_payload(a)) return AC_ETOOBIG;
+  int c = class_for(len + AC_BLOCK_HEADER);
+  uint64_t npages = UINT64_C(1) << c;
+  uint64_t page;
+  uint64_t idx = pop_free(a, base, c);
+  if (idx) {
+    page = idx - 1;
+    goto found;
+  }
+  uint64_t bump = atomic_load_explicit(&a->bump, memory_order_relaxed);
+  while (bump + npages <= a->pages) {
+    if (atomic_compare_exchange_weak_explicit(&a->bump, &bump, bump + npages,
+                                              memory_order_acq_rel, memory_order_relaxed)) {
+      page = bump;
       goto found;
     }
   }
-  uint64_t bump = atomic_load_explicit(&a->bump, memory_order_relaxed);
-  do {
-    if (bump + npages > a->pages) return AC_ENOSPACE;
-  } while (!atomic_compare_exchange_weak_explicit(&a->bump, &bump, bump + npages,
-                                                  memory_order_acq_rel, memory_order_relaxed));
-  page = bump;
+  /* No fresh space: split a larger free block (buddy style, without merging back), keeping the
+   * low part and returning the upper halves to the smaller classes. */
+  for (int cc = c + 1; cc < AC_ARENA_CLASSES; cc++) {
+    idx = pop_free(a, base, cc);
+    if (!idx) continue;
+    page = idx - 1;
+    for (int x = cc - 1; x >= c; x--) push_free(a, base, page + (UINT64_C(1) << x), x);
+    goto found;
+  }
+  return AC_ENOSPACE;
 found:;
   uint64_t off = page_off(a, page);
   ac_block *b = ac_block_at(base, off);
@@ -97,16 +129,9 @@ int ac_arena_free(ac_arena *a, char *base, uint64_t off) {
   uint32_t state = atomic_exchange_explicit(&b->state, AC_BLOCK_FREE, memory_order_acq_rel);
   if (state == AC_BLOCK_FREE) return AC_ECORRUPT; /* a double free lost the race */
   int c = (int)b->cls;
-  uint64_t idx = ((off - a->base_off) >> AC_PAGE_SHIFT) + 1;
   atomic_fetch_add_explicit(&a->frees, 1, memory_order_relaxed);
   atomic_fetch_sub_explicit(&a->bytes_in_use, (UINT64_C(1) << c) << AC_PAGE_SHIFT,
                             memory_order_relaxed);
-  uint64_t head = atomic_load_explicit(&a->free_head[c], memory_order_acquire);
-  uint64_t fresh;
-  do {
-    atomic_store_explicit(&b->next, head & IDX_MASK, memory_order_relaxed);
-    fresh = (((head >> IDX_BITS) + 1) << IDX_BITS) | idx;
-  } while (!atomic_compare_exchange_weak_explicit(&a->free_head[c], &head, fresh,
-                                                  memory_order_acq_rel, memory_order_acquire));
+  push_free(a, base, (off - a->base_off) >> AC_PAGE_SHIFT, c);
   return 0;
 }
