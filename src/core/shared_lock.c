@@ -1,0 +1,75 @@
+/* shared_lock.c: robust process-shared mutexes (see shared_lock.h). */
+#include "allcores/shared_lock.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <time.h>
+#include <unistd.h>
+
+int ac_smutex_init(ac_smutex *mu, int recursive) {
+  pthread_mutexattr_t a;
+  int rc = pthread_mutexattr_init(&a);
+  if (rc) return -rc;
+  if (!(rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED)) &&
+      !(rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST)) &&
+      !(rc = pthread_mutexattr_settype(&a, recursive ? PTHREAD_MUTEX_RECURSIVE
+                                                     : PTHREAD_MUTEX_ERRORCHECK)))
+    rc = pthread_mutex_init(&mu->m, &a);
+  pthread_mutexattr_destroy(&a);
+  return -rc;
+}
+
+int ac_smutex_lock(ac_smutex *mu, int64_t timeout_ns) {
+  int rc;
+  if (timeout_ns == 0) {
+    rc = pthread_mutex_trylock(&mu->m);
+    if (rc == EDEADLK) rc = EBUSY; /* a try by the owner fails like any other try */
+  } else if (timeout_ns < 0) {
+    rc = pthread_mutex_lock(&mu->m);
+  } else {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = ts.tv_nsec + timeout_ns % 1000000000LL;
+    ts.tv_sec += timeout_ns / 1000000000LL + ns / 1000000000LL;
+    ts.tv_nsec = ns % 1000000000LL;
+    rc = pthread_mutex_clocklock(&mu->m, CLOCK_MONOTONIC, &ts);
+  }
+  if (rc == EOWNERDEAD) {
+    /* We hold it now; without this the mutex would become unusable once we unlock it. */
+    pthread_mutex_consistent(&mu->m);
+    return AC_SMUTEX_RECOVERED;
+  }
+  return -rc;
+}
+
+int ac_smutex_unlock(ac_smutex *mu) { return -pthread_mutex_unlock(&mu->m); }
+
+#ifdef __GLIBC__
+/* glibc keeps the owner's thread id in the futex word of a robust mutex (the kernel's robust
+ * futex protocol), which lets us answer without touching the lock. */
+static int lock_word(ac_smutex *mu) {
+  return __atomic_load_n(&mu->m.__data.__lock, __ATOMIC_ACQUIRE);
+}
+
+int ac_smutex_locked(ac_smutex *mu) { return lock_word(mu) != 0; }
+
+int ac_smutex_is_mine(ac_smutex *mu) {
+  return (lock_word(mu) & FUTEX_TID_MASK) == (int)gettid();
+}
+#else
+int ac_smutex_locked(ac_smutex *mu) {
+  int rc = pthread_mutex_trylock(&mu->m);
+  if (rc == 0) {
+    pthread_mutex_unlock(&mu->m);
+    return 0;
+  }
+  if (rc == EOWNERDEAD) {
+    pthread_mutex_consistent(&mu->m);
+    pthread_mutex_unlock(&mu->m);
+    return 0;
+  }
+  return 1;
+}
+
+int ac_smutex_is_mine(ac_smutex *mu) { return 0; }
+#endif

@@ -1,0 +1,75 @@
+/* shared.h: what the binding files of the shared-memory primitives (src/ext/shared_*.c) share.
+ * Contract: a Segment object owns one process's mapping of a segment (shared_seg.h); every
+ * primitive is a view at an offset of a Segment and keeps it alive. acx__shared_wait() is the one
+ * blocking rule: try with the GIL held, then wait without it in slices, handling signals between
+ * slices. The acx__register_* functions add each file's types to the module. */
+#ifndef ALLCORES_EXT_SHARED_H
+#define ALLCORES_EXT_SHARED_H
+
+#include "binding.h"
+
+#include <limits.h>
+#include <structmember.h>
+
+#include "allcores/shared_seg.h"
+
+#define ACX_WAIT_SLICE_NS 50000000LL /* 50 ms between signal checks while blocked */
+#define ACX_PYERR INT_MIN            /* a Python exception is set */
+
+typedef struct {
+  PyObject_HEAD
+  ac_seg seg;
+  Py_ssize_t exports;  /* buffer views handed out */
+  Py_ssize_t holds;    /* mutexes in it held by threads of this process */
+  PyObject *weakrefs;
+} SegmentObject;
+
+/* The fields every view starts with. */
+#define ACX_VIEW_HEAD \
+  PyObject_HEAD       \
+  SegmentObject *segment; \
+  Py_ssize_t offset;
+
+typedef struct {
+  ACX_VIEW_HEAD
+} ViewObject;
+
+/* 1 when obj is a Segment (or an instance of a subclass), 0 otherwise. */
+int acx__is_segment(PyObject *obj);
+
+/* Parses (segment, offset) for a view of `size` bytes aligned to `align`; returns the address of
+ * the view's memory, or NULL with an exception. */
+char *acx__view_at(PyObject *segment, Py_ssize_t offset, size_t size, size_t align);
+/* tp_new helper: allocates a view of type tp over (segment, offset). */
+PyObject *acx__view_new(PyTypeObject *tp, PyObject *segment, Py_ssize_t offset);
+void acx__view_dealloc(PyObject *op);
+extern PyMemberDef acx__view_members[];
+
+/* A mutex in the segment was locked (+1) or unlocked (-1) by this process: the segment stays
+ * mapped while any is held, since glibc links held robust mutexes into the owner's list. */
+void acx__segment_hold(SegmentObject *seg, int delta);
+
+/* One step of a blocking operation: timeout_ns 0 = do not wait; gil_held = the caller holds the
+ * GIL (the step must not block). Returns 0 or a positive value on success, -EAGAIN/-EBUSY when it
+ * cannot proceed without waiting, -ETIMEDOUT/-EINTR after a wait, or another negative code. */
+typedef int (*acx_step_fn)(void *arg, int64_t timeout_ns, int gil_held);
+/* Runs step until it succeeds, fails, or timeout_ns passes (< 0: never; 0: one non-waiting
+ * try). Returns the step's result, -ETIMEDOUT when the time ran out, or ACX_PYERR when a signal
+ * handler raised. */
+int acx__shared_wait(acx_step_fn step, void *arg, int64_t timeout_ns);
+
+/* Converts a Python timeout (None or a negative number: no limit) to nanoseconds; returns -2
+ * with an exception set when it is not a number. */
+int64_t acx__timeout_ns(PyObject *timeout);
+
+/* Raises for a core code; `what` names the operation. Returns NULL. */
+PyObject *acx__raise(PyObject *self, int rc, const char *what);
+
+int acx__register_segment(PyObject *m);
+int acx__register_counter(PyObject *m);
+int acx__register_mutex(PyObject *m);
+int acx__register_semaphore(PyObject *m);
+int acx__register_event(PyObject *m);
+int acx__register_queue(PyObject *m);
+
+#endif

@@ -1,0 +1,313 @@
+/* shared_segment.c: allcores._core.Segment (one process's handle on a shared segment, a writable
+ * buffer), the helpers every primitive's view shares, and the registration of the shared types. */
+#include "shared.h"
+
+#include <structmember.h>
+
+#include "allcores/clock.h"
+#include "allcores/errors.h"
+
+#define SegmentObject_CAST(op) ((SegmentObject *)(op))
+
+static void Segment_dealloc(PyObject *op);
+
+int acx__is_segment(PyObject *obj) {
+  /* Types are per interpreter; the dealloc function is not, so it identifies the type. */
+  for (PyTypeObject *tp = Py_TYPE(obj); tp; tp = tp->tp_base)
+    if (tp->tp_dealloc == Segment_dealloc) return 1;
+  return 0;
+}
+
+PyObject *acx__raise(PyObject *self, int rc, const char *what) {
+  if (rc == ACX_PYERR || PyErr_Occurred()) return NULL;
+  PyObject *module = self ? ac_module_from_type(Py_TYPE(self)) : NULL;
+  if (!module) PyErr_Clear();
+  switch (rc) {
+  case -ESTALE:
+    PyErr_Format(PyExc_FileNotFoundError,
+                 "%s: the shared object is gone: every process that had it open (its creator and "
+                 "the sender of this reference) closed it or exited", what);
+    return NULL;
+  case -EACCES:
+    PyErr_Format(PyExc_PermissionError,
+                 "%s: cannot open the shared object through /proc/<pid>/fd (another user's "
+                 "process, or ptrace access is restricted)", what);
+    return NULL;
+  case -EDEADLK:
+    PyErr_Format(PyExc_RuntimeError, "%s: the calling thread already holds this lock", what);
+    return NULL;
+  case -EPERM:
+    PyErr_Format(PyExc_RuntimeError, "%s: the lock is not held by the calling thread", what);
+    return NULL;
+  case -EOVERFLOW:
+    PyErr_Format(PyExc_ValueError, "%s: released too many times", what);
+    return NULL;
+  case AC_ETOOBIG:
+    PyErr_Format(PyExc_ValueError, "%s: the item is larger than the queue can ever hold", what);
+    return NULL;
+  case -ENOMEM:
+    return PyErr_NoMemory();
+  default:
+    return ac_py_raise(module, rc, what);
+  }
+}
+
+int64_t acx__timeout_ns(PyObject *timeout) {
+  if (timeout == NULL || timeout == Py_None) return -1;
+  double t = PyFloat_AsDouble(timeout);
+  if (t == -1.0 && PyErr_Occurred()) return -2;
+  if (t < 0) return -1;
+  if (t > 1e9) t = 1e9; /* about 30 years: no limit in practice, and no overflow */
+  return (int64_t)(t * 1e9);
+}
+
+int acx__shared_wait(acx_step_fn step, void *arg, int64_t timeout_ns) {
+  int rc = step(arg, 0, 1);
+  /* -EBUSY: the step could not go on without blocking (a mutex, a big copy): even a try must
+   * then be retried without the GIL. */
+  if (rc != -EAGAIN && rc != -EBUSY) return rc;
+  if (rc == -EAGAIN && timeout_ns == 0) return rc;
+  int64_t deadline = timeout_ns < 0 ? -1 : ac_now_ns() + timeout_ns;
+  for (;;) {
+    int64_t slice = ACX_WAIT_SLICE_NS;
+    if (deadline >= 0) {
+      int64_t left = deadline - ac_now_ns();
+      if (left < 0) left = 0;
+      if (left < slice) slice = left;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = step(arg, slice, 0);
+    Py_END_ALLOW_THREADS
+    if (rc != -EAGAIN && rc != -EBUSY && rc != -ETIMEDOUT && rc != -EINTR) return rc;
+    if (PyErr_CheckSignals() < 0) return ACX_PYERR;
+    if (deadline >= 0 && ac_now_ns() >= deadline) return timeout_ns == 0 ? -EAGAIN : -ETIMEDOUT;
+  }
+}
+
+void acx__segment_hold(SegmentObject *seg, int delta) {
+  if (delta > 0 && seg->holds++ == 0) Py_INCREF(seg);
+  if (delta < 0 && seg->holds > 0 && --seg->holds == 0) Py_DECREF(seg);
+}
+
+/* --- views ---------------------------------------------------------------------------------- */
+
+char *acx__view_at(PyObject *segment, Py_ssize_t offset, size_t size, size_t align) {
+  if (!acx__is_segment(segment)) {
+    PyErr_Format(PyExc_TypeError, "expected a Segment, not %.100s", Py_TYPE(segment)->tp_name);
+    return NULL;
+  }
+  ac_seg *s = &SegmentObject_CAST(segment)->seg;
+  if (offset < 0 || (uint64_t)offset > s->size || s->size - (uint64_t)offset < size ||
+      ((uintptr_t)(s->data + offset) & (align - 1))) {
+    PyErr_Format(PyExc_ValueError, "no aligned room for %zu bytes at offset %zd of a segment of %llu",
+                 size, offset, (unsigned long long)s->size);
+    return NULL;
+  }
+  return s->data + offset;
+}
+
+PyObject *acx__view_new(PyTypeObject *tp, PyObject *segment, Py_ssize_t offset) {
+  ViewObject *self = (ViewObject *)tp->tp_alloc(tp, 0);
+  if (!self) return NULL;
+  self->segment = (SegmentObject *)Py_NewRef(segment);
+  self->offset = offset;
+  return (PyObject *)self;
+}
+
+void acx__view_dealloc(PyObject *op) {
+  ViewObject *self = (ViewObject *)op;
+  PyTypeObject *tp = Py_TYPE(op);
+  Py_CLEAR(self->segment);
+  tp->tp_free(op);
+  Py_DECREF(tp);
+}
+
+PyMemberDef acx__view_members[] = {
+    {"_segment", T_OBJECT, offsetof(ViewObject, segment), READONLY, "The Segment it lives in."},
+    {"_offset", T_PYSSIZET, offsetof(ViewObject, offset), READONLY, "Its offset in the segment."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+/* --- Segment -------------------------------------------------------------------------------- */
+
+static PyObject *Segment_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+  static char *kwlist[] = {"nbytes", NULL};
+  Py_ssize_t nbytes;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:Segment", kwlist, &nbytes)) return NULL;
+  if (nbytes < 0 || (uint64_t)nbytes > AC_SEG_MAX) {
+    PyErr_Format(PyExc_ValueError, "nbytes must be 0..%llu", (unsigned long long)AC_SEG_MAX);
+    return NULL;
+  }
+  SegmentObject *self = (SegmentObject *)type->tp_alloc(type, 0);
+  if (!self) return NULL;
+  int rc;
+  Py_BEGIN_ALLOW_THREADS /* memfd_create, ftruncate and mmap of a big segment take a while */
+  rc = ac_seg_create(&self->seg, (uint64_t)nbytes);
+  Py_END_ALLOW_THREADS
+  if (rc) {
+    Py_DECREF(self);
+    return acx__raise(NULL, rc, "cannot create a shared segment");
+  }
+  return (PyObject *)self;
+}
+
+PyDoc_STRVAR(Segment_open__doc__,
+"_open(ref)\n--\n\n"
+"Map the segment a reference from _ref() names (consuming its pin) as a new object of this\n"
+"class. Raises FileNotFoundError when no process that could open it is left.");
+
+static PyObject *Segment_open(PyObject *cls, PyObject *ref) {
+  ac_seg_ref r;
+  unsigned long long token;
+  if (!PyArg_ParseTuple(ref, "Kiiii:_open", &token, &r.creator_pid, &r.creator_fd, &r.sender_pid,
+                        &r.sender_fd))
+    return NULL;
+  r.token = token;
+  PyTypeObject *type = (PyTypeObject *)cls;
+  SegmentObject *self = (SegmentObject *)type->tp_alloc(type, 0);
+  if (!self) return NULL;
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc = ac_seg_open(&self->seg, &r);
+  Py_END_ALLOW_THREADS
+  if (rc) {
+    Py_DECREF(self);
+    return acx__raise(NULL, rc, "cannot open a shared object");
+  }
+  return (PyObject *)self;
+}
+
+PyDoc_STRVAR(Segment_ref__doc__,
+"_ref()\n--\n\n"
+"A reference to send to another process: (token, creator pid, creator fd, sender pid,\n"
+"sender fd). Pins the segment: the receiver's _open() or _unpin() consumes the pin.");
+
+static PyObject *Segment_ref(PyObject *op, PyObject *Py_UNUSED(ignored)) {
+  ac_seg_ref r;
+  ac_seg_ref_of(&SegmentObject_CAST(op)->seg, &r);
+  return Py_BuildValue("(Kiiii)", (unsigned long long)r.token, r.creator_pid, r.creator_fd,
+                       r.sender_pid, r.sender_fd);
+}
+
+static PyObject *Segment_unpin(PyObject *op, PyObject *Py_UNUSED(ignored)) {
+  ac_seg_unpin(&SegmentObject_CAST(op)->seg);
+  Py_RETURN_NONE;
+}
+
+static PyObject *Segment_get_key(PyObject *op, void *closure) {
+  ac_seg_header *h = SegmentObject_CAST(op)->seg.hdr;
+  return Py_BuildValue("(iK)", h->creator_pid, (unsigned long long)h->token);
+}
+
+static PyObject *Segment_get_nbytes(PyObject *op, void *closure) {
+  return PyLong_FromUnsignedLongLong(SegmentObject_CAST(op)->seg.size);
+}
+
+static PyObject *Segment_get_pins(PyObject *op, void *closure) {
+  return PyLong_FromLongLong(ac_seg_pins(&SegmentObject_CAST(op)->seg));
+}
+
+static PyObject *Segment_get_address(PyObject *op, void *closure) {
+  return PyLong_FromVoidPtr(SegmentObject_CAST(op)->seg.data);
+}
+
+static PyObject *Segment_get_fd(PyObject *op, void *closure) {
+  return PyLong_FromLong(SegmentObject_CAST(op)->seg.fd);
+}
+
+static Py_ssize_t Segment_len(PyObject *op) { return (Py_ssize_t)SegmentObject_CAST(op)->seg.size; }
+
+static int Segment_getbuffer(PyObject *op, Py_buffer *view, int flags) {
+  SegmentObject *self = SegmentObject_CAST(op);
+  if (PyBuffer_FillInfo(view, op, self->seg.data, (Py_ssize_t)self->seg.size, 0, flags) < 0)
+    return -1;
+  self->exports++;
+  return 0;
+}
+
+static void Segment_releasebuffer(PyObject *op, Py_buffer *view) {
+  SegmentObject_CAST(op)->exports--;
+}
+
+static void Segment_dealloc(PyObject *op) {
+  SegmentObject *self = SegmentObject_CAST(op);
+  PyTypeObject *tp = Py_TYPE(op);
+  if (self->weakrefs) PyObject_ClearWeakRefs(op);
+  ac_seg_close(&self->seg);
+  tp->tp_free(op);
+  Py_DECREF(tp);
+}
+
+static PyMethodDef Segment_methods[] = {
+    {"_open", Segment_open, METH_O | METH_CLASS, Segment_open__doc__},
+    {"_ref", Segment_ref, METH_NOARGS, Segment_ref__doc__},
+    {"_unpin", Segment_unpin, METH_NOARGS, "_unpin()\n--\n\nConsume one pin (see _ref)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Segment_getset[] = {
+    {"key", Segment_get_key, NULL, "(creator pid, token): the same in every process.", NULL},
+    {"nbytes", Segment_get_nbytes, NULL, "Size of the payload in bytes.", NULL},
+    {"_pins", Segment_get_pins, NULL, "References sent and not yet opened.", NULL},
+    {"_address", Segment_get_address, NULL, "Address of the payload in this process.", NULL},
+    {"_fd", Segment_get_fd, NULL, "This process's file descriptor of the segment.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef Segment_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(SegmentObject, weakrefs), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+PyDoc_STRVAR(Segment__doc__,
+"Segment(nbytes)\n--\n\n"
+"Shared memory that other processes can map from a small reference: a writable buffer of\n"
+"nbytes zero bytes (memfd: no name in /dev/shm, nothing left behind after any exit).");
+
+static PyType_Slot Segment_slots[] = {
+    {Py_tp_new, Segment_new},
+    {Py_tp_dealloc, Segment_dealloc},
+    {Py_tp_methods, Segment_methods},
+    {Py_tp_getset, Segment_getset},
+    {Py_tp_members, Segment_members},
+    {Py_sq_length, Segment_len},
+    {Py_bf_getbuffer, Segment_getbuffer},
+    {Py_bf_releasebuffer, Segment_releasebuffer},
+    {Py_tp_doc, (void *)Segment__doc__},
+    {0, NULL},
+};
+
+static PyType_Spec Segment_spec = {
+    .name = "allcores._core.Segment",
+    .basicsize = sizeof(SegmentObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Segment_slots,
+};
+
+static PyObject *shared_sweep(PyObject *module, PyObject *Py_UNUSED(ignored)) {
+  return PyLong_FromLong(ac_seg_sweep());
+}
+
+static PyMethodDef shared_functions[] = {
+    {"shared_sweep", shared_sweep, METH_NOARGS,
+     "shared_sweep()\n--\n\nClose the segments this process kept open only for references in\n"
+     "flight that have all arrived; return how many are still kept."},
+    {NULL, NULL, 0, NULL},
+};
+
+int acx__register_segment(PyObject *m) {
+  PyObject *tp = PyType_FromModuleAndSpec(m, &Segment_spec, NULL);
+  if (!tp) return -1;
+  int rc = PyModule_AddObjectRef(m, "Segment", tp);
+  Py_DECREF(tp);
+  if (rc < 0) return -1;
+  return PyModule_AddFunctions(m, shared_functions);
+}
+
+int acx_register_shared(PyObject *m) {
+  if (acx__register_segment(m) < 0 || acx__register_counter(m) < 0 ||
+      acx__register_mutex(m) < 0 || acx__register_semaphore(m) < 0 ||
+      acx__register_event(m) < 0 || acx__register_queue(m) < 0)
+    return -1;
+  return 0;
+}
