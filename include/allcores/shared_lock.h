@@ -30,5 +30,7 @@ int ac_smutex_unlock(ac_smutex *mu);
 int ac_smutex_locked(ac_smutex *mu);
 /* 1 when the calling thread holds the mutex. */
 int ac_smutex_is_mine(ac_smutex *mu);
+/* How many times the calling thread, which holds the mutex, has locked it (1 unless recursive). */
+unsigned ac_smutex_depth(ac_smutex *mu);
 
 #endif

@@ -56,6 +56,8 @@ int ac_smutex_locked(ac_smutex *mu) { return lock_word(mu) != 0; }
 int ac_smutex_is_mine(ac_smutex *mu) {
   return (lock_word(mu) & FUTEX_TID_MASK) == (int)gettid();
 }
+
+unsigned ac_smutex_depth(ac_smutex *mu) { return mu->m.__data.__count ? mu->m.__data.__count : 1; }
 #else
 int ac_smutex_locked(ac_smutex *mu) {
   int rc = pthread_mutex_trylock(&mu->m);
@@ -72,4 +74,6 @@ int ac_smutex_locked(ac_smutex *mu) {
 }
 
 int ac_smutex_is_mine(ac_smutex *mu) { return 0; }
+
+unsigned ac_smutex_depth(ac_smutex *mu) { return 1; }
 #endif

@@ -31,7 +31,14 @@ static PyObject *Counter_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 }
 
 static int as_int64(PyObject *obj, long long *out) {
-  *out = PyLong_AsLongLong(obj);
+  if (PyLong_CheckExact(obj)) {
+    *out = PyLong_AsLongLong(obj);
+  } else {
+    PyObject *i = PyNumber_Index(obj); /* TypeError for floats and other non-integers */
+    if (!i) return -1;
+    *out = PyLong_AsLongLong(i);
+    Py_DECREF(i);
+  }
   return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
@@ -87,10 +94,11 @@ static int Counter_set_value(PyObject *op, PyObject *value, void *closure) {
   return 0;
 }
 
-/* c += n and c -= n: the atomic add, then the counter itself, so the name stays bound to it. */
+/* c += n and c -= n: the atomic add, then the counter itself, so the name stays bound to it.
+ * A non-integer raises here rather than return NotImplemented: Python subclasses would otherwise
+ * fall back to their sequence slots and bind the name to NotImplemented. */
 static PyObject *inplace(PyObject *op, PyObject *other, int sign) {
   long long n;
-  if (!PyLong_Check(other)) Py_RETURN_NOTIMPLEMENTED;
   if (as_int64(other, &n) < 0) return NULL;
   if (sign < 0) n = (long long)(0ULL - (unsigned long long)n);
   ac_scounter_add(CounterObject_CAST(op)->c, n);

@@ -9,7 +9,8 @@
 typedef struct {
   ACX_VIEW_HEAD
   ac_smutex *mu;
-  int recovered; /* the last acquire through this object found the owner dead */
+  int recovered; /* the holding that began with the last outermost acquire took over a dead
+                  * owner's lock */
 } MutexObject;
 
 #define MutexObject_CAST(op) ((MutexObject *)(op))
@@ -41,9 +42,12 @@ static int lock_step(void *arg, int64_t timeout_ns, int gil_held) {
 /* Records a successful lock (rc >= 0); tells of a recovery. Returns -1 (lock released again)
  * when the warning was turned into an exception. */
 static int acquired(MutexObject *self, int rc) {
-  self->recovered = rc == AC_SMUTEX_RECOVERED;
   acx__segment_hold(self->segment, 1);
-  if (!self->recovered) return 0;
+  if (rc != AC_SMUTEX_RECOVERED) {
+    if (ac_smutex_depth(self->mu) == 1) self->recovered = 0; /* reentries keep the news */
+    return 0;
+  }
+  self->recovered = 1;
   PyObject *module = ac_module_from_type(Py_TYPE(self));
   PyObject *category = module ? PyObject_GetAttrString(module, "OwnerDiedWarning") : NULL;
   if (!category) {
@@ -138,8 +142,8 @@ static PyMethodDef Mutex_methods[] = {
 
 static PyGetSetDef Mutex_getset[] = {
     {"recovered", Mutex_get_recovered, NULL,
-     "True when the last acquire through this object found that the previous owner had died\n"
-     "holding the lock (the lock was taken over and made usable again).", NULL},
+     "True when the current (or last) holding of the lock, from its outermost acquire through\n"
+     "this object, began by taking it over from an owner that died holding it.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
