@@ -209,6 +209,9 @@ def test_queue_pickles_by_reference():
     q = allcores.Queue()
     q2 = pickle.loads(pickle.dumps(q))
     q2.put("x")
-    assert q.get_nowait() == "x" and len(pickle.dumps(q)) < 300
+    assert q2._segment is q._segment
+    blob = pickle.dumps(q2)
+    assert q.get_nowait() == "x" and len(blob) < 300
+    pickle.loads(blob)
     q.close()
     q.join_thread()
