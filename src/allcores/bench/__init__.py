@@ -1,0 +1,88 @@
+"""allcores bench: allcores against multiprocessing, ProcessPoolExecutor, loky, joblib and mpire,
+measured in one run on this machine.
+
+    allcores bench [--quick] [--json F] [--markdown F] [--cases rtt,cpu,...] [--libs ...]
+
+Every row runs in a fresh process with a time limit, after a warm-up; within each repetition the
+libraries alternate. Prints the medians, how many times better allcores.Pool is than each peer,
+and the issue's bars as PASS/FAIL. The cases are registered in case.py's MODULES.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+
+from . import bars, report, runner
+from .adapters import ORDER
+from .case import load
+from .machine import describe
+
+
+def _parser(cases):
+    ap = argparse.ArgumentParser(prog="allcores bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="small sizes, one repetition (for tests and development)")
+    ap.add_argument("--json", metavar="F", help="write every figure, the machine and packages to F")
+    ap.add_argument("--markdown", metavar="F", help="write the tables as Markdown to F "
+                    "(BENCHMARKS.md)")
+    ap.add_argument("--cases", default=",".join(cases),
+                    help=f"comma-separated subset of: {', '.join(cases)}")
+    ap.add_argument("--libs", default=",".join(ORDER),
+                    help=f"comma-separated subset of: {', '.join(ORDER)}")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                    help="W, the workers of every pool (default: the cores)")
+    ap.add_argument("--reps", type=int, help="repetitions of every row (default 3; quick: 1)")
+    ap.add_argument("--row-timeout", type=float,
+                    help="seconds a row may take before it is killed (default 180; quick: 60)")
+    return ap
+
+
+def _subset(ap, text, known, what):
+    chosen = [x for x in text.split(",") if x]
+    unknown = [x for x in chosen if x not in known]
+    if unknown:
+        ap.error(f"unknown {what}: {', '.join(unknown)}; known: {', '.join(known)}")
+    return chosen
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cases = load()
+    ap = _parser(cases)
+    args = ap.parse_args(argv)
+    chosen = _subset(ap, args.cases, list(cases), "cases")
+    libs = _subset(ap, args.libs, ORDER, "libraries")
+    reps = args.reps or (1 if args.quick else 3)
+    timeout = args.row_timeout or (60.0 if args.quick else 180.0)
+    machine = describe()
+    print(f"allcores bench: {machine['cpu']}, {machine['cores']} cores, Python "
+          f"{machine['python']}, W={args.workers}, {reps} repetition(s)"
+          f"{', quick' if args.quick else ''}; load average {machine['loadavg'][0]:.2f}", flush=True)
+    t0 = time.perf_counter()
+
+    def log(text, end="\n"):
+        print(text, end=end, flush=True)
+    results = runner.run([cases[c] for c in chosen], libs, args.workers, reps, args.quick,
+                         timeout, log)
+    report.add_ratios(results)
+    checks = bars.check(results)
+    print(report.table(results))
+    print("\nThe issue's bars (allcores.Pool unless named):")
+    print("\n".join(report.bar_lines(checks)) or "  (no bar's figures were measured)")
+    took = time.perf_counter() - t0
+    print(f"\nbench took {took:.0f} s; load average now {os.getloadavg()[0]:.2f}")
+    doc = {"command": shlex.join(["allcores", "bench", *argv]), "machine": machine,
+           "workers": args.workers, "reps": reps, "quick": args.quick, "seconds": took,
+           "loadavg_end": list(os.getloadavg()), "results": results,
+           "bars": [{"bar": text, "pass": ok, "detail": detail} for text, ok, detail in checks]}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(report.markdown(doc))
+    return 0

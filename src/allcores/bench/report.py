@@ -1,0 +1,104 @@
+"""The tables of a run, as text for the terminal and as Markdown for BENCHMARKS.md."""
+from __future__ import annotations
+
+from .adapters import ADAPTERS
+from .bars import advantage
+from .case import load
+
+COMPANIONS = {"serial": "serial (one process, W calls)",
+              "ideal": "ideal: W processes started in advance"}
+
+
+def label(lib):
+    if lib in ADAPTERS:
+        return ADAPTERS[lib].label
+    return COMPANIONS.get(lib, lib)
+
+
+def add_ratios(results):
+    """results[case]["ratios"][lib]: how many times better allcores.Pool is than lib."""
+    for name, c in results.items():
+        c["ratios"] = {lib: x for lib in c["rows"] if lib != "allcores"
+                       for x in [advantage(results, name, lib)] if x is not None}
+
+
+def _versus(x):
+    if x is None:
+        return ""
+    return f"{x:.2f}x better" if x >= 1 else f"{1 / x:.2f}x worse"
+
+
+def _rows(results, name):
+    """(label, headline, extra cells, ratio, note) for each row of a case, formatted."""
+    c = results[name]
+    case = load().get(name)
+    columns = case.columns if case else []
+    for lib, r in c["rows"].items():
+        v = r.get(c["figure"])
+        if not isinstance(v, (int, float)):
+            note = (r.get("skip") or r.get("error") or "no figure")[:100]
+            yield label(lib), "-", ["" for _ in columns], "", note
+            continue
+        cells = [fmt.format(r[key]) if isinstance(r.get(key), (int, float)) else ""
+                 for key, _, fmt in columns]
+        ratio = "" if lib in ("allcores", *COMPANIONS) else _versus(c.get("ratios", {}).get(lib))
+        note = f"{len(r['failed_runs'])} run(s) failed" if r.get("failed_runs") else ""
+        yield label(lib), f"{v:.3f}" if v < 10 else f"{v:,.1f}", cells, ratio, note
+
+
+def _headers(name, c):
+    case = load().get(name)
+    direction = "lower is better" if c["lower_is_better"] else "higher is better"
+    return ([c["unit"]] + [h for _, h, _ in (case.columns if case else [])],
+            f"{c['title']} [{c['unit']}; {direction}]")
+
+
+def table(results) -> str:
+    lines = []
+    for name, c in results.items():
+        heads, title = _headers(name, c)
+        head = ["library", *heads, "allcores.Pool vs it", ""]
+        body = [[lab, v, *cells, ratio, note] for lab, v, cells, ratio, note in _rows(results, name)]
+        widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head) - 1)]
+        lines.append(f"\n{title}")
+        for row in [head, *body]:
+            text = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in
+                                                zip(row[1:-1], widths[1:])]
+            lines.append(("  " + "  ".join(text) + "  " + row[-1]).rstrip())
+    return "\n".join(lines)
+
+
+def bar_lines(checks):
+    return [f"  {'PASS' if ok else 'FAIL'}  {text}: {detail}" for text, ok, detail in checks]
+
+
+def markdown(doc) -> str:
+    m, results = doc["machine"], doc["results"]
+    packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
+    mem = f", {m['mem_gib']:.0f} GiB" if m.get("mem_gib") else ""
+    lines = [
+        "# Benchmarks", "",
+        f"`{doc['command']}`, {m['started_utc']}, {doc['seconds']:.0f} s"
+        f"{' (quick: small sizes, one repetition)' if doc['quick'] else ''}.", "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable){mem}; "
+        f"{m['platform']}; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in m['loadavg'])}.",
+        f"- Python {m['python']} ({m['implementation']}, GIL "
+        f"{'enabled' if m['gil_enabled'] else 'disabled'}); allcores at `{m.get('git') or '?'}`; "
+        f"{packages}.",
+        f"- W = {doc['workers']} workers for every library; {doc['reps']} repetition(s) per row, "
+        "each row in a fresh process, the libraries alternating in rotating order; medians.",
+        "- Ratios come from this one run. The machine is a shared VM: trust the ratios more than "
+        "the absolute times. How each case is measured: benchmarks/README.md.", ""]
+    for name, c in results.items():
+        heads, title = _headers(name, c)
+        head = ["library", *heads, "allcores.Pool vs it", "note"]
+        lines += [f"## {title}", "", "| " + " | ".join(head) + " |",
+                  "|" + "|".join(["---"] + ["---:"] * (len(head) - 2) + ["---"]) + "|"]
+        for lab, v, cells, ratio, note in _rows(results, name):
+            lines.append("| " + " | ".join([lab, v, *cells, ratio, note]) + " |")
+        lines.append("")
+    lines += ["## The issue's bars", "", "| bar | result | figures |", "|---|---|---|"]
+    for b in doc["bars"]:
+        lines.append(f"| {b['bar']} | {'PASS' if b['pass'] else 'FAIL'} | {b['detail']} |")
+    return "\n".join(lines) + "\n"
