@@ -6,6 +6,20 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Deadlines are on the monotonic clock, so that setting the wall clock cannot stretch a wait.
+ * ThreadSanitizer does not intercept pthread_mutex_clocklock and would lose track of the lock:
+ * its builds use timedlock on the wall clock. */
+#if defined(__SANITIZE_THREAD__)
+#define TIMEOUT_CLOCK CLOCK_REALTIME
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TIMEOUT_CLOCK CLOCK_REALTIME
+#endif
+#endif
+#ifndef TIMEOUT_CLOCK
+#define TIMEOUT_CLOCK CLOCK_MONOTONIC
+#endif
+
 int ac_smutex_init(ac_smutex *mu, int recursive) {
   pthread_mutexattr_t a;
   int rc = pthread_mutexattr_init(&a);
@@ -28,11 +42,15 @@ int ac_smutex_lock(ac_smutex *mu, int64_t timeout_ns) {
     rc = pthread_mutex_lock(&mu->m);
   } else {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(TIMEOUT_CLOCK, &ts);
     int64_t ns = ts.tv_nsec + timeout_ns % 1000000000LL;
     ts.tv_sec += timeout_ns / 1000000000LL + ns / 1000000000LL;
     ts.tv_nsec = ns % 1000000000LL;
+#if TIMEOUT_CLOCK == CLOCK_MONOTONIC
     rc = pthread_mutex_clocklock(&mu->m, CLOCK_MONOTONIC, &ts);
+#else
+    rc = pthread_mutex_timedlock(&mu->m, &ts);
+#endif
   }
   if (rc == EOWNERDEAD) {
     /* We hold it now; without this the mutex would become unusable once we unlock it. */
