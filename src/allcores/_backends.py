@@ -6,8 +6,13 @@ worker loop (_worker.main); only the *host* of the workers changes:
     process      forked from a template process (the default; see _engine.Engine)
     thread       threads of this process: for I/O-bound work, and truly parallel on
                  free-threaded builds (sys._is_gil_enabled() is False)
+    interpreter  threads of this process, each running a subinterpreter with its own GIL
+                 (Python 3.12+; see _interp.py)
 
-A backend is an Engine subclass overriding the _host_* methods.
+A backend is an Engine subclass overriding the _host_* methods. One more backend keeps the API
+but not the transport:
+
+    dask         tasks run on an existing dask.distributed cluster (see _dask.py)
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import threading
 from . import _worker as W
 from ._engine import Engine
 
-BACKENDS = ("process", "thread")
+BACKENDS = ("process", "thread", "interpreter", "dask")
 
 
 class ThreadEngine(Engine):
@@ -84,10 +89,19 @@ class ThreadEngine(Engine):
         return []
 
 
-def make_engine(backend, processes, initializer, initargs, maxtasks, task_timeout):
+def make_engine(backend, processes, initializer, initargs, maxtasks, task_timeout, **options):
+    """The engine for Pool(backend=...) and ProcessPoolExecutor(backend=...). options are the
+    backend's own keywords (dask: address= or client=)."""
+    if backend == "dask":
+        from ._dask import DaskEngine
+        return DaskEngine(processes, initializer, initargs, maxtasks, task_timeout, **options)
+    if options:
+        raise TypeError(f"backend={backend!r} takes no option {', '.join(map(repr, options))}")
     if backend == "thread":
         return ThreadEngine(processes, initializer, initargs, maxtasks, task_timeout)
+    if backend == "interpreter":
+        from ._interp import InterpreterEngine
+        return InterpreterEngine(processes, initializer, initargs, maxtasks, task_timeout)
     if backend == "process":
         return Engine(processes, initializer, initargs, maxtasks, task_timeout)
-    raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}"
-                     + ("" if sys.version_info >= (3, 12) else ""))
+    raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")

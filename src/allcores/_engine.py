@@ -600,10 +600,12 @@ class Engine:
     def _fail_all(self, exc):
         pending, self._pending = self._pending, {}
         self._overflow.clear()
-        for entry in pending.values():
-            entry.fail(self, exc)
+        # Jobs first: a failed chunk of a job still running would resubmit its other items and
+        # feed more, into a ring nobody drains any more.
         for job in list(self._jobs):
             job.abort(exc)
+        for entry in pending.values():
+            entry.fail(self, exc)
 
     def _break(self, exc, cause=None):
         with self._lock:

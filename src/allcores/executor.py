@@ -27,10 +27,12 @@ class ProcessPoolExecutor(Executor):
             broken (BrokenProcessPool), as in concurrent.futures.
         max_tasks_per_child: replace a worker after this many tasks.
         task_timeout: seconds a task may run before it fails with TaskTimeout (worker replaced).
+        backend, backend_options: as for Pool ("thread", "interpreter", "dask" with address=).
     """
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *,
-                 max_tasks_per_child=None, task_timeout=None, backend="process"):
+                 max_tasks_per_child=None, task_timeout=None, backend="process",
+                 **backend_options):
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         if max_tasks_per_child is not None:
@@ -40,10 +42,10 @@ class ProcessPoolExecutor(Executor):
                 raise ValueError("max_tasks_per_child must be >= 1")
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
-        if backend != "process":
+        if backend != "process" or backend_options:
             from ._backends import make_engine
             self._engine = make_engine(backend, max_workers, initializer, initargs,
-                                       max_tasks_per_child, task_timeout)
+                                       max_tasks_per_child, task_timeout, **backend_options)
         else:
             self._engine = Engine(max_workers, initializer, initargs, max_tasks_per_child,
                                   task_timeout, name="allcores-executor")

@@ -322,16 +322,18 @@ class Pool:
             template process.
         task_timeout: seconds a task may run; past it the task raises TaskTimeout and its worker
             is killed and replaced.
+        backend: "process" (default), "thread", "interpreter" (subinterpreters, Python 3.12+) or
+            "dask"; backend_options are that backend's own keywords (dask: address= or client=).
     """
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
-                 context=None, *, backend="process", task_timeout=None):
+                 context=None, *, backend="process", task_timeout=None, **backend_options):
         self._state = RUN  # set first: __del__ must work even when __init__ fails
         self._engine = None
-        if backend != "process":
+        if backend != "process" or backend_options:
             from ._backends import make_engine
             self._engine = make_engine(backend, processes, initializer, initargs,
-                                       maxtasksperchild, task_timeout)
+                                       maxtasksperchild, task_timeout, **backend_options)
         else:
             self._engine = Engine(processes, initializer, initargs, maxtasksperchild, task_timeout,
                                   name="allcores-pool")

@@ -1,0 +1,302 @@
+/* interp_host.c: allcores._core.InterpWorker, a pool worker that runs in a subinterpreter with its
+ * own GIL (PEP 684) on the calling OS thread, for Pool(backend="interpreter").
+ *
+ * Contract: run() creates an isolated interpreter on the calling thread, gives it a Region that
+ * views the caller's shared region, runs allcores._interp.sub_main there (the same worker loop as
+ * a process worker, on the same rings), ends the interpreter and returns. The caller's GIL is
+ * released for the whole run. No object crosses between interpreters: only the region's mapping
+ * (plain C memory) and bytes copied into C buffers. interrupt() schedules KeyboardInterrupt in the
+ * task the worker is running, from any thread.
+ * Python 3.12 and later; on 3.11 the type exists and run() raises RuntimeError. */
+#include "binding.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "allcores/region.h"
+
+/* Provided by region_type.c; weak so that this file links into a build without them (run() then
+ * says what is missing instead of the module failing to load). */
+__attribute__((weak)) struct ac_region *acx_region_of(PyObject *obj);
+__attribute__((weak)) PyObject *acx_region_view(PyObject *module, const struct ac_region *r);
+
+#define EXIT_BOOT_FAILED 70 /* EX_SOFTWARE: the interpreter could not start the worker loop */
+
+typedef struct {
+  PyObject_HEAD
+  /* Guards interp and thread_id. Never taken while holding a subinterpreter's GIL: interrupt()
+   * holds it while it waits for that GIL. */
+  pthread_mutex_t lock;
+  PyInterpreterState *interp; /* non-NULL while a run's interpreter is alive */
+  unsigned long thread_id;    /* the OS thread running it */
+  int running;                /* a run() is in progress (a worker runs once at a time) */
+} InterpWorkerObject;
+
+#define InterpWorkerObject_CAST(op) ((InterpWorkerObject *)(op))
+
+static PyObject *InterpWorker_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+  if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+    PyErr_SetString(PyExc_TypeError, "InterpWorker() takes no arguments");
+    return NULL;
+  }
+  InterpWorkerObject *self = (InterpWorkerObject *)type->tp_alloc(type, 0);
+  if (!self) return NULL;
+  pthread_mutex_init(&self->lock, NULL);
+  return (PyObject *)self;
+}
+
+static void InterpWorker_dealloc(PyObject *op) {
+  InterpWorkerObject *self = InterpWorkerObject_CAST(op);
+  PyTypeObject *tp = Py_TYPE(op);
+  pthread_mutex_destroy(&self->lock);
+  tp->tp_free(op);
+  Py_DECREF(tp);
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+
+#if PY_VERSION_HEX >= 0x030D0000
+#define current_tstate_unchecked PyThreadState_GetUnchecked
+#else
+#define current_tstate_unchecked _PyThreadState_UncheckedGet
+#endif
+
+/* Publishes (or clears) the running interpreter. Called with the interpreter's GIL held: it is
+ * released while the lock is taken, so that an interrupt() waiting for that GIL can finish. */
+static void publish(InterpWorkerObject *self, PyInterpreterState *interp) {
+  PyThreadState *ts = PyEval_SaveThread();
+  pthread_mutex_lock(&self->lock);
+  self->interp = interp;
+  self->thread_id = PyThread_get_thread_ident();
+  pthread_mutex_unlock(&self->lock);
+  PyEval_RestoreThread(ts);
+}
+
+/* The pending exception with its traceback, as a malloc'ed UTF-8 string; clears it. */
+static char *take_error_text(void) {
+  PyObject *exc = PyErr_GetRaisedException();
+  PyObject *tb = PyImport_ImportModule("traceback");
+  PyObject *lines = tb && exc ? PyObject_CallMethod(tb, "format_exception", "O", exc) : NULL;
+  PyObject *empty = lines ? PyUnicode_FromString("") : NULL;
+  PyObject *text = empty ? PyUnicode_Join(empty, lines) : NULL;
+  const char *s = text ? PyUnicode_AsUTF8(text) : NULL;
+  char *out = strdup(s ? s : "the subinterpreter failed and its error could not be formatted");
+  PyErr_Clear();
+  Py_XDECREF(text);
+  Py_XDECREF(empty);
+  Py_XDECREF(lines);
+  Py_XDECREF(tb);
+  Py_XDECREF(exc);
+  return out;
+}
+
+/* Runs in the new interpreter (its GIL held): boot is pickle.dumps((sys.path, payload)) from the
+ * parent; sys.path first, so that the worker imports what the parent would. Returns the worker's
+ * wait status; *error gets a malloc'ed traceback when the worker could not run. */
+static int run_worker(const ac_region *r, unsigned int k, const char *boot, Py_ssize_t boot_len,
+                      char **error) {
+  int status = EXIT_BOOT_FAILED << 8;
+  long code;
+  PyObject *pickle = NULL, *loaded = NULL, *core = NULL, *view = NULL, *mod = NULL, *ret = NULL;
+  PyObject *path, *payload; /* borrowed from loaded */
+  if (!(pickle = PyImport_ImportModule("pickle"))) goto error;
+  if (!(loaded = PyObject_CallMethod(pickle, "loads", "y#", boot, boot_len))) goto error;
+  if (!PyArg_ParseTuple(loaded, "O!O:boot", &PyList_Type, &path, &payload)) goto error;
+  if (PySys_SetObject("path", path) < 0) goto error;
+  if (!(core = PyImport_ImportModule("allcores._core"))) goto error;
+  if (!(view = acx_region_view(core, r))) goto error;
+  if (!(mod = PyImport_ImportModule("allcores._interp"))) goto error;
+  if (!(ret = PyObject_CallMethod(mod, "sub_main", "OIO", view, k, payload))) goto error;
+  code = PyLong_AsLong(ret);
+  if (code == -1 && PyErr_Occurred()) goto error;
+  status = (int)(code & 0xff) << 8;
+  goto done;
+error:
+  *error = take_error_text();
+done:
+  Py_XDECREF(ret);
+  Py_XDECREF(mod);
+  Py_XDECREF(view);
+  Py_XDECREF(core);
+  Py_XDECREF(loaded);
+  Py_XDECREF(pickle);
+  return status;
+}
+
+PyDoc_STRVAR(InterpWorker_run__doc__,
+"run($self, region, k, boot, /)\n--\n\n"
+"Run worker slot k of region in a new isolated subinterpreter (its own GIL) on this thread, until\n"
+"the worker loop returns; then end the interpreter. boot is pickle.dumps((sys.path, payload)).\n"
+"Returns (wait_status, error) where error is None or the traceback of a worker that could not run.");
+
+static PyObject *InterpWorker_run(PyObject *op, PyObject *args) {
+  InterpWorkerObject *self = InterpWorkerObject_CAST(op);
+  PyObject *region;
+  unsigned int k;
+  Py_buffer boot;
+  if (!PyArg_ParseTuple(args, "OIy*:run", &region, &k, &boot)) return NULL;
+  if (!acx_region_of || !acx_region_view) {
+    PyBuffer_Release(&boot);
+    PyErr_SetString(PyExc_RuntimeError,
+                    "this build of allcores._core cannot view a Region from a subinterpreter "
+                    "(acx_region_view is missing)");
+    return NULL;
+  }
+  struct ac_region *owner = acx_region_of(region);
+  if (!owner) {
+    PyBuffer_Release(&boot);
+    return NULL;
+  }
+  if (k >= owner->hdr->nworkers) {
+    PyBuffer_Release(&boot);
+    return PyErr_Format(PyExc_IndexError, "worker index %u out of range", k);
+  }
+  /* Copies: nothing of this interpreter may be touched from the other one. `region` itself stays
+   * alive (the caller's reference), so the mapping outlives the run. */
+  ac_region r = *owner;
+  Py_ssize_t boot_len = boot.len;
+  char *boot_copy = malloc(boot_len ? (size_t)boot_len : 1);
+  if (!boot_copy) {
+    PyBuffer_Release(&boot);
+    return PyErr_NoMemory();
+  }
+  memcpy(boot_copy, boot.buf, (size_t)boot_len);
+  PyBuffer_Release(&boot);
+
+  pthread_mutex_lock(&self->lock);
+  int busy = self->running;
+  self->running = 1;
+  pthread_mutex_unlock(&self->lock);
+  if (busy) {
+    free(boot_copy);
+    PyErr_SetString(PyExc_RuntimeError, "this InterpWorker is already running");
+    return NULL;
+  }
+
+  /* The values of CPython's private _PyInterpreterConfig_INIT (isolated): own GIL and object
+   * allocator, so only extensions declaring per-interpreter GIL support load. */
+  const PyInterpreterConfig cfg = {
+      .use_main_obmalloc = 0,
+      .allow_fork = 0,
+      .allow_exec = 0,
+      .allow_threads = 1,
+      .allow_daemon_threads = 0,
+      .check_multi_interp_extensions = 1,
+      .gil = PyInterpreterConfig_OWN_GIL,
+  };
+  PyThreadState *main_ts = PyThreadState_Get();
+  PyThreadState *sub = NULL;
+  PyStatus st = Py_NewInterpreterFromConfig(&sub, &cfg);
+  if (PyStatus_Exception(st)) {
+    /* CPython swaps back to the caller's thread state on failure; make sure of it. */
+    if (current_tstate_unchecked() != main_ts) PyEval_RestoreThread(main_ts);
+    free(boot_copy);
+    pthread_mutex_lock(&self->lock);
+    self->running = 0;
+    pthread_mutex_unlock(&self->lock);
+    return PyErr_Format(PyExc_RuntimeError, "cannot create a subinterpreter: %s",
+                        st.err_msg ? st.err_msg : "unknown error");
+  }
+  /* Here: the caller's GIL is released, the new interpreter's GIL is held, `sub` is current. */
+  publish(self, PyThreadState_GetInterpreter(sub));
+  char *error = NULL;
+  int status = run_worker(&r, k, boot_copy, boot_len, &error);
+  publish(self, NULL);
+  Py_EndInterpreter(sub); /* returns with no thread state and no GIL */
+  PyEval_RestoreThread(main_ts);
+  free(boot_copy);
+  pthread_mutex_lock(&self->lock);
+  self->running = 0;
+  pthread_mutex_unlock(&self->lock);
+  PyObject *out = Py_BuildValue("(is)", status, error);
+  free(error);
+  return out;
+}
+
+PyDoc_STRVAR(InterpWorker_interrupt__doc__,
+"interrupt($self, /)\n--\n\n"
+"Raise KeyboardInterrupt in the worker's interpreter at its next bytecode (a task blocked in C\n"
+"code sees it when the call returns). Returns False when no interpreter is running.");
+
+static PyObject *InterpWorker_interrupt(PyObject *op, PyObject *Py_UNUSED(ignored)) {
+  InterpWorkerObject *self = InterpWorkerObject_CAST(op);
+  int done = 0;
+  PyThreadState *main_ts = PyEval_SaveThread();
+  pthread_mutex_lock(&self->lock);
+  if (self->interp) {
+    /* A thread state of our own in that interpreter (never the worker's: a thread state belongs
+     * to one OS thread); the interpreter cannot end meanwhile, its worker needs the lock first. */
+    PyThreadState *ts = PyThreadState_New(self->interp);
+    if (ts) {
+      PyEval_RestoreThread(ts);
+      /* KeyboardInterrupt is a static type, shared by every interpreter. */
+      done = PyThreadState_SetAsyncExc(self->thread_id, PyExc_KeyboardInterrupt) > 0;
+      PyThreadState_Clear(ts);
+      PyThreadState_DeleteCurrent();
+    }
+  }
+  pthread_mutex_unlock(&self->lock);
+  PyEval_RestoreThread(main_ts);
+  return PyBool_FromLong(done);
+}
+
+#else /* Python 3.11: no per-interpreter GIL */
+
+static PyObject *InterpWorker_run(PyObject *op, PyObject *args) {
+  PyErr_SetString(PyExc_RuntimeError, "subinterpreters with their own GIL need Python 3.12+");
+  return NULL;
+}
+
+static PyObject *InterpWorker_interrupt(PyObject *op, PyObject *Py_UNUSED(ignored)) {
+  Py_RETURN_FALSE;
+}
+
+PyDoc_STRVAR(InterpWorker_run__doc__, "run($self, region, k, boot, /)\n--\n\nNeeds Python 3.12+.");
+PyDoc_STRVAR(InterpWorker_interrupt__doc__, "interrupt($self, /)\n--\n\nNeeds Python 3.12+.");
+
+#endif
+
+static PyObject *InterpWorker_get_running(PyObject *op, void *closure) {
+  InterpWorkerObject *self = InterpWorkerObject_CAST(op);
+  pthread_mutex_lock(&self->lock);
+  int running = self->running;
+  pthread_mutex_unlock(&self->lock);
+  return PyBool_FromLong(running);
+}
+
+static PyMethodDef InterpWorker_methods[] = {
+    {"run", InterpWorker_run, METH_VARARGS, InterpWorker_run__doc__},
+    {"interrupt", InterpWorker_interrupt, METH_NOARGS, InterpWorker_interrupt__doc__},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef InterpWorker_getset[] = {
+    {"running", InterpWorker_get_running, NULL, "True while run() is in progress.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot InterpWorker_slots[] = {
+    {Py_tp_new, InterpWorker_new},
+    {Py_tp_dealloc, InterpWorker_dealloc},
+    {Py_tp_methods, InterpWorker_methods},
+    {Py_tp_getset, InterpWorker_getset},
+    {Py_tp_doc, "InterpWorker()\n--\n\n"
+                "A pool worker slot served by a subinterpreter with its own GIL (Python 3.12+)."},
+    {0, NULL},
+};
+
+static PyType_Spec InterpWorker_spec = {
+    .name = "allcores._core.InterpWorker",
+    .basicsize = sizeof(InterpWorkerObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = InterpWorker_slots,
+};
+
+int acx_register_interp(PyObject *m) {
+  PyObject *type = PyType_FromModuleAndSpec(m, &InterpWorker_spec, NULL);
+  if (!type) return -1;
+  int rc = PyModule_AddObjectRef(m, "InterpWorker", type);
+  Py_DECREF(type);
+  return rc;
+}

@@ -1,0 +1,169 @@
+"""Runs the Pool and Executor API tests on the other backends (thread, interpreter, dask).
+
+Each test_backend_<file>.py imports every test of tests/python/<file>.py and replaces the `impl`
+and `allcores_impl` fixtures with this module's: the same tests, one backend at a time. A test
+is skipped only where the backend cannot do what it checks; SKIPS says why. Tests that identify
+workers by process id have backend-neutral twins in test_backend_workers.py.
+
+The dask backend runs against a real cluster: a scheduler and two worker processes on 127.0.0.1,
+started once per test module (before any test's check for processes left behind).
+"""
+import multiprocessing
+
+import pytest
+
+import allcores
+
+BACKENDS = ["thread", "interpreter", "dask"]
+DASK_WORKERS = 2
+
+_PIDS = "workers of this backend are threads of the test process: they share its pid " \
+        "(test_backend_workers.py checks the same behaviour by worker identity)"
+_DASK_PIDS = "the cluster decides which worker runs a task, and it has 2 worker processes " \
+             "(test_backend_workers.py checks the behaviour by worker identity)"
+_NO_RECYCLE = "dask workers belong to the cluster: maxtasksperchild cannot replace them"
+_MAIN_SCRIPT = "runs a script that uses the default (process) backend: not a backend test"
+
+# test name -> reason, per backend (the whole test is skipped; parametrized variants included).
+SKIPS = {
+    "thread": {
+        "test_apply_runs_in_another_process": _PIDS,
+        "test_submit_runs_in_another_process": _PIDS,
+        "test_worker_pids_are_not_the_caller": _PIDS,
+        "test_long_tasks_are_spread_over_the_workers": _PIDS,
+        "test_many_tiny_tasks_are_batched": _PIDS,
+        "test_imap_batches_tiny_tasks_automatically": _PIDS,
+        "test_processes_run_at_the_same_time": _PIDS,
+        "test_automatic_chunks_keep_long_tasks_apart": _PIDS,
+        "test_maxtasksperchild_replaces_workers": _PIDS,
+        "test_max_tasks_per_child": _PIDS,
+        "test_two_pools_at_once": _PIDS,
+        "test_terminate_stops_running_tasks":
+            "a thread cannot be stopped: terminate() cancels queued tasks and leaves running "
+            "ones to finish (here a 60 s sleep)",
+        "test_context_manager_exit_terminates":
+            "a thread cannot be stopped: the 60 s task it leaves running would outlive the test",
+        "test_functions_of_main": _MAIN_SCRIPT,
+        "test_functions_of_main_with_python_c": _MAIN_SCRIPT,
+    },
+    "interpreter": {
+        "test_apply_runs_in_another_process": _PIDS,
+        "test_submit_runs_in_another_process": _PIDS,
+        "test_worker_pids_are_not_the_caller": _PIDS,
+        "test_long_tasks_are_spread_over_the_workers": _PIDS,
+        "test_many_tiny_tasks_are_batched": _PIDS,
+        "test_imap_batches_tiny_tasks_automatically": _PIDS,
+        "test_processes_run_at_the_same_time": _PIDS,
+        "test_automatic_chunks_keep_long_tasks_apart": _PIDS,
+        "test_maxtasksperchild_replaces_workers": _PIDS,
+        "test_max_tasks_per_child": _PIDS,
+        "test_two_pools_at_once": _PIDS,
+        "test_terminate_stops_running_tasks":
+            "a subinterpreter cannot be killed: terminate() interrupts Python code, but a task "
+            "blocked in C (a 60 s time.sleep) finishes first",
+        "test_context_manager_exit_terminates":
+            "a subinterpreter cannot be killed: the 60 s sleep it leaves running would outlive "
+            "the test",
+        "test_functions_of_main": _MAIN_SCRIPT,
+        "test_functions_of_main_with_python_c": _MAIN_SCRIPT,
+    },
+    "dask": {
+        "test_processes_run_at_the_same_time": _DASK_PIDS,
+        "test_long_tasks_are_spread_over_the_workers": _DASK_PIDS,
+        "test_automatic_chunks_keep_long_tasks_apart": _DASK_PIDS,
+        "test_many_tiny_tasks_are_batched": _NO_RECYCLE,
+        "test_imap_batches_tiny_tasks_automatically": _NO_RECYCLE,
+        "test_maxtasksperchild_replaces_workers": _NO_RECYCLE,
+        "test_maxtasksperchild_with_initializer": _NO_RECYCLE,
+        "test_maxtasksperchild_map_completes": _NO_RECYCLE,
+        "test_max_tasks_per_child": _NO_RECYCLE,
+        "test_two_pools_at_once": _DASK_PIDS,
+        "test_terminate_stops_running_tasks":
+            "dask cannot stop a task running on a cluster worker (allcores will not restart a "
+            "shared cluster's workers)",
+        "test_context_manager_exit_terminates":
+            "dask cannot stop a task running on a cluster worker (allcores will not restart a "
+            "shared cluster's workers)",
+        "test_functions_of_main": _MAIN_SCRIPT,
+        "test_functions_of_main_with_python_c": _MAIN_SCRIPT,
+    },
+}
+
+
+def unavailable(backend):
+    """Why backend cannot run here, or None."""
+    if backend == "interpreter":
+        try:
+            from allcores._interp import check_supported
+            check_supported()
+        except RuntimeError as exc:
+            return str(exc)
+    if backend == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            return "dask.distributed is not installed (pip install 'dask[distributed]')"
+    return None
+
+
+class BackendImpl:
+    """allcores.Pool / ProcessPoolExecutor on one backend, with the conftest Impl interface."""
+
+    TimeoutError = multiprocessing.TimeoutError
+
+    def __init__(self, backend, **options):
+        self.name = backend
+        self.options = options
+
+    def pool(self, processes=2, *args, **kwargs):
+        return allcores.Pool(processes, *args, backend=self.name, **self.options, **kwargs)
+
+    def executor(self, max_workers=2, **kwargs):
+        return allcores.ProcessPoolExecutor(max_workers, backend=self.name, **self.options,
+                                            **kwargs)
+
+    def __repr__(self):
+        return self.name
+
+
+def start_dask_cluster():
+    from distributed import Client, LocalCluster
+    cluster = LocalCluster(n_workers=DASK_WORKERS, threads_per_worker=1, processes=True,
+                           host="127.0.0.1", dashboard_address=None)
+    return cluster, Client(cluster)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    why = unavailable(request.param)
+    if why:
+        pytest.skip(why)
+    if request.param != "dask":
+        yield BackendImpl(request.param)
+        return
+    cluster, client = start_dask_cluster()
+    try:
+        yield BackendImpl("dask", address=cluster.scheduler_address)
+    finally:
+        client.close()
+        cluster.close()
+
+
+def _impl_for(request, backend):
+    name = request.function.__name__
+    reasons = SKIPS.get(backend.name, {})
+    if reasons.get(name):
+        pytest.skip(f"backend={backend.name!r}: {reasons[name]}")
+    return backend
+
+
+@pytest.fixture
+def impl(request, backend):
+    """Overrides conftest's impl: the backend under test."""
+    return _impl_for(request, backend)
+
+
+@pytest.fixture
+def allcores_impl(request, backend):
+    """Overrides conftest's allcores_impl: the backend under test."""
+    return _impl_for(request, backend)
