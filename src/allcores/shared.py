@@ -96,7 +96,15 @@ def _open_segment(ref, cls=_core.Segment):
     return _track(cls._open(ref))
 
 
+# The view classes travel by a short name: pickling a class by reference costs as much as the
+# rest of the reference. Subclasses made by users travel as themselves.
+_VIEW_CLASSES: dict[str, type] = {}
+_VIEW_NAMES: dict[type, str] = {}
+
+
 def _rebuild_view(cls, ref, offset):
+    if cls.__class__ is str:
+        cls = _VIEW_CLASSES[cls]
     return cls._attach(_open_segment(ref), offset)
 
 
@@ -109,7 +117,8 @@ class _View:
         return cls._c_type.__new__(cls, segment, offset)
 
     def __reduce__(self):
-        return _rebuild_view, (type(self), self._segment._ref(), self._offset)
+        cls = type(self)
+        return _rebuild_view, (_VIEW_NAMES.get(cls, cls), self._segment._ref(), self._offset)
 
 
 # --- Counter ---------------------------------------------------------------------------------
@@ -248,6 +257,12 @@ class Queue(_View, _core.Queue):
 
     def __repr__(self):
         return f"<allcores.Queue qsize={self.qsize()} maxsize={self.maxsize}>"
+
+
+for _cls in (Counter, Lock, RLock, Semaphore, BoundedSemaphore, Event, Queue):
+    _VIEW_CLASSES[_cls.__name__] = _cls
+    _VIEW_NAMES[_cls] = _cls.__name__
+del _cls
 
 
 # --- SharedBuffer and shared_array -----------------------------------------------------------

@@ -348,3 +348,29 @@ def test_locks_pickle_by_reference():
     with lock2:
         assert lock.locked() and lock._is_owned()
     assert type(lock2) is allcores.RLock
+
+
+def test_a_lock_dropped_while_held_stays_mapped():
+    """glibc links held robust mutexes into the owner thread's list, which the kernel walks at
+    thread exit: the memory of a held lock must not be unmapped, even when the object goes."""
+    for cls in (allcores.Lock, allcores.RLock):
+        lock = cls()
+        lock.acquire()
+        seg = lock._segment
+        del lock
+        import gc
+        gc.collect()
+        assert seg.nbytes >= 40  # still alive, still mapped
+        other = cls()
+        other.acquire()     # links next to the dropped one in the robust list
+        other.release()     # unlinks, touching its neighbour
+        with allcores.Lock():
+            pass
+
+    def hold_and_drop():
+        lk = allcores.Lock()
+        lk.acquire()        # the thread ends holding it: the kernel walks the list
+
+    t = threading.Thread(target=hold_and_drop)
+    t.start()
+    t.join()
