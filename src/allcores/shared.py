@@ -230,10 +230,14 @@ class Queue(_View, _core.Queue):
         return _core.Queue.__new__(cls, segment, 0, RING_BYTES, arena, max(int(maxsize), 0), True)
 
     def put(self, obj, block=True, timeout=None):
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
         if not self._put(pickle.dumps(obj, _PROTOCOL), 0, block, timeout):
             raise _queue.Full
 
     def get(self, block=True, timeout=None):
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
         item = self._get(block, timeout)
         if item is None:
             raise _queue.Empty

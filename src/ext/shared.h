@@ -58,9 +58,11 @@ typedef int (*acx_step_fn)(void *arg, int64_t timeout_ns, int gil_held);
  * handler raised. */
 int acx__shared_wait(acx_step_fn step, void *arg, int64_t timeout_ns);
 
-/* Converts a Python timeout (None or a negative number: no limit) to nanoseconds; returns -2
- * with an exception set when it is not a number. */
-int64_t acx__timeout_ns(PyObject *timeout);
+/* Converts a Python timeout to nanoseconds (-1: no limit). None means no limit; a negative number
+ * means no limit too for acquire (threading's timeout=-1) and 0 for waits (threading.Event).
+ * Returns -2 with an exception set when it is not a number. */
+enum { ACX_NEGATIVE_FOREVER = 1, ACX_NEGATIVE_ZERO = 0 };
+int64_t acx__timeout_ns(PyObject *timeout, int negative);
 
 /* Raises for a core code; `what` names the operation. Returns NULL. */
 PyObject *acx__raise(PyObject *self, int rc, const char *what);

@@ -43,7 +43,7 @@ static PyObject *Event_wait(PyObject *op, PyObject *args, PyObject *kwds) {
   static char *kwlist[] = {"timeout", NULL};
   PyObject *timeout = Py_None;
   if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:wait", kwlist, &timeout)) return NULL;
-  int64_t t = acx__timeout_ns(timeout);
+  int64_t t = acx__timeout_ns(timeout, ACX_NEGATIVE_ZERO);
   if (t == -2) return NULL;
   wait_arg w = {EventObject_CAST(op)->e, ac_sevent_snapshot(EventObject_CAST(op)->e)};
   int rc = acx__shared_wait(wait_step, &w, t);

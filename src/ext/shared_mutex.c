@@ -91,7 +91,7 @@ static PyObject *Mutex_acquire(PyObject *op, PyObject *args, PyObject *kwds) {
   if (blocking) block = blocking;
   int b = block ? PyObject_IsTrue(block) : 1;
   if (b < 0) return NULL;
-  int64_t t = acx__timeout_ns(timeout);
+  int64_t t = acx__timeout_ns(timeout, ACX_NEGATIVE_FOREVER);
   if (t == -2) return NULL;
   int rc = do_acquire(MutexObject_CAST(op), b, t);
   return rc < 0 ? NULL : PyBool_FromLong(rc);

@@ -76,7 +76,7 @@ static PyObject *Queue_put(PyObject *op, PyObject *args, PyObject *kwds) {
   if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*|IpO:_put", kwlist, &view, &tag, &block,
                                    &timeout))
     return NULL;
-  int64_t t = acx__timeout_ns(timeout);
+  int64_t t = acx__timeout_ns(timeout, ACX_NEGATIVE_ZERO);
   if (t == -2) {
     PyBuffer_Release(&view);
     return NULL;
@@ -142,7 +142,7 @@ static PyObject *Queue_get(PyObject *op, PyObject *args, PyObject *kwds) {
   int block = 1;
   PyObject *timeout = Py_None;
   if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pO:_get", kwlist, &block, &timeout)) return NULL;
-  int64_t t = acx__timeout_ns(timeout);
+  int64_t t = acx__timeout_ns(timeout, ACX_NEGATIVE_ZERO);
   if (t == -2) return NULL;
   get_arg g = {QueueObject_CAST(op)->q, 0, NULL, NULL, 0, 0};
   int rc = acx__shared_wait(get_step, &g, block ? t : 0);

@@ -52,11 +52,11 @@ PyObject *acx__raise(PyObject *self, int rc, const char *what) {
   }
 }
 
-int64_t acx__timeout_ns(PyObject *timeout) {
+int64_t acx__timeout_ns(PyObject *timeout, int negative) {
   if (timeout == NULL || timeout == Py_None) return -1;
   double t = PyFloat_AsDouble(timeout);
   if (t == -1.0 && PyErr_Occurred()) return -2;
-  if (t < 0) return -1;
+  if (t < 0) return negative == ACX_NEGATIVE_FOREVER ? -1 : 0;
   if (t > 1e9) t = 1e9; /* about 30 years: no limit in practice, and no overflow */
   return (int64_t)(t * 1e9);
 }

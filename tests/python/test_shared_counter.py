@@ -232,3 +232,19 @@ def test_spawn_child_opens_them_by_reference():
     p.join(60)
     assert p.exitcode == 0
     assert counter.value == 7 and value.value == 99
+
+
+def _submit_add(counter, n):
+    for _ in range(n):
+        counter += 1
+    return counter.value
+
+
+def test_executor_tasks_and_the_thread_backend_share_a_counter():
+    counter = allcores.Counter()
+    with allcores.ProcessPoolExecutor(2) as ex:
+        futures = [ex.submit(_submit_add, counter, 1000) for _ in range(4)]
+        assert all(f.result() >= 1000 for f in futures)
+    with allcores.Pool(2, backend="thread") as pool:
+        pool.starmap(_add_counter, [(counter, 1000)] * 4)
+    assert counter.value == 8000

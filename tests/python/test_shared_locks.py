@@ -106,6 +106,8 @@ def test_lock_semantics():
     assert lock.acquire(blocking=False) is False
     with pytest.raises(RuntimeError, match="already holds"):
         lock.acquire()                              # not reentrant: an error, not a deadlock
+    with pytest.raises(RuntimeError, match="already holds"):
+        lock.acquire(timeout=-1)                    # threading's "no limit"
     lock.release()
     with pytest.raises(RuntimeError, match="not held"):
         lock.release()
@@ -298,6 +300,7 @@ def test_event_api():
     assert event.is_set() and event.wait() is True and event.wait(0) is True
     event.clear()
     assert not event.is_set() and event.wait(0.01) is False
+    assert event.wait(-1) is False  # as threading.Event: a negative timeout does not wait
 
 
 def test_event_set_then_cleared_at_once_still_wakes_a_waiter():

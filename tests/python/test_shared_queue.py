@@ -31,6 +31,8 @@ def test_fifo_and_nonblocking_api():
         q.get(timeout=0.05)
     with pytest.raises(queue.Empty):
         q.get(False)
+    with pytest.raises(ValueError):
+        q.get(timeout=-1)  # as queue.Queue
 
 
 def test_maxsize_bounds_the_count():
