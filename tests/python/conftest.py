@@ -1,0 +1,199 @@
+"""Shared fixtures for the pool behaviour tests.
+
+`impl` runs a test against allcores and against the standard library (multiprocessing.Pool and
+concurrent.futures.ProcessPoolExecutor with the fork start method), so each test shows that it
+encodes what the standard library really does. Tests of what allcores does beyond the standard
+library take the `allcores_impl` fixture instead.
+
+Every test is checked for processes left behind, and a hang is turned into a failure with every
+thread's stack printed.
+"""
+import concurrent.futures
+import faulthandler
+import multiprocessing
+import sys
+import time
+
+import psutil
+import pytest
+
+HANG_GUARD_S = 60  # the default per-test hang guard; a module may set a tighter one
+LEFTOVER_GRACE_S = 5.0
+
+try:
+    import allcores
+    allcores.Pool
+    allcores.ProcessPoolExecutor
+    _ALLCORES_MISSING = None
+except (ImportError, AttributeError) as exc:  # the pool not built yet: run the stdlib half
+    allcores = None
+    _ALLCORES_MISSING = f"allcores.Pool is not importable yet ({exc!r})"
+
+
+class Impl:
+    """One implementation of the pool APIs, built the way its users build it."""
+
+    name = None
+
+    def pool(self, processes=2, *args, **kwargs):
+        raise NotImplementedError
+
+    def executor(self, max_workers=2, **kwargs):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return self.name
+
+
+class AllcoresImpl(Impl):
+    name = "allcores"
+    TimeoutError = multiprocessing.TimeoutError
+
+    def pool(self, processes=2, *args, **kwargs):
+        return allcores.Pool(processes, *args, **kwargs)
+
+    def executor(self, max_workers=2, **kwargs):
+        return allcores.ProcessPoolExecutor(max_workers, **kwargs)
+
+
+class StdlibImpl(Impl):
+    name = "stdlib"
+
+    def pool(self, processes=2, *args, **kwargs):
+        return multiprocessing.get_context("fork").Pool(processes, *args, **kwargs)
+
+    def executor(self, max_workers=2, **kwargs):
+        if "mp_context" not in kwargs:
+            # The stdlib refuses max_tasks_per_child with fork; spawn is its own default then.
+            method = "spawn" if kwargs.get("max_tasks_per_child") else "fork"
+            kwargs["mp_context"] = multiprocessing.get_context(method)
+        return concurrent.futures.ProcessPoolExecutor(max_workers, **kwargs)
+
+
+@pytest.fixture(params=["allcores", "stdlib"])
+def impl(request):
+    """The implementation under test: allcores, or the standard library as the reference."""
+    if request.param == "allcores":
+        if _ALLCORES_MISSING:
+            pytest.skip(_ALLCORES_MISSING)
+        return AllcoresImpl()
+    return StdlibImpl()
+
+
+@pytest.fixture
+def allcores_impl():
+    """For behaviour allcores promises beyond the standard library."""
+    if _ALLCORES_MISSING:
+        pytest.skip(_ALLCORES_MISSING)
+    return AllcoresImpl()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("impl") == "stdlib":
+            # multiprocessing forks from its handler threads (maxtasksperchild, replacing dead
+            # workers); Python 3.12+ warns about that, and this project turns warnings into errors.
+            item.add_marker(pytest.mark.filterwarnings(
+                "ignore:This process .* is multi-threaded:DeprecationWarning"))
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(HANG_GUARD_S))
+
+
+# -- processes left behind ------------------------------------------------------------------------
+
+def _is_mp_helper(proc):
+    """multiprocessing's resource tracker and fork server are process-wide singletons by design."""
+    try:
+        cmd = " ".join(proc.cmdline())
+    except (psutil.Error, OSError):
+        return False
+    return "resource_tracker" in cmd or "forkserver" in cmd
+
+
+def _descendants():
+    try:
+        return [p for p in psutil.Process().children(recursive=True) if not _is_mp_helper(p)]
+    except psutil.Error:
+        return []
+
+
+def _describe(proc):
+    try:
+        return f"pid {proc.pid} {proc.name()!r} status={proc.status()} ppid={proc.ppid()}"
+    except psutil.Error as exc:
+        return f"pid {proc.pid} ({exc.__class__.__name__})"
+
+
+def _shut_default_pool():
+    """The default pool lives for the whole process by design: a test that used it shuts it down,
+    so that its workers are not counted as left behind and its shutdown is checked too."""
+    default = sys.modules.get("allcores._default")
+    pool = getattr(default, "_pool", None)
+    if pool is not None and getattr(pool, "_state", None) == "RUN":
+        pool.terminate()
+        pool.join()
+
+
+def _check_left_behind(before, when):
+    _shut_default_pool()
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    while True:
+        left = [p for p in _descendants() if p.pid not in before]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if left:
+        desc = "; ".join(_describe(p) for p in left)
+        for p in left:  # do not let these leftovers fail the next tests too
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(left, timeout=2)
+        pytest.fail(f"{len(left)} process(es) left behind {when}: {desc}", pytrace=False)
+
+
+def _uses_wider_fixture(item):
+    """True when the test uses a module- or session-scoped fixture of this project (a pool shared
+    by several tests may start or replace processes during any of them)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    for defs in info.name2fixturedefs.values():
+        for d in defs:
+            if d.scope != "function" and d.baseid:  # baseid "" means pytest's own fixtures
+                return True
+    return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_process_left_behind_by_module():
+    """Processes started by module-scoped fixtures must be gone once the module is done."""
+    before = {p.pid for p in _descendants()}
+    yield
+    _check_left_behind(before, "after the module")
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind(request):
+    """Fails a test that leaves child processes (workers, helpers, zombies) of the test process
+    behind. Processes that were there before the test are not this test's fault; tests sharing
+    a module-scoped pool are checked when the module ends instead."""
+    per_test = not _uses_wider_fixture(request.node)
+    before = {p.pid for p in _descendants()} if per_test else None
+    marker = request.node.get_closest_marker("timeout")
+    guard = (marker.args[0] if marker and marker.args else HANG_GUARD_S)
+    # A last resort for a hang that holds the GIL (pytest-timeout's signal cannot fire then):
+    # dump every thread's stack and exit.
+    faulthandler.dump_traceback_later(guard + 30, exit=True, file=sys.stderr)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+    if per_test:
+        _check_left_behind(before, "after the test")
+
+
+@pytest.fixture
+def gate(tmp_path):
+    """A path tasks wait for (helpers_tasks.wait_for_file) until the test creates it."""
+    return str(tmp_path / "gate")

@@ -1,0 +1,188 @@
+"""Pool's life: workers, initializer, maxtasksperchild, close/join/terminate and their errors,
+the context manager.
+
+Each test runs against allcores.Pool and multiprocessing.Pool (fork).
+"""
+import functools
+import os
+import pickle
+
+import pytest
+
+from helpers_tasks import (init_state, meet, pid_of, read_state, sleep_long, sleep_then, square,
+                           wait_for_file)
+
+
+def _not_running(call):
+    with pytest.raises(ValueError, match="Pool not running"):
+        call()
+
+
+def test_processes_run_at_the_same_time(impl, tmp_path):
+    with impl.pool(3) as pool:
+        pids = pool.map(functools.partial(meet, str(tmp_path)), [3, 3, 3], 1)
+    assert len(set(pids)) == 3
+    assert os.getpid() not in pids
+
+
+def test_processes_must_be_positive(impl):
+    with pytest.raises(ValueError):
+        impl.pool(0)
+
+
+def test_close_then_join_finishes_queued_work(impl):
+    pool = impl.pool(2)
+    results = [pool.apply_async(sleep_then, (i, 0.05)) for i in range(8)]
+    mapped = pool.map_async(square, range(20))
+    pool.close()
+    pool.join()
+    assert [r.get(0) for r in results] == list(range(8))
+    assert mapped.get(0) == [x * x for x in range(20)]
+
+
+def test_closed_pool_refuses_new_work(impl, tmp_path):
+    pool = impl.pool(2)
+    pool.close()
+    _not_running(lambda: pool.apply(square, (1,)))
+    _not_running(lambda: pool.apply_async(square, (1,)))
+    _not_running(lambda: pool.map(square, [1]))
+    _not_running(lambda: pool.map_async(square, [1]))
+    _not_running(lambda: pool.starmap(pow, [(2, 3)]))
+    _not_running(lambda: pool.imap(square, [1]))
+    _not_running(lambda: pool.imap_unordered(square, [1]))
+    pool.join()
+
+
+def test_terminated_pool_refuses_new_work(impl):
+    pool = impl.pool(2)
+    pool.terminate()
+    _not_running(lambda: pool.apply(square, (1,)))
+    _not_running(lambda: pool.map(square, [1]))
+    pool.join()
+
+
+def test_join_while_running_raises_value_error(impl):
+    pool = impl.pool(2)
+    try:
+        with pytest.raises(ValueError):
+            pool.join()
+        assert pool.apply(square, (3,)) == 9  # still usable
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def test_close_and_terminate_twice_are_harmless(impl):
+    pool = impl.pool(2)
+    pool.close()
+    pool.close()
+    pool.terminate()
+    pool.terminate()
+    pool.join()
+    pool.join()
+
+
+@pytest.mark.timeout(30)
+def test_terminate_stops_running_tasks(impl):
+    """terminate() does not wait for tasks: a task sleeping a minute does not hold it up (the
+    hang guard of this test is far shorter than the sleep)."""
+    pool = impl.pool(2)
+    running = [pool.apply_async(sleep_long) for _ in range(2)]
+    queued = pool.apply_async(sleep_long)
+    pool.terminate()
+    pool.join()
+    assert not queued.ready() or not queued.successful()
+    assert all(not r.ready() or not r.successful() for r in running)
+
+
+@pytest.mark.timeout(30)
+def test_context_manager_exit_terminates(impl):
+    with impl.pool(2) as pool:
+        assert pool.map(square, [1, 2]) == [1, 4]
+        pool.apply_async(sleep_long)  # would keep a waiting __exit__ for a minute
+    _not_running(lambda: pool.apply(square, (1,)))
+    pool.join()
+
+
+def test_context_manager_returns_the_pool(impl):
+    pool = impl.pool(2)
+    with pool as entered:
+        assert entered is pool
+    pool.join()
+
+
+def test_context_manager_on_a_closed_pool_raises(impl):
+    pool = impl.pool(2)
+    pool.close()
+    with pytest.raises(ValueError):
+        with pool:
+            pass
+    pool.join()
+
+
+def test_context_manager_exit_after_an_exception_in_the_block(impl):
+    with pytest.raises(KeyError):
+        with impl.pool(2) as pool:
+            pool.apply(square, (1,))
+            raise KeyError("in the block")
+    _not_running(lambda: pool.apply(square, (1,)))
+    pool.join()
+
+
+def test_pool_cannot_be_pickled(impl):
+    with impl.pool(1) as pool:
+        with pytest.raises(NotImplementedError):
+            pickle.dumps(pool)
+
+
+def test_initializer_and_initargs_are_seen_by_tasks(impl):
+    with impl.pool(2, init_state, ("configured", [1, 2])) as pool:
+        states = pool.map(read_state, range(10), 1)
+    assert states == [("configured", [1, 2], True)] * 10
+
+
+def test_initializer_by_keyword(impl):
+    with impl.pool(processes=1, initializer=init_state, initargs=(42,)) as pool:
+        assert pool.apply(read_state) == (42, None, True)
+
+
+def test_maxtasksperchild_replaces_workers(impl):
+    with impl.pool(1, maxtasksperchild=2) as pool:
+        pids = [pool.apply(pid_of) for _ in range(6)]
+    assert pids[0] == pids[1] and pids[2] == pids[3] and pids[4] == pids[5]
+    assert len(set(pids)) == 3
+
+
+def test_maxtasksperchild_with_initializer(impl):
+    """Each replacement worker runs the initializer again."""
+    with impl.pool(1, init_state, ("again",), 1) as pool:
+        got = [pool.apply(read_state) for _ in range(3)]
+    assert got == [("again", None, True)] * 3
+
+
+def test_maxtasksperchild_map_completes(impl):
+    with impl.pool(2, maxtasksperchild=3) as pool:
+        assert pool.map(square, range(100), 1) == [x * x for x in range(100)]
+        assert sorted(pool.imap_unordered(square, range(30))) == [x * x for x in range(30)]
+
+
+def test_pool_is_usable_from_a_thread(impl):
+    import threading
+    out = {}
+    with impl.pool(2) as pool:
+        def run():
+            out["v"] = pool.map(square, range(5))
+        t = threading.Thread(target=run)
+        t.start()
+        t.join(30)
+    assert out["v"] == [0, 1, 4, 9, 16]
+
+
+def test_two_pools_at_once(impl, gate):
+    with impl.pool(1) as a, impl.pool(1) as b:
+        blocked = a.apply_async(wait_for_file, (gate,))
+        assert b.apply(square, (4,)) == 16
+        with open(gate, "w"):
+            pass
+        assert blocked.get(30) == gate
+        assert a.apply(pid_of) != b.apply(pid_of)
