@@ -138,6 +138,9 @@ int ac_region_send(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *pa
 int ac_region_check_msg(ac_region *r, const ac_msg *m) {
   if (m->block == 0) return m->len <= AC_SLOT_INLINE ? 0 : AC_ECORRUPT;
   if (m->block >= r->size) return AC_ECORRUPT;
+  /* The offset must designate a block before its header may be read. */
+  int rc = ac_arena_check(&r->hdr->arena, r->base, m->block, 0);
+  if (rc) return rc;
   ac_block *b = ac_block_at(r->base, m->block);
   return ac_arena_check(&r->hdr->arena, r->base, m->block, b->len);
 }
@@ -221,13 +224,21 @@ int ac_region_request_kill(ac_region *r, uint32_t k) {
   return 0;
 }
 
-/* True when a live worker other than k holds the same claim on the task ring. */
-static int claim_held_elsewhere(ac_region *r, uint32_t k, uint64_t pos) {
+/* True when a live worker other than k holds the same claim on the task ring (results = 0) or
+ * the result ring (results = 1).
+ *
+ * A claim is recorded before the compare-and-swap that takes the position, so a worker killed
+ * between the two, or just after losing the CAS, leaves a claim on a position that a live
+ * worker may own now. The caller must have seen the position taken (dequeue_pos or enqueue_pos
+ * past it) BEFORE calling this: the owner recorded its claim before its CAS, so its claim is
+ * then visible here until it has released or published the slot, which the repair re-checks. */
+static int claim_held_elsewhere(ac_region *r, uint32_t k, uint64_t pos, int results) {
   for (uint32_t j = 0; j < r->hdr->nworkers; j++) {
     if (j == k) continue;
-    uint32_t st = atomic_load(&r->workers[j].state);
-    if (st != AC_W_EMPTY && st != AC_W_EXITED && atomic_load(&r->workers[j].take.pos) == pos)
-      return 1;
+    ac_worker_rec *w = &r->workers[j];
+    uint32_t st = atomic_load(&w->state);
+    uint64_t held = results ? atomic_load(&w->push_pos) : atomic_load(&w->take.pos);
+    if (st != AC_W_EMPTY && st != AC_W_EXITED && held == pos) return 1;
   }
   return 0;
 }
@@ -244,17 +255,20 @@ int ac_region_reap(ac_region *r, uint32_t k, ac_reaped *out, void *recovered_inl
   out->item = atomic_load(&w->item);
 
   /* A result it was publishing: finish the slot as a tombstone so the ring moves on. */
-  ac_ring_repair_push(r->results, atomic_load(&w->push_pos));
-  /* A result block it was still writing is garbage now. */
+  uint64_t push_pos = atomic_load(&w->push_pos);
+  if (push_pos && atomic_load(&r->results->enqueue_pos) >= push_pos &&
+      !claim_held_elsewhere(r, k, push_pos, 1))
+    ac_ring_repair_push(r->results, push_pos);
+  /* A result block it was still writing is garbage now (the record is checked like a frame). */
   uint64_t rb = atomic_load(&w->result_block);
-  if (rb) {
+  if (rb && ac_arena_check(&r->hdr->arena, r->base, rb, 0) == 0) {
     ac_block *b = ac_block_at(r->base, rb);
     if (atomic_load(&b->state) == AC_BLOCK_PRIVATE && atomic_load(&b->owner) == ac_owner_tag(k, out->gen))
       ac_region_release(r, rb);
   }
   /* A task it was taking: if the slot was never released the task never started; give it back. */
   uint64_t pos = atomic_load(&w->take.pos);
-  if (pos && !claim_held_elsewhere(r, k, pos))
+  if (pos && atomic_load(&r->tasks->dequeue_pos) >= pos && !claim_held_elsewhere(r, k, pos, 0))
     out->recovered = ac_ring_repair_pop(r->tasks, pos, &out->msg, recovered_inline);
   if (!out->recovered) {
     out->task_id = atomic_load(&w->take.id);

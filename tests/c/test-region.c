@@ -1,15 +1,18 @@
-/* test-region.c: the region: sending inline and through the arena, the worker steps, and what
- * the parent finds after a worker dies in each window (ac_region_reap). */
+/* test-region.c: the region: its layout, sending inline and through the arena, the checks on
+ * received headers, the worker steps, the worker-slot state machine, and what the parent finds
+ * after a worker dies in each window (ac_region_reap). */
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "allcores/clock.h"
 #include "allcores/errors.h"
 #include "allcores/region.h"
 #include "task.h"
 
-static void make_region(ac_region *r, uint32_t n) {
-  ac_region_config cfg = {n, 16, 16, 64 << 20};
+static void make_region(ac_region *r, uint32_t n, uint64_t arena_bytes) {
+  ac_region_config cfg = {n, 16, 16, arena_bytes};
   ASSERT_OK(ac_region_create(r, &cfg));
 }
 
@@ -19,91 +22,281 @@ static void parent_send(ac_region *r, uint64_t id, const void *data, size_t len)
   ASSERT_OK(ac_region_send(r, r->tasks, &m, &iov, 1, AC_OWNER_PARENT, NULL, NULL, -1, NULL));
 }
 
+/* What the template does when a worker process it forked has been reaped. */
+static void mark_exited(ac_region *r, uint32_t k, pid_t pid, int status) {
+  atomic_store(&r->workers[k].pid, pid);
+  atomic_store(&r->workers[k].wait_status, status);
+  atomic_store(&r->workers[k].state, AC_W_EXITED);
+}
+
 TEST_IMPL(region_create_rejects_bad_config) {
   ac_region r;
   ac_region_config cfg = {0, 16, 16, 1 << 20};
   ASSERT_EQ(ac_region_create(&r, &cfg), -EINVAL);
+  cfg.nworkers = AC_MAX_WORKERS + 1;
+  ASSERT_EQ(ac_region_create(&r, &cfg), -EINVAL);
   cfg.nworkers = 2;
   cfg.task_slots = 12;
   ASSERT_EQ(ac_region_create(&r, &cfg), -EINVAL);
+  cfg.task_slots = 16;
+  cfg.result_slots = 1;
+  ASSERT_EQ(ac_region_create(&r, &cfg), -EINVAL);
+  ASSERT_PTR_EQ(r.base, NULL); /* nothing left mapped */
+}
+
+TEST_IMPL(region_layout) {
+  ac_region r;
+  make_region(&r, 3, 1 << 20);
+  ac_header *h = r.hdr;
+  ASSERT_EQ(h->magic, AC_REGION_MAGIC);
+  ASSERT_EQ(h->nworkers, 3);
+  ASSERT_EQ(h->size, r.size);
+  ASSERT_EQ(h->parent_pid, getpid());
+  ASSERT_EQ(h->off_tasks % 4096, 0);
+  ASSERT_EQ(h->off_results % 4096, 0);
+  ASSERT_EQ(h->arena.base_off % 4096, 0);
+  ASSERT_GE(h->off_tasks, h->off_workers + 3 * sizeof(ac_worker_rec));
+  ASSERT_GE(h->off_results, h->off_tasks + ac_ring_bytes(16));
+  ASSERT_GE(h->arena.base_off, h->off_results + ac_ring_bytes(16));
+  ASSERT_EQ(h->arena.base_off + (h->arena.pages << 12), r.size);
+  ASSERT_EQ(sizeof(ac_worker_rec), 128);
+  ASSERT_EQ(r.tasks->capacity, 16);
+  for (uint32_t k = 0; k < 3; k++) ASSERT_EQ(r.workers[k].state, AC_W_EMPTY);
+  ac_region_destroy(&r);
+  ASSERT_PTR_EQ(r.base, NULL);
 }
 
 TEST_IMPL(region_send_inline_and_through_arena_with_parts) {
   ac_region r;
-  make_region(&r, 1);
+  make_region(&r, 1, 64 << 20);
   char small[] = "hello";
   static char big[100000];
   for (size_t i = 0; i < sizeof big; i++) big[i] = (char)i;
-  struct iovec parts[3] = {{small, 5}, {big, sizeof big}, {small, 5}};
+  struct iovec parts[4] = {{small, 5}, {big, sizeof big}, {NULL, 0}, {small, 5}};
   ac_msg m = {.id = 9};
-  ASSERT_OK(ac_region_send(&r, r.tasks, &m, parts, 3, AC_OWNER_PARENT, NULL, NULL, -1, NULL));
-  parent_send(&r, 10, small, 5);
+  ASSERT_OK(ac_region_send(&r, r.tasks, &m, parts, 4, AC_OWNER_PARENT, NULL, NULL, -1, NULL));
+  struct iovec inl[3] = {{small, 2}, {NULL, 0}, {small + 2, 3}};
+  m = (ac_msg){.id = 10};
+  ASSERT_OK(ac_region_send(&r, r.tasks, &m, inl, 3, AC_OWNER_PARENT, NULL, NULL, -1, NULL));
+
   ac_msg got;
   uint8_t buf[AC_SLOT_INLINE];
   ASSERT_OK(ac_worker_next_task(&r, 0, &got, buf, 0, 0));
   ASSERT_EQ(got.id, 9);
   ASSERT_GT(got.block, 0);
+  ASSERT_EQ(got.len, 100010);
   ASSERT_OK(ac_region_check_msg(&r, &got));
   const char *p = ac_region_payload(&r, &got, buf);
-  ASSERT_EQ(ac_block_at(r.base, got.block)->len, 100010);
+  ac_block *b = ac_block_at(r.base, got.block);
+  ASSERT_EQ(b->len, 100010);
+  ASSERT_EQ(b->owner, AC_OWNER_PARENT);
+  ASSERT_EQ(b->state, AC_BLOCK_PUBLISHED);
   ASSERT_MEM_EQ(p, "hello", 5);
   ASSERT_MEM_EQ(p + 5, big, sizeof big);
+  ASSERT_MEM_EQ(p + 5 + sizeof big, "hello", 5);
+  /* The worker's record names the task and its block while it runs. */
   ASSERT_EQ(r.workers[0].take.id, 9);
+  ASSERT_EQ(r.workers[0].take.block, got.block);
+  ASSERT_EQ(r.workers[0].busy, 1);
+  ASSERT_EQ(r.tasks->consumers_busy, 1);
+  ASSERT_GT(r.workers[0].started_ns, 0);
+
   ac_msg res = {.id = 9, .kind = 2};
   struct iovec out = {"ok", 2};
   ASSERT_OK(ac_worker_send_result(&r, 0, &res, &out, 1, -1));
   ASSERT_EQ(r.workers[0].take.id, 0);
+  ASSERT_EQ(r.workers[0].take.block, 0);
   ASSERT_EQ(r.workers[0].tasks_done, 1);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0); /* the task's block went back with the result */
+
   ASSERT_OK(ac_worker_next_task(&r, 0, &got, buf, 0, 0));
+  ASSERT_EQ(r.tasks->consumers_busy, 1); /* busy was returned before taking the next */
   ASSERT_EQ(got.id, 10);
   ASSERT_EQ(got.block, 0);
-  ASSERT_MEM_EQ(buf, "hello", 5);
+  ASSERT_EQ(got.len, 5);
+  ASSERT_OK(ac_region_check_msg(&r, &got));
+  ASSERT_MEM_EQ(ac_region_payload(&r, &got, buf), "hello", 5);
+
+  ASSERT_OK(ac_ring_try_pop(r.results, &got, buf, NULL));
+  ASSERT_EQ(got.id, 9);
+  ASSERT_EQ(got.kind, 2);
+  ASSERT_MEM_EQ(buf, "ok", 2);
+  ASSERT_EQ(ac_worker_next_task(&r, 0, &got, buf, 1000000, 0), -ETIMEDOUT);
+  ASSERT_EQ(r.tasks->consumers_busy, 0);
+  ASSERT_EQ(r.workers[0].state, AC_W_IDLE);
+  ac_region_destroy(&r);
+}
+
+TEST_IMPL(region_send_inline_boundary) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  static char data[AC_SLOT_INLINE + 1];
+  struct iovec iov = {data, AC_SLOT_INLINE};
+  ac_msg m = {.id = 1};
+  ASSERT_OK(ac_region_send(&r, r.tasks, &m, &iov, 1, AC_OWNER_PARENT, NULL, NULL, -1, NULL));
+  ASSERT_EQ(m.block, 0);
+  iov.iov_len = AC_SLOT_INLINE + 1;
+  m = (ac_msg){.id = 2};
+  ASSERT_OK(ac_region_send(&r, r.tasks, &m, &iov, 1, AC_OWNER_PARENT, NULL, NULL, -1, NULL));
+  ASSERT_GT(m.block, 0);
+  ac_region_destroy(&r);
+}
+
+TEST_IMPL(region_send_too_big_or_out_of_space) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  static char data[1 << 20];
+  struct iovec iov = {data, sizeof data};
+  ac_msg m = {.id = 1};
+  ASSERT_EQ(ac_region_send(&r, r.tasks, &m, &iov, 1, AC_OWNER_PARENT, NULL, NULL, -1, NULL),
+            AC_ETOOBIG);
+  ASSERT_EQ(ac_ring_len(r.tasks), 0);
+  iov.iov_len = 600 << 10; /* fits once, not twice */
+  ASSERT_OK(ac_region_send(&r, r.tasks, &m, &iov, 1, AC_OWNER_PARENT, NULL, NULL, -1, NULL));
+  int64_t t0 = ac_now_ns();
+  ASSERT_EQ(ac_region_send(&r, r.tasks, &m, &iov, 1, AC_OWNER_PARENT, NULL, NULL, 20000000, NULL),
+            -ETIMEDOUT);
+  ASSERT_GE(ac_now_ns() - t0, 15000000);
+  _Atomic uint32_t word = 1;
+  ac_watch w = {&word, 0};
+  ASSERT_EQ(ac_region_send(&r, r.tasks, &m, &iov, 1, AC_OWNER_PARENT, NULL, NULL, -1, &w),
+            AC_EEVENT);
+  ASSERT_EQ(ac_ring_len(r.tasks), 1);
+  ac_region_destroy(&r);
+}
+
+/* A full ring: the block allocated for the payload is freed again when the push gives up. */
+TEST_IMPL(region_send_frees_its_block_when_the_ring_stays_full) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  for (int i = 0; i < 16; i++) parent_send(&r, (uint64_t)i + 1, "x", 1);
+  static char data[10000];
+  struct iovec iov = {data, sizeof data};
+  _Atomic uint64_t held = 0;
+  ac_msg m = {.id = 99};
+  ASSERT_EQ(ac_region_send(&r, r.tasks, &m, &iov, 1, AC_OWNER_PARENT, NULL, &held, 5000000, NULL),
+            -ETIMEDOUT);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  ASSERT_EQ(held, 0);
   ac_region_destroy(&r);
 }
 
 TEST_IMPL(region_check_msg_rejects_forged_headers) {
   ac_region r;
-  make_region(&r, 1);
+  make_region(&r, 1, 1 << 20);
   ac_msg m = {.id = 1, .len = AC_SLOT_INLINE + 1};
   ASSERT_EQ(ac_region_check_msg(&r, &m), AC_ECORRUPT);
+  m.len = AC_SLOT_INLINE;
+  ASSERT_OK(ac_region_check_msg(&r, &m));
   m.len = 10;
   m.block = r.size + 4096;
   ASSERT_EQ(ac_region_check_msg(&r, &m), AC_ECORRUPT);
-  m.block = 4096 * 3 + 8;
+  m.block = UINT64_MAX;
   ASSERT_EQ(ac_region_check_msg(&r, &m), AC_ECORRUPT);
+  m.block = r.hdr->off_tasks; /* page aligned, inside the region, not in the arena */
+  ASSERT_EQ(ac_region_check_msg(&r, &m), AC_ECORRUPT);
+  m.block = r.hdr->arena.base_off; /* the arena's first page, never allocated */
+  ASSERT_EQ(ac_region_check_msg(&r, &m), AC_ECORRUPT);
+  /* A real block whose header was scribbled on. */
+  static char data[5000];
+  struct iovec iov = {data, sizeof data};
+  ac_msg sent = {.id = 2};
+  ASSERT_OK(ac_region_send(&r, r.tasks, &sent, &iov, 1, AC_OWNER_PARENT, NULL, NULL, -1, NULL));
+  ASSERT_OK(ac_region_check_msg(&r, &sent));
+  ac_block *b = ac_block_at(r.base, sent.block);
+  b->len = 1 << 30;
+  ASSERT_EQ(ac_region_check_msg(&r, &sent), AC_ECORRUPT);
+  b->len = 5000;
+  atomic_store(&b->state, AC_BLOCK_FREE);
+  ASSERT_EQ(ac_region_check_msg(&r, &sent), AC_ECORRUPT);
+  ac_region_destroy(&r);
+}
+
+/* A forged offset just below the end of the region must be rejected before anything is read at
+ * it: the region's last page is made inaccessible, so a read there faults. */
+TEST_IMPL(region_check_msg_reads_nothing_at_a_forged_offset) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  char *last = r.base + r.size - 4096;
+  ASSERT_OK(mprotect(last, 4096, PROT_NONE));
+  ac_msg m = {.id = 1, .len = 10};
+  for (uint64_t back = 1; back <= 64; back++) {
+    m.block = (uint64_t)(last - r.base) - back; /* its header would straddle the guard */
+    ASSERT_EQ(ac_region_check_msg(&r, &m), AC_ECORRUPT);
+  }
+  ac_region_destroy(&r);
+}
+
+TEST_IMPL(region_worker_slot_state_machine) {
+  ac_region r;
+  make_region(&r, 2, 1 << 20);
+  uint32_t ev = atomic_load(&r.hdr->event_word);
+  ASSERT_EQ(ac_region_request_spawn(&r, 2), -EINVAL);
+  ASSERT_EQ(ac_region_request_kill(&r, 7), -EINVAL);
+  ASSERT_EQ(ac_region_host_spawned(&r, 0, 123), -EBUSY); /* not requested */
+  ASSERT_OK(ac_region_request_spawn(&r, 0));
+  ASSERT_EQ(ac_region_request_spawn(&r, 0), -EBUSY);
+  ASSERT_EQ(r.workers[0].state, AC_W_SPAWN);
+  atomic_store(&r.workers[0].kill_req, 1);
+  ASSERT_OK(ac_region_host_spawned(&r, 0, 123));
+  ASSERT_EQ(r.workers[0].state, AC_W_STARTING);
+  ASSERT_EQ(r.workers[0].pid, 123);
+  ASSERT_EQ(r.workers[0].gen, 1);
+  ASSERT_EQ(r.workers[0].kill_req, 0); /* a stale request never hits the new process */
+  ASSERT_NE(atomic_load(&r.hdr->event_word), ev);
+  ASSERT_OK(ac_region_request_kill(&r, 0));
+  ASSERT_EQ(r.workers[0].kill_req, 1);
+  ev = atomic_load(&r.hdr->event_word);
+  ASSERT_OK(ac_region_host_exited(&r, 0, 9));
+  ASSERT_EQ(r.workers[0].state, AC_W_EXITED);
+  ASSERT_NE(atomic_load(&r.hdr->event_word), ev);
+  ac_reaped out;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_EQ(ac_region_reap(&r, 1, &out, buf), 0); /* slot 1 never ran */
+  ASSERT_EQ(ac_region_reap(&r, 5, &out, buf), -EINVAL);
+  ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+  ASSERT_EQ(out.pid, 123);
+  ASSERT_EQ(out.wait_status, 9);
+  ASSERT_EQ(out.gen, 1);
+  ASSERT_EQ(r.workers[0].state, AC_W_EMPTY);
+  ASSERT_EQ(r.workers[0].kill_req, 0);
+  ASSERT_OK(ac_region_request_spawn(&r, 0)); /* the slot is free for a replacement */
+  ASSERT_OK(ac_region_host_spawned(&r, 0, 124));
+  ASSERT_EQ(r.workers[0].gen, 2);
   ac_region_destroy(&r);
 }
 
 /* A worker process killed while running a task: reap names the task and frees its block. */
 TEST_IMPL(region_reap_after_death_while_running) {
   ac_region r;
-  make_region(&r, 2);
+  make_region(&r, 2, 1 << 20);
   static char big[50000];
   parent_send(&r, 5, big, sizeof big);
   ASSERT_OK(ac_region_request_spawn(&r, 0));
-  r.workers[0].state = AC_W_STARTING;
+  ASSERT_OK(ac_region_host_spawned(&r, 0, 1));
   pid_t pid = fork();
   if (pid == 0) {
     ac_msg m;
     uint8_t buf[AC_SLOT_INLINE];
     if (ac_worker_next_task(&r, 0, &m, buf, -1, 0) != 0) _exit(2);
+    atomic_store(&r.workers[0].item, 3);
     pause(); /* "running" until killed */
     _exit(0);
   }
-  while (r.workers[0].take.id != 5) usleep(1000);
+  while (atomic_load(&r.workers[0].item) != 3) usleep(1000);
   kill(pid, SIGKILL);
   int st;
-  waitpid(pid, &st, 0);
-  r.workers[0].pid = pid;
-  r.workers[0].wait_status = st;
-  r.workers[0].state = AC_W_EXITED; /* what the template records */
-  uint64_t in_use = r.hdr->arena.bytes_in_use;
-  ASSERT_GT(in_use, 0);
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  mark_exited(&r, 0, pid, st);
+  ASSERT_GT(r.hdr->arena.bytes_in_use, 0);
+  ASSERT_EQ(r.tasks->consumers_busy, 1);
   ac_reaped out;
   uint8_t buf[AC_SLOT_INLINE];
   ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
   ASSERT_EQ(out.task_id, 5);
+  ASSERT_EQ(out.item, 3);
   ASSERT_EQ(out.recovered, 0);
+  ASSERT_EQ(out.pid, pid);
   ASSERT(WIFSIGNALED(out.wait_status) && WTERMSIG(out.wait_status) == SIGKILL);
   ASSERT_EQ(r.hdr->arena.bytes_in_use, 0); /* the task's block was reclaimed */
   ASSERT_EQ(r.workers[0].state, AC_W_EMPTY);
@@ -115,27 +308,43 @@ TEST_IMPL(region_reap_after_death_while_running) {
 /* A worker that died holding a claimed, unreleased slot: its task is recovered, not lost. */
 TEST_IMPL(region_reap_recovers_task_taken_but_not_started) {
   ac_region r;
-  make_region(&r, 1);
+  make_region(&r, 1, 1 << 20);
   parent_send(&r, 6, "abc", 3);
+  static char big[9000];
+  memset(big, 'z', sizeof big);
+  parent_send(&r, 7, big, sizeof big);
   ac_worker_rec *w = &r.workers[0];
-  uint64_t pos = atomic_load(&r.tasks->dequeue_pos);
-  atomic_store(&w->take.pos, pos + 1); /* the state a kill between CAS and release leaves */
-  ASSERT(atomic_compare_exchange_strong(&r.tasks->dequeue_pos, &pos, pos + 1));
-  w->state = AC_W_EXITED;
-  ac_reaped out;
-  uint8_t buf[AC_SLOT_INLINE];
-  ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
-  ASSERT_EQ(out.recovered, 1);
-  ASSERT_EQ(out.msg.id, 6);
-  ASSERT_MEM_EQ(buf, "abc", 3);
-  ASSERT_EQ(out.task_id, 0);
+  for (int i = 0; i < 2; i++) {
+    uint64_t pos = atomic_load(&r.tasks->dequeue_pos);
+    atomic_store(&w->take.pos, pos + 1); /* the state a kill between CAS and release leaves */
+    ASSERT(atomic_compare_exchange_strong(&r.tasks->dequeue_pos, &pos, pos + 1));
+    w->state = AC_W_EXITED;
+    ac_reaped out;
+    uint8_t buf[AC_SLOT_INLINE];
+    ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+    ASSERT_EQ(out.recovered, 1);
+    ASSERT_EQ(out.task_id, 0);
+    if (i == 0) {
+      ASSERT_EQ(out.msg.id, 6);
+      ASSERT_EQ(out.msg.len, 3);
+      ASSERT_MEM_EQ(buf, "abc", 3);
+    } else {
+      /* An out-of-line task comes back with its block, still allocated, ready to resend. */
+      ASSERT_EQ(out.msg.id, 7);
+      ASSERT_OK(ac_region_check_msg(&r, &out.msg));
+      ASSERT_MEM_EQ(ac_region_payload(&r, &out.msg, buf), big, sizeof big);
+      ASSERT_OK(ac_region_release(&r, out.msg.block));
+    }
+  }
+  ASSERT_EQ(ac_ring_len(r.tasks), 0);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
   ac_region_destroy(&r);
 }
 
 /* A worker that died while publishing a result: a tombstone unblocks the result ring. */
 TEST_IMPL(region_reap_unblocks_result_ring) {
   ac_region r;
-  make_region(&r, 1);
+  make_region(&r, 1, 1 << 20);
   ac_worker_rec *w = &r.workers[0];
   uint64_t pos = atomic_load(&r.results->enqueue_pos);
   atomic_store(&w->push_pos, pos + 1);
@@ -149,5 +358,192 @@ TEST_IMPL(region_reap_unblocks_result_ring) {
   ac_msg m;
   ASSERT_EQ(ac_ring_try_pop(r.results, &m, buf, NULL), -EAGAIN); /* tombstone skipped */
   ASSERT_EQ(ac_ring_len(r.results), 0);
+  ac_region_destroy(&r);
+}
+
+/* A worker that died while writing a big result: the block it was filling is freed. */
+TEST_IMPL(region_reap_frees_a_result_block_being_written) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  ASSERT_OK(ac_region_request_spawn(&r, 0));
+  ASSERT_OK(ac_region_host_spawned(&r, 0, 1));
+  ac_worker_rec *w = &r.workers[0];
+  int64_t b = ac_arena_alloc(&r.hdr->arena, r.base, 10000, ac_owner_tag(0, w->gen));
+  ASSERT_GT(b, 0);
+  atomic_store(&w->result_block, (uint64_t)b);
+  /* A block of another owner named by a stale record is left alone. */
+  int64_t other = ac_arena_alloc(&r.hdr->arena, r.base, 10000, AC_OWNER_PARENT);
+  ASSERT_GT(other, 0);
+  mark_exited(&r, 0, 1, 9);
+  ac_reaped out;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+  ASSERT_EQ(ac_arena_check(&r.hdr->arena, r.base, (uint64_t)b, 0), AC_ECORRUPT); /* freed */
+  ASSERT_OK(ac_region_request_spawn(&r, 0));
+  ASSERT_OK(ac_region_host_spawned(&r, 0, 2));
+  atomic_store(&w->result_block, (uint64_t)other);
+  mark_exited(&r, 0, 2, 9);
+  ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+  ASSERT_OK(ac_arena_check(&r.hdr->arena, r.base, (uint64_t)other, 0)); /* still allocated */
+  ac_region_destroy(&r);
+}
+
+/* A worker killed after its result was published but before its record let go of the task:
+ * the parent sees both the result and the task named as running. Callers keep the first
+ * outcome of a task (documented here so the binding's handling has a reason). */
+TEST_IMPL(region_reap_after_result_published_still_names_the_task) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  parent_send(&r, 12, "t", 1);
+  ac_msg m;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_OK(ac_worker_next_task(&r, 0, &m, buf, 0, 0));
+  ac_msg res = {.id = 12};
+  struct iovec iov = {"r", 1};
+  ASSERT_OK(ac_region_send(&r, r.results, &res, &iov, 1, 0, &r.workers[0].push_pos,
+                           &r.workers[0].result_block, -1, NULL));
+  mark_exited(&r, 0, 1, 9); /* killed before send_result's own bookkeeping */
+  ac_reaped out;
+  ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+  ASSERT_EQ(out.task_id, 12);
+  ASSERT_OK(ac_ring_try_pop(r.results, &m, buf, NULL));
+  ASSERT_EQ(m.id, 12);
+  ac_region_destroy(&r);
+}
+
+/* A claim record is written before the compare-and-swap that takes a position, so a worker
+ * killed between the two leaves a claim on a position that a live worker may own now. Reaping
+ * the dead one must not touch the live one's slot. Result ring first: worker 1 (alive) claimed
+ * position P and is writing its result; worker 0 (dead) names P too. */
+TEST_IMPL(region_reap_ignores_a_stale_result_claim) {
+  ac_region r;
+  make_region(&r, 2, 1 << 20);
+  for (uint32_t k = 0; k < 2; k++) {
+    ASSERT_OK(ac_region_request_spawn(&r, k));
+    ASSERT_OK(ac_region_host_spawned(&r, k, (int32_t)k + 100));
+    atomic_store(&r.workers[k].state, AC_W_IDLE);
+  }
+  uint64_t pos = atomic_load(&r.results->enqueue_pos);
+  atomic_store(&r.workers[0].push_pos, pos + 1); /* dead: stored, then lost the CAS */
+  atomic_store(&r.workers[1].push_pos, pos + 1); /* alive: stored, won the CAS, writing */
+  ASSERT(atomic_compare_exchange_strong(&r.results->enqueue_pos, &pos, pos + 1));
+  mark_exited(&r, 0, 100, 9);
+  ac_reaped out;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+  ac_msg m;
+  ASSERT_EQ(ac_ring_try_pop(r.results, &m, buf, NULL), -EAGAIN); /* still being written */
+  /* Worker 1 finishes its publish the way ac_ring_try_push does. */
+  ac_slot *s = &r.results->slots[pos & r.results->mask];
+  s->msg = (ac_msg){.id = 555, .len = 1, .kind = 3};
+  s->data[0] = 'R';
+  atomic_store(&s->seq, pos + 1 - (pos & r.results->mask)); /* ring.c stores seq - index */
+  atomic_store(&r.workers[1].push_pos, 0);
+  ASSERT_OK(ac_ring_try_pop(r.results, &m, buf, NULL));
+  ASSERT_EQ(m.id, 555); /* the live worker's result, not a tombstone in its place */
+  ASSERT_EQ(buf[0], 'R');
+  for (uint64_t i = 0; i < 40; i++) { /* and the slot keeps cycling */
+    ac_msg x = {.id = i};
+    ASSERT_OK(ac_ring_try_push(r.results, &x, NULL, NULL));
+    ASSERT_OK(ac_ring_try_pop(r.results, &m, buf, NULL));
+    ASSERT_EQ(m.id, i);
+  }
+  ac_region_destroy(&r);
+}
+
+/* The same on the task ring: worker 1 (alive) is between its CAS and its release of position
+ * P; worker 0 (dead) names P too. The task must not be "recovered" (run twice). */
+TEST_IMPL(region_reap_ignores_a_stale_task_claim) {
+  ac_region r;
+  make_region(&r, 2, 1 << 20);
+  for (uint32_t k = 0; k < 2; k++) {
+    ASSERT_OK(ac_region_request_spawn(&r, k));
+    ASSERT_OK(ac_region_host_spawned(&r, k, (int32_t)k + 100));
+    atomic_store(&r.workers[k].state, AC_W_IDLE);
+  }
+  parent_send(&r, 31, "a", 1);
+  uint64_t pos = atomic_load(&r.tasks->dequeue_pos);
+  atomic_store(&r.workers[0].take.pos, pos + 1);
+  atomic_store(&r.workers[1].take.pos, pos + 1);
+  ASSERT(atomic_compare_exchange_strong(&r.tasks->dequeue_pos, &pos, pos + 1));
+  mark_exited(&r, 0, 100, 9);
+  ac_reaped out;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+  ASSERT_EQ(out.recovered, 0);
+  ASSERT_EQ(out.task_id, 0);
+  /* Worker 1 still owns the slot and releases it. */
+  ac_slot *s = &r.tasks->slots[pos & r.tasks->mask];
+  ASSERT_EQ(s->msg.id, 31);
+  ASSERT_EQ(atomic_load(&s->seq), pos + 1 - (pos & r.tasks->mask)); /* not released */
+  ac_region_destroy(&r);
+}
+
+/* A dead worker's claim on a position nobody took yet: nothing to repair, and a live worker
+ * that takes the position afterwards gets the task. */
+TEST_IMPL(region_reap_of_a_claim_before_the_cas) {
+  ac_region r;
+  make_region(&r, 2, 1 << 20);
+  parent_send(&r, 41, "a", 1);
+  uint64_t pos = atomic_load(&r.tasks->dequeue_pos);
+  atomic_store(&r.workers[0].take.pos, pos + 1);
+  uint64_t rpos = atomic_load(&r.results->enqueue_pos);
+  atomic_store(&r.workers[0].push_pos, rpos + 1);
+  mark_exited(&r, 0, 100, 9);
+  ac_reaped out;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+  ASSERT_EQ(out.recovered, 0);
+  ASSERT_EQ(ac_ring_len(r.results), 0);
+  ac_msg m;
+  ASSERT_OK(ac_worker_next_task(&r, 1, &m, buf, 0, 0));
+  ASSERT_EQ(m.id, 41);
+  ac_msg res = {.id = 41};
+  ASSERT_OK(ac_worker_send_result(&r, 1, &res, NULL, 0, -1));
+  ASSERT_OK(ac_ring_try_pop(r.results, &m, buf, NULL));
+  ASSERT_EQ(m.id, 41);
+  ac_region_destroy(&r);
+}
+
+/* A worker killed while it waits for room in a full result ring with a big result: the block
+ * holding that result was allocated and marked published but never entered the ring. Nobody
+ * else will ever free it. KNOWN BUG (reported to the lead): reap cannot tell this block from one
+ * that reached the ring just before the worker died, because ac_region_send marks the block
+ * PUBLISHED before the push and the claim record is cleared when the push gives up on a full
+ * ring. Run with AC_TEST_KNOWN_BUGS=1 to see it fail. */
+TEST_IMPL(region_reap_frees_a_result_block_stuck_before_a_full_ring) {
+  if (!getenv("AC_TEST_KNOWN_BUGS")) TEST_SKIP("known bug: result block leaked (AC_TEST_KNOWN_BUGS=1)");
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  ASSERT_OK(ac_region_request_spawn(&r, 0));
+  ASSERT_OK(ac_region_host_spawned(&r, 0, 1));
+  for (uint64_t i = 0; i < 16; i++) {
+    ac_msg m = {.id = 1000 + i};
+    ASSERT_OK(ac_ring_try_push(r.results, &m, NULL, NULL));
+  }
+  parent_send(&r, 7, "t", 1);
+  pid_t pid = fork();
+  if (pid == 0) {
+    ac_msg m;
+    uint8_t buf[AC_SLOT_INLINE];
+    if (ac_worker_next_task(&r, 0, &m, buf, -1, 0) != 0) _exit(2);
+    static char big[10000];
+    struct iovec iov = {big, sizeof big};
+    ac_msg res = {.id = 7};
+    ac_worker_send_result(&r, 0, &res, &iov, 1, -1);
+    _exit(0);
+  }
+  while (atomic_load(&r.results->producers_sleeping) == 0) usleep(1000);
+  kill(pid, SIGKILL);
+  int st;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  mark_exited(&r, 0, pid, st);
+  ac_reaped out;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+  ASSERT_EQ(out.task_id, 7);
+  ac_msg m;
+  while (ac_ring_try_pop(r.results, &m, buf, NULL) == 0) ASSERT_GE(m.id, 1000);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
   ac_region_destroy(&r);
 }
