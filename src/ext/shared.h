@@ -64,6 +64,11 @@ int acx__shared_wait(acx_step_fn step, void *arg, int64_t timeout_ns);
 enum { ACX_NEGATIVE_FOREVER = 1, ACX_NEGATIVE_ZERO = 0 };
 int64_t acx__timeout_ns(PyObject *timeout, int negative);
 
+/* Parses acquire(block=True, timeout=None) (METH_FASTCALL | METH_KEYWORDS; `blocking` is
+ * accepted for block, as in threading). Returns 0, or -1 with an exception set. */
+int acx__parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int *block,
+                       int64_t *timeout_ns);
+
 /* Raises for a core code; `what` names the operation. Returns NULL. */
 PyObject *acx__raise(PyObject *self, int rc, const char *what);
 

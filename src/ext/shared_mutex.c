@@ -82,18 +82,12 @@ PyDoc_STRVAR(Mutex_acquire__doc__,
 "Acquire the lock, waiting at most timeout seconds (None: no limit) when block is true.\n"
 "Return True when acquired. `blocking` is accepted for block, as in threading.");
 
-static PyObject *Mutex_acquire(PyObject *op, PyObject *args, PyObject *kwds) {
-  static char *kwlist[] = {"block", "timeout", "blocking", NULL};
-  PyObject *block = NULL, *timeout = Py_None, *blocking = NULL;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO:acquire", kwlist, &block, &timeout,
-                                   &blocking))
-    return NULL;
-  if (blocking) block = blocking;
-  int b = block ? PyObject_IsTrue(block) : 1;
-  if (b < 0) return NULL;
-  int64_t t = acx__timeout_ns(timeout, ACX_NEGATIVE_FOREVER);
-  if (t == -2) return NULL;
-  int rc = do_acquire(MutexObject_CAST(op), b, t);
+static PyObject *Mutex_acquire(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+  int block;
+  int64_t t;
+  if (acx__parse_acquire(args, nargs, kwnames, &block, &t) < 0) return NULL;
+  int rc = do_acquire(MutexObject_CAST(op), block, t);
   return rc < 0 ? NULL : PyBool_FromLong(rc);
 }
 
@@ -127,7 +121,7 @@ static PyObject *Mutex_get_recovered(PyObject *op, void *closure) {
 }
 
 static PyMethodDef Mutex_methods[] = {
-    {"acquire", (PyCFunction)(void (*)(void))Mutex_acquire, METH_VARARGS | METH_KEYWORDS,
+    {"acquire", (PyCFunction)(void (*)(void))Mutex_acquire, METH_FASTCALL | METH_KEYWORDS,
      Mutex_acquire__doc__},
     {"release", Mutex_release, METH_NOARGS,
      "release()\n--\n\nRelease the lock; only the thread holding it may (RuntimeError)."},

@@ -61,6 +61,39 @@ int64_t acx__timeout_ns(PyObject *timeout, int negative) {
   return (int64_t)(t * 1e9);
 }
 
+int acx__parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int *block,
+                       int64_t *timeout_ns) {
+  /* By hand: acquire sits on every `with lock` and Value.value path, where generic keyword
+   * parsing would cost more than the lock itself. */
+  PyObject *b = nargs > 0 ? args[0] : NULL, *t = nargs > 1 ? args[1] : NULL;
+  if (nargs > 2) {
+    PyErr_SetString(PyExc_TypeError, "acquire() takes at most 2 arguments");
+    return -1;
+  }
+  Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t i = 0; i < nkw; i++) {
+    PyObject *key = PyTuple_GET_ITEM(kwnames, i), **slot;
+    if (PyUnicode_CompareWithASCIIString(key, "block") == 0 ||
+        PyUnicode_CompareWithASCIIString(key, "blocking") == 0) {
+      slot = &b;
+    } else if (PyUnicode_CompareWithASCIIString(key, "timeout") == 0) {
+      slot = &t;
+    } else {
+      PyErr_Format(PyExc_TypeError, "acquire() got an unexpected keyword argument '%U'", key);
+      return -1;
+    }
+    if (*slot) {
+      PyErr_Format(PyExc_TypeError, "acquire() got multiple values for argument '%U'", key);
+      return -1;
+    }
+    *slot = args[nargs + i];
+  }
+  *block = b ? PyObject_IsTrue(b) : 1;
+  if (*block < 0) return -1;
+  *timeout_ns = acx__timeout_ns(t, ACX_NEGATIVE_FOREVER);
+  return *timeout_ns == -2 ? -1 : 0;
+}
+
 int acx__shared_wait(acx_step_fn step, void *arg, int64_t timeout_ns) {
   int rc = step(arg, 0, 1);
   /* -EBUSY: the step could not go on without blocking (a mutex, a big copy): even a try must

@@ -56,18 +56,12 @@ PyDoc_STRVAR(Semaphore_acquire__doc__,
 "Take one unit, waiting at most timeout seconds (None: no limit) when block is true.\n"
 "Return True when taken. `blocking` is accepted for block, as in threading.");
 
-static PyObject *Semaphore_acquire(PyObject *op, PyObject *args, PyObject *kwds) {
-  static char *kwlist[] = {"block", "timeout", "blocking", NULL};
-  PyObject *block = NULL, *timeout = Py_None, *blocking = NULL;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO:acquire", kwlist, &block, &timeout,
-                                   &blocking))
-    return NULL;
-  if (blocking) block = blocking;
-  int b = block ? PyObject_IsTrue(block) : 1;
-  if (b < 0) return NULL;
-  int64_t t = acx__timeout_ns(timeout, ACX_NEGATIVE_FOREVER);
-  if (t == -2) return NULL;
-  int rc = do_acquire(SemaphoreObject_CAST(op), b, t);
+static PyObject *Semaphore_acquire(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+  int block;
+  int64_t t;
+  if (acx__parse_acquire(args, nargs, kwnames, &block, &t) < 0) return NULL;
+  int rc = do_acquire(SemaphoreObject_CAST(op), block, t);
   return rc < 0 ? NULL : PyBool_FromLong(rc);
 }
 
@@ -110,7 +104,7 @@ static PyObject *Semaphore_get_bound(PyObject *op, void *closure) {
 }
 
 static PyMethodDef Semaphore_methods[] = {
-    {"acquire", (PyCFunction)(void (*)(void))Semaphore_acquire, METH_VARARGS | METH_KEYWORDS,
+    {"acquire", (PyCFunction)(void (*)(void))Semaphore_acquire, METH_FASTCALL | METH_KEYWORDS,
      Semaphore_acquire__doc__},
     {"release", (PyCFunction)(void (*)(void))Semaphore_release, METH_VARARGS | METH_KEYWORDS,
      Semaphore_release__doc__},
