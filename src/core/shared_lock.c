@@ -6,6 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "allcores/clock.h"
+
 /* Deadlines are on the monotonic clock, so that setting the wall clock cannot stretch a wait.
  * ThreadSanitizer does not intercept pthread_mutex_clocklock and would lose track of the lock:
  * its builds use timedlock on the wall clock. */
@@ -33,11 +35,23 @@ int ac_smutex_init(ac_smutex *mu, int recursive) {
   return -rc;
 }
 
+/* Before sleeping, a locker retries for about this long: the critical sections these locks guard
+ * (a Python `v.value += 1`: about a microsecond) are far shorter than a futex sleep and wake-up
+ * on the project's VMs (design.md: a thread pool's round trip is 24-31 us). */
+#define SPIN_NS 4000
+
 int ac_smutex_lock(ac_smutex *mu, int64_t timeout_ns) {
   int rc;
+  if (timeout_ns != 0) {
+    int64_t until = ac_now_ns() + SPIN_NS;
+    do {
+      ac_cpu_relax();
+      rc = pthread_mutex_trylock(&mu->m);
+      if (rc != EBUSY) goto done;
+    } while (ac_now_ns() < until);
+  }
   if (timeout_ns == 0) {
-    rc = pthread_mutex_trylock(&mu->m);
-    if (rc == EDEADLK) rc = EBUSY; /* a try by the owner fails like any other try */
+    rc = pthread_mutex_trylock(&mu->m); /* by the owner: EDEADLK, made EBUSY below */
   } else if (timeout_ns < 0) {
     rc = pthread_mutex_lock(&mu->m);
   } else {
@@ -52,6 +66,8 @@ int ac_smutex_lock(ac_smutex *mu, int64_t timeout_ns) {
     rc = pthread_mutex_timedlock(&mu->m, &ts);
 #endif
   }
+done:
+  if (rc == EDEADLK && timeout_ns == 0) rc = EBUSY;
   if (rc == EOWNERDEAD) {
     /* We hold it now; without this the mutex would become unusable once we unlock it. */
     pthread_mutex_consistent(&mu->m);
