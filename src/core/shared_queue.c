@@ -147,7 +147,10 @@ int ac_squeue_put(ac_squeue *q, const void *data, uint64_t len, uint32_t tag, in
     block = alloc_block(q, len, timeout_ns, start);
     if (block < 0) return (int)block;
     memcpy(ac_block_data((char *)q, (uint64_t)block), data, len);
-    lock(q, 0);
+    if ((rc = lock(q, flags))) {
+      ac_arena_free(&q->arena, (char *)q, (uint64_t)block);
+      return rc;
+    }
     if ((rc = wait_room(q, need, timeout_ns, start))) {
       ac_arena_free(&q->arena, (char *)q, (uint64_t)block);
       goto out;
