@@ -12,7 +12,12 @@ from allcores import _core
 
 np = pytest.importorskip("numpy")
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    # These tests fork on purpose; another test's pool may have left threads running, about
+    # which Python 3.12+ warns at every fork.
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
 
 
 def _fds():

@@ -12,7 +12,12 @@ import pytest
 
 import allcores
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    # These tests fork on purpose; another test's pool may have left threads running, about
+    # which Python 3.12+ warns at every fork.
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
 
 FORK = mp.get_context("fork")
 
