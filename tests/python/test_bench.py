@@ -41,16 +41,25 @@ def test_quick_run_exits_zero_and_every_case_has_every_library(quick):
     assert {"serial", "ideal"} <= set(doc["results"]["cpu"]["rows"])
 
 
+THIRD_PARTY = ("loky", "joblib", "mpire")
+ADAPTER_BUGS = ("AttributeError", "TypeError", "NameError", "KeyError", "AssertionError")
+
+
 def test_every_row_has_a_positive_headline_figure(quick):
     _, _, doc, _ = quick
+    # A third-party peer's own failure (loky's executor breaking under load, say) is a row the
+    # bench reports; a wrong result or a wrongly driven API is a bug of the bench.
     errors = [(name, lib, r["error"]) for name, c in doc["results"].items()
-              for lib, r in c["rows"].items() if "error" in r]
+              for lib, r in c["rows"].items() if "error" in r
+              if lib not in THIRD_PARTY or r["error"].startswith(ADAPTER_BUGS)]
     assert not errors
     for name, c in doc["results"].items():
         for lib, r in c["rows"].items():
             if "skip" in r:  # a peer that is not installed; allcores never skips
                 assert lib not in ("allcores", "allcores.executor", "multiprocessing",
                                    "ProcessPoolExecutor"), (name, lib, r)
+                continue
+            if "error" in r:
                 continue
             assert r["runs"] >= 1
             assert r[c["figure"]] > 0, (name, lib, r)

@@ -97,7 +97,7 @@ def imap_chunksize_1(lib, workers, p):
 
 @case("map", "tiny tasks batched: map() with automatic chunks (allcores) or the default",
       figure="us", unit="µs/task", lower_is_better=True, libs=ALL,
-      params={"n": 200000, "warm": 20000, "cap_s": 3.0},
+      params={"n": 200000, "warm": 2000, "cap_s": 3.0},
       quick={"n": 20000, "warm": 2000, "cap_s": 0.5}, columns=[("n", "tasks", "{:,.0f}")])
 def map_auto(lib, workers, p):
     a = open_adapter(lib, workers)
@@ -151,7 +151,7 @@ class _Ideal:
 
 @case("cpu", "CPU-bound: W tasks of ~0.2 s pure Python, efficiency = speedup / W",
       figure="efficiency", unit="efficiency", lower_is_better=False, libs=ALL,
-      params={"rounds": 3, "task_s": 0.2}, quick={"rounds": 2, "task_s": 0.05},
+      params={"rounds": 5, "task_s": 0.2}, quick={"rounds": 2, "task_s": 0.05},
       columns=[("wall_s", "wall s", "{:.3f}"), ("speedup", "speedup", "{:.2f}x"),
                ("vs_ideal", "of ideal", "{:.1%}")])
 def cpu_bound(lib, workers, p):
