@@ -128,8 +128,10 @@ def kill_self(_=None):
 
 
 def segfault(_=None):
-    # faulthandler may be enabled (pytest enables it and workers inherit it): it prints a trace and
-    # re-raises the signal, so the worker still dies of SIGSEGV.
+    # Workers inherit pytest's faulthandler, which would print this worker's stack on the test's
+    # terminal; the worker dies of SIGSEGV either way.
+    import faulthandler
+    faulthandler.disable()
     ctypes.string_at(0)
 
 

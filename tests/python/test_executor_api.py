@@ -195,8 +195,17 @@ def test_shutdown_cancel_futures(impl, gate, tmp_path):
     running = ex.submit(signal_then_wait, started, gate)
     wait_until(lambda: os.path.exists(started), what="the first task's start")
     pending = [ex.submit(square, i) for i in range(20)]
-    threading.Timer(0.2, open_gate, (gate,)).start()
+
+    def open_once_cancelled():  # the running task ends only after shutdown cancelled the rest
+        try:
+            wait_until(pending[-1].cancelled, what="the cancellation of the pending futures")
+        finally:  # if it never comes, the asserts below say so
+            open_gate(gate)
+
+    opener = threading.Thread(target=open_once_cancelled)
+    opener.start()
     ex.shutdown(wait=True, cancel_futures=True)
+    opener.join(30)
     assert running.result(0) == gate
     assert pending[-1].cancelled()
     cancelled = [f for f in pending if f.cancelled()]

@@ -6,6 +6,7 @@ pending future and stays broken.)
 import concurrent.futures as cf
 import functools
 import os
+import signal
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
@@ -176,3 +177,30 @@ def test_worker_death_with_wait_and_as_completed(allcores_impl):
         outcomes = [f.exception() for f in futs]
         assert [type(e).__name__ for e in outcomes if e is not None] == ["WorkerLost"]
         assert isinstance(outcomes[3], allcores.WorkerLost)
+
+
+def test_worker_killed_from_outside_while_busy(pool, tmp_path):
+    """What the out-of-memory killer does: SIGKILL from outside, in the middle of a task."""
+    path = str(tmp_path / "pid")
+    doomed = pool.submit(T.pid_then_sleep, path)
+    others = [pool.submit(T.sleep_then, i, 0.01) for i in range(10)]
+    wait_until(lambda: os.path.exists(path), what="the task's start")
+    with open(path) as f:
+        pid = int(f.read())
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(allcores.WorkerLost) as info:
+        doomed.result(30)
+    assert info.value.pid == pid and info.value.signal == "SIGKILL"
+    assert [f.result(30) for f in others] == list(range(10))
+
+
+def test_idle_worker_killed_from_outside_is_replaced(pool, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    pids = set(pool.map(functools.partial(T.meet, str(tmp_path / "a")), [2, 2], 1))
+    victim = min(pids)
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: process_gone(victim), what="the killed worker's reaping")
+    assert pool.map(square, range(100), 1) == [x * x for x in range(100)]
+    after = set(pool.map(functools.partial(T.meet, str(tmp_path / "b")), [2, 2], 1))
+    assert len(after) == 2 and victim not in after
