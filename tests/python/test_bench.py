@@ -80,7 +80,7 @@ def test_ratios_compare_allcores_with_every_peer(quick):
 
 def test_every_bar_is_checked(quick):
     _, printed, doc, _ = quick
-    assert [b["bar"] for b in doc["bars"]] == [text for text, _ in bars.BARS]
+    assert [b["bar"] for b in doc["bars"]] == [text for text, _, _ in bars.BARS]
     for b in doc["bars"]:
         assert isinstance(b["pass"], bool) and b["detail"]
         assert f"{'PASS' if b['pass'] else 'FAIL'}  {b['bar']}" in printed
@@ -124,12 +124,16 @@ def test_advantage_is_how_many_times_better_allcores_is():
     assert r["x"]["ratios"] == {"peer": pytest.approx(4)}
 
 
-def test_bars_without_figures_are_left_out():
+def test_bars_of_cases_not_run_are_left_out_and_missing_figures_fail():
     r = {"rtt": {"figure": "us", "lower_is_better": True,
-                 "rows": {"allcores": {"us": 12.0}, "ProcessPoolExecutor": {"us": 200.0}}}}
+                 "rows": {"allcores": {"us": 12.0}, "ProcessPoolExecutor": {"us": 200.0},
+                          "allcores.executor": {"error": "boom", "runs": 0}}}}
     checks = bars.check(r)
-    assert [(t, ok) for t, ok, _ in checks] == [("round trip: median <= 15 µs", True),
-                                               ("round trip: >= 10x ProcessPoolExecutor", True)]
+    assert [(t, ok) for t, ok, _ in checks] == [
+        ("round trip: median <= 15 µs", True),
+        ("round trip: >= 10x ProcessPoolExecutor", True),
+        ("round trip: allcores.ProcessPoolExecutor >= 10x ProcessPoolExecutor", False)]
+    assert "no figure" in checks[2][2]
 
 
 def test_summary_is_the_median_of_the_runs_that_worked():

@@ -82,7 +82,8 @@ def markdown(doc) -> str:
         f"{' (quick: small sizes, one repetition)' if doc['quick'] else ''}.", "",
         f"- Machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable){mem}; "
         f"{m['platform']}; load average at start "
-        f"{', '.join(f'{x:.2f}' for x in m['loadavg'])}.",
+        f"{', '.join(f'{x:.2f}' for x in m['loadavg'])}, at the end "
+        f"{', '.join(f'{x:.2f}' for x in doc.get('loadavg_end', []))}.",
         f"- Python {m['python']} ({m['implementation']}, GIL "
         f"{'enabled' if m['gil_enabled'] else 'disabled'}); allcores at `{m.get('git') or '?'}`; "
         f"{packages}.",
@@ -98,7 +99,8 @@ def markdown(doc) -> str:
         for lab, v, cells, ratio, note in _rows(results, name):
             lines.append("| " + " | ".join([lab, v, *cells, ratio, note]) + " |")
         lines.append("")
-    lines += ["## The issue's bars", "", "| bar | result | figures |", "|---|---|---|"]
+    lines += ["## The issue's bars", "", "allcores.Pool unless the bar names "
+              "allcores.ProcessPoolExecutor.", "", "| bar | result | figures |", "|---|---|---|"]
     for b in doc["bars"]:
         lines.append(f"| {b['bar']} | {'PASS' if b['pass'] else 'FAIL'} | {b['detail']} |")
     return "\n".join(lines) + "\n"
