@@ -163,7 +163,6 @@ def cpu_bound(lib, workers, p):
     ideal = _Ideal(workers, n)
     a = None
     try:
-        ADAPTERS[lib].prepare()
         a = open_adapter(lib, workers)
         expected = work(n)
         if a.map(work, [n // 10] * workers) != [work(n // 10)] * workers:
