@@ -32,6 +32,10 @@ STARVED_SHARE = 0.2
 STARVED_WALL = 0.2
 
 
+def _cores(n: int) -> str:
+    return f"{n} core" if n == 1 else f"{n} cores"
+
+
 def _pct(x: float) -> str:
     return f"{x * 100:.0f}%"
 
@@ -86,7 +90,7 @@ def decide(r) -> tuple[list[str], str]:
             if cores > 1:
                 text += (f"A process pool (allcores.Pool or allcores.ProcessPoolExecutor) would run them in "
                          f"parallel: from their measured CPU time, about {speedup:.1f}x faster on this "
-                         f"machine's {cores} cores.")
+                         f"machine's {_cores(cores)}.")
             else:
                 text += ("This machine has one usable core, so a process pool would not be faster here; on "
                          f"{len(contending)} or more cores it would run them in parallel.")
@@ -137,7 +141,7 @@ def decide(r) -> tuple[list[str], str]:
     if runq >= STARVED_WALL * r.wall_s and runq >= STARVED_SHARE * (runq + cpu):
         findings.append(("cpu-starved", f"CPU starvation: the threads spent {runq:.2f} s runnable but without a CPU "
                                         f"({_pct(runq / (runq + cpu))} of their time), so other processes are "
-                                        f"competing for this machine's {cores} cores. The program would run "
+                                        f"competing for this machine's {_cores(cores)}. The program would run "
                                         "faster on a quieter machine; a thread that holds the GIL while it waits "
                                         "for a CPU still counts as holding it."))
 
