@@ -282,3 +282,34 @@ def started_then_sleep(directory, x, secs=60):
         pass
     time.sleep(secs)
     return x
+
+
+def add_one_in_place(a):
+    """Modifies its argument in place, as many multiprocessing users do with numpy arrays."""
+    a += 1
+    return float(a.sum())
+
+
+def zeros(n):
+    import numpy
+    return numpy.zeros(n)
+
+
+def say(text):
+    print(text)
+    return text
+
+
+def environment(name):
+    return os.environ.get(name), os.getcwd(), _state.get("value")
+
+
+def process_name(_=None):
+    import multiprocessing
+    return multiprocessing.current_process().name
+
+
+def raise_with_attribute(code):
+    e = CustomError("with attribute")
+    e.code = code
+    raise e

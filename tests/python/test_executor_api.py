@@ -256,9 +256,9 @@ def test_initializer_and_initargs(impl):
 def test_failing_initializer_breaks_the_executor(impl):
     ex = impl.executor(1, initializer=init_fail, initargs=("cannot init",))
     try:
-        fut = ex.submit(square, 2)
+        # submit() itself raises once the executor knows it is broken; the future fails before
         with pytest.raises(BrokenProcessPool):
-            fut.result(timeout=30)
+            ex.submit(square, 2).result(timeout=30)
         with pytest.raises(BrokenProcessPool):
             ex.submit(square, 3).result(timeout=30)
     finally:
@@ -282,3 +282,48 @@ def test_max_tasks_per_child_must_be_a_positive_int(impl):
 def test_max_workers_must_be_positive(impl):
     with pytest.raises(ValueError):
         impl.executor(0)
+
+
+def test_done_callback_can_submit_more_work(ex):
+    follow_ups = []
+    submitted = threading.Event()
+
+    def chain(fut):
+        follow_ups.append(ex.submit(square, fut.result()))
+        submitted.set()
+
+    ex.submit(square, 2).add_done_callback(chain)
+    assert submitted.wait(30)
+    assert follow_ups[0].result(30) == 16
+
+
+def test_running_future_cannot_be_cancelled(ex, gate, tmp_path):
+    started = str(tmp_path / "started")
+    fut = ex.submit(signal_then_wait, started, gate)
+    wait_until(lambda: os.path.exists(started), what="the task's start")
+    assert fut.running()
+    assert not fut.cancel()
+    assert not fut.cancelled()
+    open_gate(gate)
+    assert fut.result(30) == gate
+    assert not fut.running()
+
+
+@pytest.mark.parametrize("n", [10, 2**20])
+def test_numpy_arrays_are_writable_on_both_sides(ex, n):
+    np = pytest.importorskip("numpy")
+    from helpers_tasks import add_one_in_place, zeros
+    assert ex.submit(add_one_in_place, np.zeros(n)).result(30) == float(n)
+    result = ex.submit(zeros, n).result(30)
+    result += 1
+    assert float(result.sum()) == float(n)
+
+
+def test_submits_from_several_threads_at_once(ex):
+    def work(k):
+        futs = [ex.submit(add, k, i) for i in range(200)]
+        return [f.result(30) for f in futs]
+
+    with cf.ThreadPoolExecutor(4) as threads:
+        results = list(threads.map(work, range(4), timeout=50))
+    assert results == [[k + i for i in range(200)] for k in range(4)]

@@ -179,3 +179,35 @@ def test_async_results_of_slow_and_fast_tasks(pool):
     fast = pool.apply_async(square, (3,))
     assert fast.get(30) == 9
     assert slow.get(30) == "slow"
+
+
+def test_callback_can_submit_more_work(pool):
+    """A callback that queues a follow-up task (without waiting for it) must not deadlock."""
+    follow_ups = []
+    submitted = threading.Event()
+
+    def chain(value):
+        follow_ups.append(pool.apply_async(square, (value,)))
+        submitted.set()
+
+    pool.apply_async(square, (3,), callback=chain).wait(30)
+    assert submitted.wait(30)
+    assert follow_ups[0].get(30) == 81
+
+
+def test_imap_next_with_timeout(pool, gate):
+    it = pool.imap(functools.partial(gated_square, gate=gate), [1, 2], 1)
+    assert it.next(timeout=30) == 1
+    with pytest.raises(multiprocessing.TimeoutError):
+        it.next(timeout=0.05)
+    open_gate(gate)
+    assert it.next(timeout=30) == 4
+    with pytest.raises(StopIteration):
+        it.next(timeout=30)
+
+
+def test_exception_attributes_survive(pool):
+    from helpers_tasks import CustomError, raise_with_attribute
+    with pytest.raises(CustomError) as info:
+        pool.apply_async(raise_with_attribute, (17,)).get(30)
+    assert info.value.code == 17

@@ -9,8 +9,8 @@ import pickle
 
 import pytest
 
-from helpers_tasks import (init_state, meet, pid_of, read_state, sleep_long, sleep_then, square,
-                           wait_for_file)
+from helpers_tasks import (environment, init_state, meet, pid_of, process_name, read_state, say,
+                           sleep_long, sleep_then, square, wait_for_file)
 
 
 def _not_running(call):
@@ -186,3 +186,62 @@ def test_two_pools_at_once(impl, gate):
             pass
         assert blocked.get(30) == gate
         assert a.apply(pid_of) != b.apply(pid_of)
+
+
+def test_workers_see_the_callers_state_at_pool_creation(impl, tmp_path, monkeypatch):
+    """What fork gives multiprocessing users: module globals, environment and working directory
+    as they were when the pool was created."""
+    import helpers_tasks
+    monkeypatch.setitem(helpers_tasks._state, "value", "set before the pool")
+    monkeypatch.setenv("ALLCORES_TEST_VAR", "from the parent")
+    monkeypatch.chdir(tmp_path)
+    with impl.pool(2) as pool:
+        got = pool.map(environment, ["ALLCORES_TEST_VAR"] * 4, 1)
+    assert got == [("from the parent", str(tmp_path), "set before the pool")] * 4
+
+
+def test_output_of_tasks_reaches_the_callers_stdout(impl, capfd):
+    pool = impl.pool(2)
+    assert pool.map(say, ["hello from a worker", "and another"], 1) == \
+        ["hello from a worker", "and another"]
+    pool.close()
+    pool.join()
+    out = capfd.readouterr().out
+    assert "hello from a worker" in out and "and another" in out
+
+
+def test_workers_have_their_own_process_names(impl, tmp_path):
+    import multiprocessing
+    with impl.pool(2) as pool:
+        meet_names = pool.map(functools.partial(_meet_name, str(tmp_path)), [2, 2], 1)
+    assert len(set(meet_names)) == 2
+    assert multiprocessing.current_process().name not in meet_names
+
+
+def _meet_name(directory, n):
+    meet(directory, n)
+    return process_name()
+
+
+_ONE_LINER = """
+import sys
+from {module} import Pool
+from helpers_tasks import square
+
+if __name__ == "__main__":
+    print(Pool(2).map(square, range(5)))   # never closed: the pool goes at exit
+"""
+
+
+def test_pool_never_closed_in_a_script(impl, tmp_path):
+    import subprocess
+    import sys
+    module = "allcores" if impl.name == "allcores" else "multiprocessing"
+    script = tmp_path / "prog.py"
+    script.write_text(_ONE_LINER.format(module=module))
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=30, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[0, 1, 4, 9, 16]"
+    assert proc.stderr == ""

@@ -8,9 +8,9 @@ import itertools
 
 import pytest
 
-from helpers_tasks import (Point, add, add3, describe, fail_on, gated_square, ident,
-                           kwargs_echo, length, make_bytes, move, open_gate, pid_of, sleep_pid,
-                           square)
+from helpers_tasks import (Point, add, add3, add_one_in_place, describe, fail_on, gated_square,
+                           ident, kwargs_echo, length, make_bytes, move, open_gate, pid_of,
+                           sleep_pid, square, zeros)
 
 
 @pytest.fixture
@@ -165,3 +165,48 @@ def test_many_tiny_tasks_are_batched(impl):
         pids = pool.map(pid_of, range(2000))
     assert len(pids) == 2000
     assert len(set(pids)) < 200
+
+
+@pytest.mark.parametrize("n", [10, 2**20])
+def test_numpy_arrays_are_writable_on_both_sides(pool, n):
+    """Tasks that modify a numpy argument in place, and callers that modify a numpy result,
+    work with multiprocessing whatever the array's size."""
+    np = pytest.importorskip("numpy")
+    assert pool.apply(add_one_in_place, (np.zeros(n),)) == float(n)
+    result = pool.apply(zeros, (n,))
+    assert result.flags.writeable
+    result += 2
+    assert float(result.sum()) == 2.0 * n
+    for r in pool.map(zeros, [n, 3]):
+        r[0] = 1.0
+
+
+def test_bytearray_results_stay_mutable(pool):
+    big = pool.apply(bytearray, (3 * 2**20,))
+    small = pool.apply(bytearray, (b"ab",))
+    assert type(big) is bytearray and type(small) is bytearray
+    big[0] = 1
+    small[0] = 1
+
+
+def test_calls_from_several_threads_at_once(pool):
+    """Several threads of the caller share one pool (a common web-server pattern)."""
+    import threading
+    errors = []
+
+    def work(k):
+        try:
+            for i in range(15):
+                assert pool.map(square, range(k, k + 50)) == [x * x for x in range(k, k + 50)]
+                assert pool.apply(add, (k, i)) == k + i
+                assert list(pool.imap(square, [k, i], 1)) == [k * k, i * i]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(50)
+    assert not any(t.is_alive() for t in threads), "a caller thread hung"
+    assert errors == []
