@@ -34,7 +34,7 @@
 #define STOP_LATENCY_NS 20000000LL
 /* With a cost budget, the interval is re-fitted every BUDGET_WINDOW_NS, up to MAX_STRETCH times
  * the requested one. */
-#define BUDGET_WINDOW_NS 100000000LL
+#define BUDGET_WINDOW_NS 50000000LL
 #define MAX_STRETCH 10
 
 typedef struct {
@@ -64,6 +64,7 @@ struct ac_sampler {
 
   pthread_t thread;
   int started, stopped;
+  pid_t owner;             /* the process that started the thread: a fork child has no thread */
   int stop_flag;
   pthread_mutex_t lock;    /* guards everything below against snapshot readers */
 
@@ -539,14 +540,33 @@ int ac_sampler_start(ac_sampler *s) {
   if (s->started) return -EALREADY;
   s->t0 = ac_mono_ns();
   s->proc_cpu0 = ac_process_cpu_ns();
+  s->owner = getpid();
   int rc = pthread_create(&s->thread, NULL, run, s);
   if (rc != 0) return -rc;
   s->started = 1;
   return 0;
 }
 
+/* In a child forked while sampling, the thread does not exist and the lock may have been copied
+ * held: the child neither joins nor locks, and sees the records as they were at the fork. */
+static int forked(ac_sampler *s) { return s->started && s->owner != getpid(); }
+
+static void lock(ac_sampler *s) {
+  if (!forked(s)) pthread_mutex_lock(&s->lock);
+}
+
+static void unlock(ac_sampler *s) {
+  if (!forked(s)) pthread_mutex_unlock(&s->lock);
+}
+
 int ac_sampler_stop(ac_sampler *s) {
   if (!s->started || s->stopped) return 0;
+  if (forked(s)) {
+    s->t_end = ac_mono_ns();
+    s->proc_cpu_end = s->proc_cpu0; /* the parent's CPU is not this process's */
+    s->stopped = 1;
+    return 0;
+  }
   __atomic_store_n(&s->stop_flag, 1, __ATOMIC_RELEASE);
   pthread_join(s->thread, NULL);
   s->t_end = ac_mono_ns();
@@ -565,7 +585,7 @@ void ac_sampler_destroy(ac_sampler *s) {
     }
   ac_buf_free(&s->events);
   ac_buf_free(&s->cpu);
-  pthread_mutex_destroy(&s->lock);
+  if (!forked(s)) pthread_mutex_destroy(&s->lock);
   free(s->slots);
   free(s);
 }
@@ -574,7 +594,7 @@ void ac_sampler_destroy(ac_sampler *s) {
 
 void ac_sampler_totals_get(ac_sampler *s, ac_sampler_totals *t) {
   memset(t, 0, sizeof *t);
-  pthread_mutex_lock(&s->lock);
+  lock(s);
   int64_t end = s->stopped ? s->t_end : ac_mono_ns();
   int64_t pc = s->stopped ? s->proc_cpu_end : ac_process_cpu_ns();
   t->wall_ns = s->started ? end - s->t0 : 0;
@@ -598,30 +618,30 @@ void ac_sampler_totals_get(ac_sampler *s, ac_sampler_totals *t) {
   t->ncpu = s->cpu.count;
   t->events_truncated = s->events.truncated;
   t->sampler_tid = s->self_tid;
-  pthread_mutex_unlock(&s->lock);
+  unlock(s);
 }
 
 int ac_sampler_threads_get(ac_sampler *s, ac_thread_stats *out, int max) {
-  pthread_mutex_lock(&s->lock);
+  lock(s);
   int n = s->nslots < max ? s->nslots : max;
   for (int i = 0; i < n; i++) out[i] = s->slots[i].st;
-  pthread_mutex_unlock(&s->lock);
+  unlock(s);
   return n;
 }
 
 int ac_sampler_interps_get(ac_sampler *s, ac_interp_stats *out, int max) {
-  pthread_mutex_lock(&s->lock);
+  lock(s);
   int n = s->ninterps < max ? s->ninterps : max;
   for (int i = 0; i < n; i++) out[i] = s->interps[i].st;
-  pthread_mutex_unlock(&s->lock);
+  unlock(s);
   return n;
 }
 
 static size_t copy_buf(ac_sampler *s, ac_buf *b, void *out, size_t max) {
-  pthread_mutex_lock(&s->lock);
+  lock(s);
   size_t n = b->count < max ? b->count : max;
   if (n) memcpy(out, b->data, n * b->elem);
-  pthread_mutex_unlock(&s->lock);
+  unlock(s);
   return n;
 }
 

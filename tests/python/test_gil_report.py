@@ -4,7 +4,9 @@ import json
 import os
 import pathlib
 import re
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -236,3 +238,23 @@ def test_sampler_c_files_stay_free_of_python():
         if path.name in ("gil_layout.c", "gil_module.c"):
             continue
         assert not re.search(r'#\s*include\s*[<"]Python\.h', text), f"{path.name} must not include Python.h"
+
+
+def test_fork_while_sampling_and_exit_while_running():
+    code = textwrap.dedent("""
+        import os, threading, time
+        import allcores.gil as gil
+        m = gil.meter().start()
+        t = threading.Thread(target=time.sleep, args=(0.2,)); t.start()
+        pid = os.fork()
+        if pid == 0:
+            r = m.stop()              # no sampling thread in the child: no join, no deadlock
+            os._exit(0 if r.wall_s >= 0 else 1)
+        _, status = os.waitpid(pid, 0)
+        t.join()
+        print("child", os.waitstatus_to_exitcode(status), "parent samples", m.stop().samples > 0)
+        gil.meter().start()            # still running at exit: stopped by atexit
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "child 0 parent samples True" in p.stdout

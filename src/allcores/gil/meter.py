@@ -6,9 +6,11 @@ the report is made still get their names.
 """
 from __future__ import annotations
 
+import atexit
 import sys
 import threading
 import time
+import weakref
 
 from .report import Report
 
@@ -27,6 +29,17 @@ except ImportError as exc:  # not built, or not Linux
     _IMPORT_ERROR = str(exc)
 else:
     _IMPORT_ERROR = None
+
+
+# Meters still running when the interpreter exits are stopped first: the sampler must not read
+# the GIL of an interpreter being torn down.
+_running: "weakref.WeakSet[Meter]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running_meters():
+    for m in list(_running):
+        m.stop()
 
 
 def _gil_enabled() -> bool:
@@ -124,6 +137,7 @@ class Meter:
                                    "GIL held, waiting and switches are not measured; per-thread CPU, "
                                    "thread states and cores used are")
             self._sampler.start()
+            _running.add(self)
         self._t0 = time.perf_counter()
         self._cpu0 = time.process_time()
         return self
@@ -134,6 +148,7 @@ class Meter:
         if self._report is None:
             if self._sampler is not None:
                 self._sampler.stop()
+                _running.discard(self)
             self._t1 = time.perf_counter()
             self._cpu1 = time.process_time()
             self._names.uninstall()
