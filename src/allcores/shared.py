@@ -321,8 +321,11 @@ def _shared_array_type():
                     lo += min(0, (n - 1) * s)
                     hi += max(0, (n - 1) * s)
                 if 0 <= lo and hi + self.itemsize <= segment.nbytes:
-                    return _rebuild_array, (segment._ref(), start, self.shape, self.strides,
-                                            self.dtype, bool(self.flags.writeable))
+                    dt = self.dtype
+                    # A plain dtype travels as its short string ("<f8"), a third of the pickle.
+                    dt = dt.str if dt.fields is None and dt.subdtype is None else dt
+                    return _rebuild_array, (segment._ref(), start, self.shape, self.strides, dt,
+                                            bool(self.flags.writeable))
             # Not in shared memory (a copy, a ufunc's output): an ordinary array, by value.
             return self.view(np.ndarray).__reduce_ex__(protocol)
 
@@ -364,6 +367,9 @@ def shared_array(shape, dtype=float, order="C"):
     cls = _shared_array_type()
     import numpy as np
     dt = np.dtype(dtype)
+    if dt.hasobject:
+        raise TypeError("shared arrays cannot hold Python objects (their pointers mean nothing "
+                        "in another process)")
     shape = tuple(int(n) for n in shape) if hasattr(shape, "__iter__") else (int(shape),)
     if any(n < 0 for n in shape):
         raise ValueError(f"negative dimensions are not allowed: {shape}")

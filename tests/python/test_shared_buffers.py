@@ -68,6 +68,12 @@ def test_shared_array_basics():
     assert f.flags.f_contiguous and f.dtype == np.float64
     assert allcores.shared_array(5).shape == (5,)
     assert allcores.shared_array(0).size == 0
+    with pytest.raises(TypeError):
+        allcores.shared_array(3, dtype=object)
+    rec = allcores.shared_array(2, dtype=[("x", "i4"), ("y", "f8")])
+    rec["y"] = 1.5
+    got = pickle.loads(pickle.dumps(rec))  # a structured dtype travels as itself
+    assert got.dtype == rec.dtype and (got["y"] == 1.5).all()
     # results in fresh memory are plain arrays; views stay shared
     assert type(a + 1) is np.ndarray and type(a[1:]) is type(a)
 
