@@ -47,6 +47,8 @@ typedef struct {
   int64_t cpu_obs;      /* CPU clock at the last observation that read it */
   int64_t t_obs;        /* time of the last observation */
   uint64_t sub_tick;    /* the tick at which it last held a subinterpreter's GIL */
+  uint32_t pending;     /* readings held back by the look-ahead (see classify) */
+  int64_t pending_t;    /* when the first of them was taken */
 } slot_t;
 
 typedef struct {
@@ -101,6 +103,8 @@ struct ac_sampler {
   int64_t last_scan, last_cpu;
   ac_buf events, cpu;
 };
+
+static void resolve(ac_sampler *s, int i, int state);
 
 /* ---- the thread table ---- */
 
@@ -180,6 +184,7 @@ static void account_cpu(ac_sampler *s, int64_t now) {
     if (!sl->st.alive) continue;
     int64_t c = ac_thread_cpu_ns(sl->st.tid);
     if (c < 0) {
+      resolve(s, i, AC_ST_RUNNING);
       mark_gone(s, i, now);
       continue;
     }
@@ -361,34 +366,71 @@ static int gil_futex(ac_sampler *s, uintptr_t a, int *handoff) {
   return 0;
 }
 
+/* Raw readings of a thread that does not hold a GIL, before the look-ahead below. */
+enum { RAW_WAITING = 10, RAW_BLOCKED, RAW_PROGRESS, RAW_STALLED }; /* apart from AC_ST_* */
+
+/* Internal state of a thread whose "running" reading waits for the next one to be classified. */
+#define ST_PENDING 100
+
 static int observe(ac_sampler *s, int i, int64_t now) {
   slot_t *sl = &s->slots[i];
   long nr = 0;
   uintptr_t a0 = 0;
   int rc = ac_task_syscall(sl->fd_sys, &nr, &a0);
   if (rc < 0) return -1;
-  int state, handoff = 0;
+  int handoff = 0;
   if (rc == AC_TASK_SYSCALL && nr == s->futex_nr && s->have_gil && gil_futex(s, a0, &handoff)) {
-    state = AC_ST_WAITING;
+    if (handoff) sl->st.handoff++;
     if (sl->obs_state != AC_ST_WAITING) {
       int64_t c = ac_thread_cpu_ns(sl->st.tid);
       if (c >= 0) sl->cpu_obs = c;
     }
-  } else if (rc == AC_TASK_RUNNING) {
-    int64_t c = ac_thread_cpu_ns(sl->st.tid);
-    state = AC_ST_RUNNING;
-    if (c >= 0) {
-      /* Runnable without CPU progress right after waiting for, or losing, the GIL: a woken
-       * waiter or a forced dropper that the kernel has not scheduled yet. */
-      int was_gil = sl->obs_state == AC_ST_WAITING || sl->obs_state == AC_ST_HELD;
-      if (was_gil && c - sl->cpu_obs < (now - sl->t_obs) / 2) state = AC_ST_WAITING;
-      sl->cpu_obs = c;
-    }
-  } else {
-    state = AC_ST_BLOCKED;
+    return RAW_WAITING;
   }
-  if (handoff) sl->st.handoff++;
-  return state;
+  if (rc != AC_TASK_RUNNING) return RAW_BLOCKED;
+  int64_t c = ac_thread_cpu_ns(sl->st.tid);
+  if (c < 0) return RAW_STALLED;
+  int raw = c - sl->cpu_obs >= (now - sl->t_obs) / 2 ? RAW_PROGRESS : RAW_STALLED;
+  sl->cpu_obs = c;
+  return raw;
+}
+
+/* Counts the readings held back by the look-ahead as `state`, and draws them from their start. */
+static void resolve(ac_sampler *s, int i, int state) {
+  slot_t *sl = &s->slots[i];
+  if (sl->pending == 0) return;
+  if (state == AC_ST_WAITING) sl->st.waiting += sl->pending;
+  else sl->st.running += sl->pending;
+  set_state(s, i, state, sl->pending_t);
+  sl->pending = 0;
+}
+
+/* Classifies one reading. A thread seen "running" right after it held or waited for the GIL is
+ * usually on its way between the two (woken but not yet on a CPU, or a forced dropper going back
+ * to wait), and its CPU clock cannot tell, since it ran while it held the GIL. Such readings are
+ * held back until the next one: waiting or holding then means they were waiting; CPU progress
+ * without the GIL, or another system call, means the thread was running C code without it. */
+static int classify(ac_sampler *s, int i, int raw, int64_t now) {
+  slot_t *sl = &s->slots[i];
+  int after_gil = sl->pending > 0 || sl->obs_state == AC_ST_HELD || sl->obs_state == AC_ST_WAITING;
+  switch (raw) {
+  case AC_ST_HELD:
+  case RAW_WAITING:
+    resolve(s, i, AC_ST_WAITING);
+    return raw == RAW_WAITING ? AC_ST_WAITING : AC_ST_HELD;
+  case RAW_BLOCKED:
+    resolve(s, i, AC_ST_RUNNING);
+    return AC_ST_BLOCKED;
+  default:
+    /* CPU progress measured from a reading that was itself not holding the GIL is real work. */
+    if (raw == RAW_PROGRESS && sl->obs_state != AC_ST_HELD) {
+      resolve(s, i, AC_ST_RUNNING);
+      return AC_ST_RUNNING;
+    }
+    if (!after_gil) return AC_ST_RUNNING;
+    if (sl->pending++ == 0) sl->pending_t = now;
+    return ST_PENDING;
+  }
 }
 
 static void observe_threads(ac_sampler *s, int64_t now, int holder) {
@@ -399,25 +441,25 @@ static void observe_threads(ac_sampler *s, int64_t now, int holder) {
   for (int i = 0; i < s->nslots; i++) {
     slot_t *sl = &s->slots[i];
     if (!sl->st.alive) continue;
-    int state;
+    int raw;
     if (i == holder || sl->sub_tick == s->tick_no) {
-      state = AC_ST_HELD;
-      int64_t c = ac_thread_cpu_ns(sl->st.tid); /* the base for the sticky rule once it lets go */
-      if (c >= 0) sl->cpu_obs = c;
+      raw = AC_ST_HELD;
     } else {
-      state = observe(s, i, now);
-      if (state < 0) {
+      raw = observe(s, i, now);
+      if (raw < 0) {
+        resolve(s, i, AC_ST_RUNNING);
         mark_gone(s, i, now);
         continue;
       }
     }
+    int state = classify(s, i, raw, now);
     sl->st.obs++;
     if (state == AC_ST_WAITING) sl->st.waiting++;
     else if (state == AC_ST_RUNNING) sl->st.running++;
     else if (state == AC_ST_BLOCKED) sl->st.blocked++;
     sl->obs_state = state;
     sl->t_obs = now;
-    set_state(s, i, state, now);
+    if (state != ST_PENDING) set_state(s, i, state, now);
   }
   /* Space proc ticks out when they cost more than the budget. */
   if (!measure) return;
@@ -441,7 +483,10 @@ static void tick(ac_sampler *s, int64_t now) {
     if (s->tick_no % (uint64_t)s->proc_every != 0 && holder != prev) {
       /* Between proc ticks only the holder is known; the previous one is unknown until read. */
       if (prev >= 0 && s->slots[prev].st.alive) set_state(s, prev, AC_ST_UNKNOWN, now);
-      if (holder >= 0) set_state(s, holder, AC_ST_HELD, now);
+      if (holder >= 0) {
+        resolve(s, holder, AC_ST_WAITING); /* it took the GIL: it was on its way to it */
+        set_state(s, holder, AC_ST_HELD, now);
+      }
     }
   }
   if (s->tick_no % (uint64_t)s->proc_every == 0) observe_threads(s, now, holder);
@@ -503,6 +548,7 @@ static void *run(void *arg) {
   }
   pthread_mutex_lock(&s->lock);
   now = ac_mono_ns();
+  for (int i = 0; i < s->nslots; i++) resolve(s, i, AC_ST_RUNNING); /* the run ended before the next reading */
   account_cpu(s, now);
   if (s->have_gil) end_hold(s);
   pthread_mutex_unlock(&s->lock);

@@ -246,6 +246,7 @@ def _segments(events: bytes, slot_to_row: dict[int, int], wall: float) -> list[S
             per.setdefault(row, []).append((t_ns / 1e9, state))
     out = []
     for row, evs in per.items():
+        evs.sort(key=lambda e: e[0])  # held-back readings are recorded after later ones
         for k, (t, state) in enumerate(evs):
             end = evs[k + 1][0] if k + 1 < len(evs) else wall
             if state in STATE_NAMES and end > t:
