@@ -16,7 +16,6 @@ but not the transport:
 """
 from __future__ import annotations
 
-import sys
 import threading
 
 from . import _worker as W
@@ -29,6 +28,8 @@ class ThreadEngine(Engine):
     """Workers are threads of this process. They cannot be killed: a task_timeout cannot stop a
     running task, so it is refused, and Ctrl-C cancels what is queued but lets running tasks
     finish."""
+
+    stops_tasks = False  # per-call task_timeout is refused too (Pool checks)
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
                  task_timeout=None, name="allcores-threads"):

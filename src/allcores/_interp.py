@@ -54,12 +54,22 @@ def check_supported():
                            "(allcores._core.InterpWorker): use backend='process'")
 
 
+def _work_around_312():
+    """Python 3.12 (seen on 3.12.1): when a subinterpreter is the first to import hashlib, the
+    process aborts at exit ("free(): invalid pointer"); when the main interpreter imported it
+    first, it does not. Tasks import hashlib more often than not (random, tempfile, secrets,
+    uuid do)."""
+    if sys.version_info < (3, 13):
+        import hashlib  # noqa: F401
+
+
 class InterpreterEngine(ThreadEngine):
     """Each worker slot is a thread of this process that runs one subinterpreter at a time."""
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
                  task_timeout=None, name="allcores-interpreters"):
         check_supported()
+        _work_around_312()
         if task_timeout is not None:
             raise ValueError("backend='interpreter' cannot stop a task that runs too long (a "
                              "subinterpreter cannot be killed): task_timeout needs "
@@ -132,7 +142,12 @@ def sub_main(region, k, payload):
     except BaseException as exc:  # noqa: B902 - the parent reports it as the initializer's failure
         region.send_result(k, 0, W.R_INIT_ERR, k, ser.dumps_exception(exc, "initializer"))
         return W.EXIT_INIT_FAILED
-    return W.main(region, k, initializer, initargs, maxtasks)
+    try:
+        return W.main(region, k, initializer, initargs, maxtasks)
+    except KeyboardInterrupt:
+        # interrupt() meant for a task that had just finished: this worker ends (and is
+        # replaced if the pool goes on); its task, if it had taken one, is accounted for.
+        return 0
 
 
 def _explain(exc):

@@ -294,9 +294,12 @@ class IMapIterator:
     __next__ = next
 
 
-def _check_timeout(t):
+def _check_timeout(t, engine):
     if t is not None and not t > 0:
         raise ValueError(f"task_timeout must be a positive number of seconds, not {t!r}")
+    if t is not None and not getattr(engine, "stops_tasks", True):
+        raise ValueError("this pool's backend cannot stop a running task: task_timeout needs "
+                         "backend='process'")
     return t
 
 
@@ -353,7 +356,7 @@ class Pool:
                     task_timeout=None):
         self._check_running()
         fut = self._engine.submit_call(func, tuple(args), dict(kwds) if kwds else None,
-                                       timeout=_check_timeout(task_timeout))
+                                       timeout=_check_timeout(task_timeout, self._engine))
         return ApplyResult(fut, callback, error_callback)
 
     def submit(self, fn, /, *args, **kwargs):
@@ -371,7 +374,7 @@ class Pool:
         result = MapResult(self._engine, callback, error_callback,
                            _progress_bar(progress, len(iterable)))
         job = MapJob(self._engine, func, iterable, chunksize, star, result, lazy=False,
-                     timeout=_check_timeout(task_timeout))
+                     timeout=_check_timeout(task_timeout, self._engine))
         result._bind(job)
         job.start()
         return result
@@ -402,7 +405,7 @@ class Pool:
         total = len(iterable) if progress and hasattr(iterable, "__len__") else None
         it = IMapIterator(self._engine, ordered, _progress_bar(progress, total))
         job = MapJob(self._engine, func, iterable, chunksize, star, it, lazy=True,
-                     timeout=_check_timeout(task_timeout))
+                     timeout=_check_timeout(task_timeout, self._engine))
         it._bind(job)
         job.start()
         return it

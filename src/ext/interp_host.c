@@ -113,7 +113,14 @@ static int run_worker(const ac_region *r, unsigned int k, const char *boot, Py_s
   status = (int)(code & 0xff) << 8;
   goto done;
 error:
-  *error = take_error_text();
+  if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+    /* An interrupt() that reached the worker between tasks: it ends, and is replaced if the
+     * pool goes on. */
+    PyErr_Clear();
+    status = 0;
+  } else {
+    *error = take_error_text();
+  }
 done:
   Py_XDECREF(ret);
   Py_XDECREF(mod);
@@ -203,6 +210,8 @@ static PyObject *InterpWorker_run(PyObject *op, PyObject *args) {
   char *error = NULL;
   int status = run_worker(&r, k, boot_copy, boot_len, &error);
   publish(self, NULL);
+  /* An interrupt() that came too late for the worker must not fire while the interpreter ends. */
+  PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), NULL);
   Py_EndInterpreter(sub); /* returns with no thread state and no GIL */
   PyEval_RestoreThread(main_ts);
   free(boot_copy);

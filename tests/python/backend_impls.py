@@ -8,7 +8,11 @@ workers by process id have backend-neutral twins in test_backend_workers.py.
 The dask backend runs against a real cluster: a scheduler and two worker processes on 127.0.0.1,
 started once per test module (before any test's check for processes left behind).
 """
+import contextlib
+import copyreg
+import importlib.util
 import multiprocessing
+import sys
 
 import pytest
 
@@ -45,6 +49,10 @@ SKIPS = {
             "a thread cannot be stopped: the 60 s task it leaves running would outlive the test",
         "test_functions_of_main": _MAIN_SCRIPT,
         "test_functions_of_main_with_python_c": _MAIN_SCRIPT,
+        "test_failing_initializer_breaks_the_executor":
+            "the initializer runs in a thread at once: the executor is often broken before the "
+            "first submit(), which then raises BrokenProcessPool itself (test_backend_workers.py "
+            "accepts either)",
     },
     "interpreter": {
         "test_apply_runs_in_another_process": _PIDS,
@@ -86,6 +94,9 @@ SKIPS = {
             "shared cluster's workers)",
         "test_functions_of_main": _MAIN_SCRIPT,
         "test_functions_of_main_with_python_c": _MAIN_SCRIPT,
+        "test_imap_consumes_its_input_lazily":
+            "100,000 one-item tasks (chunksize=1): a dask task costs milliseconds (4 ms each, "
+            "13 ms round trip on the 2-core VM), minutes in all",
     },
 }
 
@@ -98,11 +109,8 @@ def unavailable(backend):
             check_supported()
         except RuntimeError as exc:
             return str(exc)
-    if backend == "dask":
-        try:
-            import distributed  # noqa: F401
-        except ImportError:
-            return "dask.distributed is not installed (pip install 'dask[distributed]')"
+    if backend == "dask" and importlib.util.find_spec("distributed") is None:
+        return "dask.distributed is not installed (pip install 'dask[distributed]')"
     return None
 
 
@@ -126,27 +134,61 @@ class BackendImpl:
         return self.name
 
 
-def start_dask_cluster():
-    from distributed import Client, LocalCluster
-    cluster = LocalCluster(n_workers=DASK_WORKERS, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None)
-    return cluster, Client(cluster)
+@contextlib.contextmanager
+def dask_cluster(**config):
+    """A real cluster on 127.0.0.1: a scheduler and DASK_WORKERS worker processes (one thread
+    each). Importing distributed makes every exception class picklable by value (it installs
+    tblib's reducers in copyreg): undone afterwards, so that later tests see plain pickle."""
+    saved = dict(copyreg.dispatch_table)
+    import dask
+    from distributed import LocalCluster
+    try:
+        with dask.config.set(config):
+            cluster = LocalCluster(n_workers=DASK_WORKERS, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None,
+                                   scheduler_kwargs={"dashboard": False})
+        try:
+            yield cluster
+        finally:
+            cluster.close()
+    finally:
+        copyreg.dispatch_table.clear()
+        copyreg.dispatch_table.update(saved)
+
+
+def _helpers_unusable(name):
+    if name == "interpreter" and sys.version_info < (3, 13):
+        import helpers_tasks
+        if "ctypes" in vars(helpers_tasks):
+            return ("helpers_tasks.py imports ctypes, which Python 3.12 refuses to load in a "
+                    "subinterpreter (3.13 accepts it): its tasks cannot run there")
+    return None
+
+
+@contextlib.contextmanager
+def backend_impl(name, uses_helpers_tasks=False):
+    """BackendImpl for backend `name` (skips when it is unavailable here)."""
+    why = unavailable(name) or (uses_helpers_tasks and _helpers_unusable(name))
+    if why:
+        pytest.skip(why)
+    if name != "dask":
+        yield BackendImpl(name)
+        return
+    with dask_cluster() as cluster:
+        yield BackendImpl("dask", address=cluster.scheduler_address)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def backend(request):
-    why = unavailable(request.param)
-    if why:
-        pytest.skip(why)
-    if request.param != "dask":
-        yield BackendImpl(request.param)
-        return
-    cluster, client = start_dask_cluster()
-    try:
-        yield BackendImpl("dask", address=cluster.scheduler_address)
-    finally:
-        client.close()
-        cluster.close()
+    with backend_impl(request.param, uses_helpers_tasks=True) as impl:
+        yield impl
+
+
+@pytest.fixture(scope="module", params=["process"] + BACKENDS)
+def any_backend(request):
+    """Every backend, the default one included."""
+    with backend_impl(request.param) as impl:
+        yield impl
 
 
 def _impl_for(request, backend):

@@ -1,0 +1,230 @@
+"""backend="interpreter": each worker is a subinterpreter with its own GIL (Python 3.12+).
+
+What the Pool API tests cannot see: workers are separate interpreters (own modules, own state),
+a C extension that refuses subinterpreters gives a clear error naming it, our own extension works
+in an isolated interpreter, terminate() and Ctrl-C interrupt running Python code, the process
+exits cleanly after its workers imported hashlib (an abort at exit on 3.12.1), and the backend is
+refused with a clear message on 3.11.
+"""
+import functools
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import allcores
+from backend_tasks import (core_round_trip, get_state, hash_of, import_module, interpreter_id,
+                           numpy_sum, set_state, spin_until_interrupted, square)
+from helpers_tasks import wait_until
+
+needs_312 = pytest.mark.skipif(sys.version_info < (3, 12),
+                               reason="subinterpreters with their own GIL need Python 3.12+")
+
+
+def _pool(n=2, *args, **kwargs):
+    return allcores.Pool(n, *args, backend="interpreter", **kwargs)
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="the backend works here")
+def test_refused_before_312_with_a_clear_error():
+    with pytest.raises(RuntimeError, match=r"3\.12 or later.*backend='process'"):
+        _pool()
+    with pytest.raises(RuntimeError, match=r"3\.12 or later"):
+        allcores.ProcessPoolExecutor(2, backend="interpreter")
+
+
+@needs_312
+def test_each_worker_is_an_interpreter_of_its_own(tmp_path):
+    from backend_tasks import meet_token
+    with _pool(2) as pool:
+        ids = pool.map(interpreter_id, range(20))
+        tokens = pool.map(functools.partial(meet_token, str(tmp_path), 2), range(2), 1)
+        ids += pool.map(interpreter_id, range(20))
+    assert interpreter_id() == 0
+    assert 0 not in ids
+    assert len(set(ids)) == 2 and len(set(tokens)) == 2
+
+
+@needs_312
+def test_workers_have_their_own_modules():
+    """The initializer sets module state in each worker's interpreter, not in the caller's."""
+    import backend_tasks
+    before = dict(backend_tasks._state)
+    with _pool(2, set_state, ("in the worker",)) as pool:
+        states = pool.map(get_state, range(6), 1)
+    assert states == ["in the worker"] * 6
+    assert backend_tasks._state == before
+
+
+@needs_312
+def test_maxtasksperchild_starts_a_fresh_interpreter():
+    with _pool(1, maxtasksperchild=2) as pool:
+        ids = [pool.apply(interpreter_id) for _ in range(6)]
+    assert ids[0] == ids[1] and ids[2] == ids[3] and ids[4] == ids[5]
+    assert len(set(ids)) == 3
+
+
+@needs_312
+def test_a_module_refused_in_subinterpreters_names_itself():
+    """numpy (and any C extension without per-interpreter GIL support) cannot load in an
+    isolated interpreter: the task fails with an ImportError that names it and points to
+    backend='process'; the pool goes on."""
+    candidates = ["_testsinglephase", "_curses", "readline"]
+    try:
+        import numpy  # noqa: F401
+        numpy_present = True
+    except ImportError:
+        numpy_present = False
+    with _pool(1) as pool:
+        refused = None
+        for name in candidates:
+            try:
+                __import__(name)
+            except ImportError:
+                continue
+            try:
+                pool.apply(import_module, (name,))
+            except ImportError as exc:
+                refused = (name, exc)
+                break
+        if refused is None:
+            pytest.skip(f"none of {candidates} is refused in a subinterpreter here")
+        name, exc = refused
+        assert isinstance(exc, allcores._interp.SubinterpreterImportError)
+        assert name in str(exc) and "backend='process'" in str(exc)
+        if numpy_present:
+            try:
+                pool.apply(numpy_sum, (10,))
+            except ImportError as exc:
+                assert "numpy cannot be used in a subinterpreter" in str(exc)
+                assert "backend='process'" in str(exc)
+        assert pool.apply(square, (7,)) == 49
+
+
+@needs_312
+def test_our_extension_works_in_isolated_interpreters():
+    """allcores._core declares per-interpreter GIL support: each worker imports it, builds a
+    Region of its own and uses it, at the same time as the others."""
+    with _pool(2) as pool:
+        got = pool.map(core_round_trip, [5] * 6, 1)
+    assert got == [[1, 2, 3, 4, 5]] * 6
+
+
+@needs_312
+def test_our_extension_imports_in_a_stdlib_isolated_interpreter():
+    """The same check without our host: an isolated interpreter made by the standard library."""
+    code = textwrap.dedent("""
+        import sys
+        if sys.version_info >= (3, 13):
+            import _interpreters as I
+            i = I.create("isolated")
+            err = I.exec(i, "import allcores._core; allcores._core.Region(1, 2, 2, 1 << 20)")
+            assert err is None, err
+        else:
+            import _xxsubinterpreters as I
+            i = I.create(isolated=True)
+            I.run_string(i, "import allcores._core; allcores._core.Region(1, 2, 2, 1 << 20)")
+        I.destroy(i)
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+@needs_312
+def test_hashlib_in_the_workers_then_a_clean_exit(tmp_path):
+    """3.12.1 aborts at exit when a subinterpreter imported hashlib first; the backend imports
+    it in the main interpreter before any worker starts."""
+    script = tmp_path / "uses_hashlib.py"
+    script.write_text(textwrap.dedent("""
+        import allcores
+        from backend_tasks import hash_of
+
+        if __name__ == "__main__":
+            with allcores.Pool(2, backend="interpreter") as pool:
+                print(pool.map(hash_of, [b"a", b"b"])[0][:8])
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(__file__)] + [p for p in sys.path if p]))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == hash_of(b"a")[:8]
+    assert proc.stderr == ""
+
+
+@needs_312
+def test_functions_of_main_travel_by_value(tmp_path):
+    script = tmp_path / "user_script.py"
+    script.write_text(textwrap.dedent("""
+        import allcores
+
+        def triple(x):
+            return 3 * x
+
+        if __name__ == "__main__":
+            with allcores.Pool(2, backend="interpreter") as pool:
+                print(pool.map(triple, range(4)), pool.apply(lambda: "lambda"))
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[0, 3, 6, 9] lambda"
+
+
+@needs_312
+@pytest.mark.timeout(60)
+def test_terminate_interrupts_running_python_code(tmp_path):
+    marker = str(tmp_path / "running")
+    pool = _pool(1)
+    running = pool.apply_async(spin_until_interrupted, (marker,))
+    wait_until(lambda: os.path.exists(marker), what="the task's start")
+    pool.terminate()
+    pool.join()
+    assert not running.ready() or not running.successful()
+    threads = list(pool._engine._threads.values())
+    wait_until(lambda: not any(t.is_alive() for t in threads), what="the worker's end")
+
+
+@needs_312
+@pytest.mark.timeout(60)
+def test_interrupt_stops_the_work_and_the_pool_goes_on(tmp_path):
+    """What Ctrl-C in a waiting caller does (Engine.interrupt): running Python code is
+    interrupted, queued tasks cancelled; the pool serves again."""
+    marker = str(tmp_path / "running")
+    with _pool(1) as pool:
+        running = pool.apply_async(spin_until_interrupted, (marker,))
+        queued = pool.apply_async(square, (3,))
+        wait_until(lambda: os.path.exists(marker), what="the task's start")
+        pool._engine.interrupt()
+        with pytest.raises(Exception):
+            running.get(30)
+        with pytest.raises(Exception):
+            queued.get(30)
+        assert pool.apply(square, (4,)) == 16
+
+
+@needs_312
+def test_task_timeout_is_refused():
+    with pytest.raises(ValueError, match="backend='process'"):
+        _pool(1, task_timeout=1.0)
+    with _pool(1) as pool:
+        with pytest.raises(ValueError, match="backend='process'"):
+            pool.apply(square, (2,), task_timeout=1.0)
+        with pytest.raises(ValueError, match="backend='process'"):
+            pool.map(square, [1, 2], task_timeout=1.0)
+
+
+@needs_312
+def test_pools_leave_no_thread_behind():
+    before = threading.active_count()
+    for _ in range(3):
+        with _pool(2) as pool:
+            assert pool.map(square, range(10)) == [x * x for x in range(10)]
+        pool.join()
+    wait_until(lambda: threading.active_count() <= before, what="the worker threads' end")
