@@ -90,6 +90,9 @@ def _template_main(region, efd, initializer, initargs, maxtasks):
         if k is None:
             code = 0
         else:
+            import multiprocessing
+            # as multiprocessing names its pool workers, so tasks can tell them apart
+            multiprocessing.current_process().name = f"AllcoresPoolWorker-{k + 1}"
             code = W.main(region, k, initializer, initargs, maxtasks)
     except BaseException:  # noqa: B902
         try:

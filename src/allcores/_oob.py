@@ -7,8 +7,9 @@ A payload with large bytes, bytearrays, memoryviews or numpy arrays is framed as
 with every buffer 64-byte aligned. The sender hands the parts to the region, which copies them
 straight into an arena block (no intermediate pickle of the data); the receiver unpickles the
 stream with the buffers as zero-copy views of that block, which stays alive while any view does.
-numpy arrays arrive as read-only views; bytes and bytearray are rebuilt as themselves (one copy,
-in the receiver's memory), as their types own their memory.
+numpy arrays and memoryviews arrive as views of the receiver's own copy in the block (writable,
+as from multiprocessing, with no second copy); bytes and bytearray are rebuilt as themselves
+(one copy, in the receiver's memory), as their types own their memory.
 """
 from __future__ import annotations
 

@@ -76,8 +76,10 @@ static int check_worker(RegionObject *self, unsigned int k) {
  * (a zero-copy view of their arena block) instead of a copy. */
 #define KIND_OOB 0x200u
 
-/* A read-only view of an arena block; the block is freed when the last view of it goes. It keeps
- * its Region alive, so the mapping outlives every view. */
+/* A view of an arena block; the block is freed when the last view of it goes. It keeps its Region
+ * alive, so the mapping outlives every view. The block holds the receiver's own copy of the
+ * payload (the sender never touches it again), so the view is writable: arrays received arrive
+ * writable, as they do from multiprocessing, without a second copy. */
 typedef struct {
   PyObject_HEAD
   PyObject *region; /* RegionObject */
@@ -89,13 +91,8 @@ typedef struct {
 static int BlockBuffer_getbuffer(PyObject *op, Py_buffer *view, int flags) {
   BlockBufferObject *self = (BlockBufferObject *)op;
   RegionObject *reg = (RegionObject *)self->region;
-  if ((flags & PyBUF_WRITABLE) == PyBUF_WRITABLE) {
-    PyErr_SetString(PyExc_BufferError, "shared payloads are read-only");
-    view->obj = NULL;
-    return -1;
-  }
   void *data = ac_block_data(reg->region.base, self->block);
-  if (PyBuffer_FillInfo(view, op, data, self->len, 1, flags) < 0) return -1;
+  if (PyBuffer_FillInfo(view, op, data, self->len, 0, flags) < 0) return -1;
   self->exports++;
   return 0;
 }
@@ -131,7 +128,7 @@ static PyType_Slot BlockBuffer_slots[] = {
     {Py_tp_getset, BlockBuffer_getset},
     {Py_bf_getbuffer, BlockBuffer_getbuffer},
     {Py_bf_releasebuffer, BlockBuffer_releasebuffer},
-    {Py_tp_doc, "A read-only, zero-copy view of a payload in the pool's shared memory."},
+    {Py_tp_doc, "A zero-copy view of a payload received through the pool's shared memory."},
     {0, NULL},
 };
 

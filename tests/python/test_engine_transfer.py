@@ -1,5 +1,5 @@
 """Big arguments and results cross through the shared arena: numpy arrays and memoryviews arrive
-as read-only zero-copy views, bytes and bytearrays as themselves; memory stays flat."""
+as zero-copy views of the receiver's own copy, bytes and bytearrays as themselves; memory stays flat."""
 import gc
 
 import psutil
@@ -36,11 +36,11 @@ def test_big_buffers_round_trip_as_themselves(pool, obj):
     assert type(back) is type(obj) and back == obj
 
 
-def test_numpy_argument_is_a_readonly_view(pool):
+def test_numpy_argument_is_a_view_not_a_copy(pool):
     a = np.arange(2 * MB, dtype=np.float64).reshape(1024, -1)
     dtype, shape, total, writeable, owndata = pool.apply(array_info, (a,))
     assert (dtype, shape, total) == (a.dtype.str, a.shape, float(a.sum()))
-    assert writeable is False and owndata is False  # a view of shared memory, not a copy
+    assert writeable is True and owndata is False  # a view of the arena block, not a copy
 
 
 def test_numpy_result_is_a_view_that_outlives_the_pool():
@@ -49,7 +49,9 @@ def test_numpy_result_is_a_view_that_outlives_the_pool():
         back = p.apply(ident, (a,))
         many = p.map(ident, [a[:1000], a], chunksize=1)
     gc.collect()
-    assert not back.flags.writeable
+    back[0] = -1.0  # the receiver's own copy: writable, the sender's array is untouched
+    assert a[0] != -1.0
+    back[0] = a[0]
     np.testing.assert_array_equal(back, a)  # the mapping lives as long as the view
     np.testing.assert_array_equal(many[1], a)
 
