@@ -34,14 +34,15 @@ static PyObject *raise_rc(int rc, const char *what) {
 static int Sampler_init(PyObject *op, PyObject *args, PyObject *kw) {
   SamplerObject *self = SamplerObject_CAST(op);
   static char *kwlist[] = {"interval_us", "switch_interval_us", "timeline", "use_layout", "max_events", "cost_budget",
-                           NULL};
+                           "realtime", NULL};
   double interval_us = 1000;
   unsigned long switch_us = 0;
   int timeline = 1, use_layout = 1;
   Py_ssize_t max_events = 0;
   double budget = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "|dkppnd:Sampler", kwlist, &interval_us, &switch_us, &timeline,
-                                   &use_layout, &max_events, &budget))
+  int realtime = 1;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|dkppndp:Sampler", kwlist, &interval_us, &switch_us, &timeline,
+                                   &use_layout, &max_events, &budget, &realtime))
     return -1;
   if (self->s) {
     PyErr_SetString(PyExc_RuntimeError, "Sampler already initialized");
@@ -58,7 +59,8 @@ static int Sampler_init(PyObject *op, PyObject *args, PyObject *kw) {
   }
   ac_sampler_config cfg = {.interval_ns = (int64_t)(interval_us * 1000), .timeline = timeline,
                            .max_events = (size_t)(max_events > 0 ? max_events : 0),
-                           .cost_budget = budget > 0 && budget < 1 ? budget : 0};
+                           .cost_budget = budget > 0 && budget < 1 ? budget : 0,
+                           .realtime = realtime};
   int rc = ac_sampler_create(&self->s, self->layout_ok ? &self->layout : NULL, &cfg);
   if (rc < 0) {
     raise_rc(rc, "Sampler");
@@ -142,6 +144,11 @@ static PyObject *Sampler_totals(PyObject *op, PyObject *unused) {
   SET(d, "switch_interval_us", PyLong_FromUnsignedLongLong(t.switch_interval_us));
   SET(d, "mean_interval_ns", PyFloat_FromDouble(t.mean_interval_ns));
   SET(d, "proc_every", PyLong_FromLong(t.proc_every));
+  SET(d, "priority", PyUnicode_FromString(t.priority == AC_PRIO_REALTIME      ? "realtime"
+                                           : t.priority == AC_PRIO_SHORT_SLICE ? "short-slice"
+                                                                               : "normal"));
+  SET(d, "late_mean_ns", PyFloat_FromDouble(t.late_mean_ns));
+  SET(d, "late_share", PyFloat_FromDouble(t.late_share));
   SET(d, "max_hold_pressed_ns", PyLong_FromLongLong(t.max_hold_pressed_ns));
   SET(d, "have_gil", PyBool_FromLong(t.have_gil));
   SET(d, "events_truncated", PyBool_FromLong(t.events_truncated));
@@ -253,10 +260,11 @@ static PyGetSetDef Sampler_getset[] = {
 
 PyDoc_STRVAR(Sampler__doc__,
              "Sampler(interval_us=1000, switch_interval_us=0, timeline=True, use_layout=True, max_events=0,\n"
-             "        cost_budget=0.0)\n--\n\n"
+             "        cost_budget=0.0, realtime=True)\n--\n\n"
              "A thread that samples the GIL and this process's threads without taking the GIL.\n"
              "switch_interval_us is sys.getswitchinterval() in microseconds, for the layout's self-test;\n"
-             "cost_budget > 0 stretches the interval to keep the sampler under that share of one CPU.");
+             "cost_budget > 0 stretches the interval to keep the sampler under that share of one CPU;\n"
+             "realtime tries the lowest real-time priority for the sampling thread.");
 
 static PyType_Slot Sampler_slots[] = {
     {Py_tp_doc, (void *)Sampler__doc__},

@@ -32,7 +32,15 @@ typedef struct {
   size_t max_events;   /* ceiling on recorded state changes */
   double cost_budget;  /* > 0: stretch the interval (up to 10x) to keep the sampler's CPU under
                           this share of one CPU; 0: keep the interval as given */
+  int realtime;        /* try the lowest real-time priority (SCHED_FIFO 1) for the thread */
 } ac_sampler_config;
+
+/* How the sampling thread is scheduled (see raise_priority in sampler.c). */
+enum {
+  AC_PRIO_NORMAL = 0,      /* plain: on busy CPUs its samples come late and miss short holds */
+  AC_PRIO_SHORT_SLICE = 1, /* a 100 us EEVDF slice (Linux 6.12+): preempts on wake-up */
+  AC_PRIO_REALTIME = 2,    /* SCHED_FIFO 1 */
+};
 
 /* Totals over the whole run so far. Fractions are computed by the reader. */
 typedef struct {
@@ -49,6 +57,9 @@ typedef struct {
   uint64_t switch_interval_us; /* the switch interval at the last sample */
   double mean_interval_ns;    /* the sampling interval achieved: wall time over samples */
   int proc_every;             /* samples per thread-state reading, at the end */
+  int priority;               /* AC_PRIO_* */
+  double late_mean_ns;        /* mean delay of a tick after its timer was due */
+  double late_share;          /* share of ticks more than 50 us late (busy CPUs) */
   int64_t max_hold_pressed_ns;/* longest hold during which a drop request was seen */
   int nthreads;               /* entries in the thread table */
   int ninterps;               /* own-GIL subinterpreters seen */

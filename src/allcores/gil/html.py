@@ -165,7 +165,8 @@ def _numbers(r) -> str:
             ("GIL-hog pressure", _pct(r.hog)), ("run time", f"{r.wall_s:.3f} s"),
             ("samples", f"{r.samples}, one per {r.mean_interval_us or r.interval_us:.0f} us "
                          f"({r.state_samples} with thread states)"),
-            ("sampler's own CPU", f"{r.sampler_cpu_s * 1e3:.1f} ms ({r.sampler_cost * 100:.1f}% of the run)"),
+            ("sampler's own CPU", f"{r.sampler_cpu_s * 1e3:.1f} ms ({r.sampler_cost * 100:.1f}% of the run), "
+                                  f"{r.sampler_priority} priority"),
             ("Python", r.python_version)]
     out = ['<table id="numbers"><tbody>']
     out += [f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows]

@@ -95,7 +95,8 @@ class Meter:
     print(m.report().verdict)
     """
 
-    def __init__(self, interval_us: float | None = None, *, timeline: bool = True, layout: bool = True):
+    def __init__(self, interval_us: float | None = None, *, timeline: bool = True, layout: bool = True,
+                 realtime: bool = True):
         self.cost_budget = DEFAULT_COST_BUDGET if interval_us is None else 0.0
         interval_us = DEFAULT_INTERVAL_US if interval_us is None else interval_us
         if not 10 <= interval_us <= 10_000_000:
@@ -103,6 +104,7 @@ class Meter:
         self.interval_us = float(interval_us)
         self.timeline = timeline
         self.layout = layout
+        self.realtime = realtime
         self._sampler = None
         self._names = _Names()
         self._report: Report | None = None
@@ -125,7 +127,7 @@ class Meter:
             self._sampler = _gil.Sampler(interval_us=self.interval_us,
                                          switch_interval_us=round(self._switch_interval0 * 1e6),
                                          timeline=self.timeline, use_layout=use_layout,
-                                         cost_budget=self.cost_budget)
+                                         cost_budget=self.cost_budget, realtime=self.realtime)
             if not self.layout:
                 self._notes.append("the GIL's layout was not used (layout=False): GIL held, waiting and switches "
                                    "are not measured; per-thread CPU, thread states and cores used are")
@@ -193,11 +195,14 @@ class Meter:
             gil_disabled=not _gil_enabled(), main_native_id=threading.main_thread().native_id)
 
 
-def meter(interval_us: float | None = None, *, timeline: bool = True, layout: bool = True) -> Meter:
+def meter(interval_us: float | None = None, *, timeline: bool = True, layout: bool = True,
+          realtime: bool = True) -> Meter:
     """A GIL meter for a `with` block: `with allcores.gil.meter() as m: ...; m.report()`.
 
     interval_us is the mean time between samples; by default 1000 us, stretched on machines
     where sampling is costly so that the sampler stays under 1.5% of one CPU. timeline=False
     keeps only the totals. layout=False does not read the GIL (what the meter falls back to when
-    its self-test fails): per-thread CPU, states and cores used only."""
-    return Meter(interval_us, timeline=timeline, layout=layout)
+    its self-test fails): per-thread CPU, states and cores used only. realtime gives the sampling
+    thread the lowest real-time priority where that is allowed (root, CAP_SYS_NICE, ulimit -r),
+    so that busy CPUs do not delay its samples past short GIL holds."""
+    return Meter(interval_us, timeline=timeline, layout=layout, realtime=realtime)

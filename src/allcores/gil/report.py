@@ -19,6 +19,8 @@ _CPU = struct.Struct("=qqq")
 #: A thread that never held a GIL and has no threading name is listed only if it used at least
 #: this share of one CPU over the run (a C library's worker thread, for instance).
 NATIVE_CPU_SHARE = 0.01
+#: Above this share of late samples (and without real-time priority), the report says so.
+LATE_NOTE = 0.1
 
 
 @dataclass
@@ -66,6 +68,8 @@ class Report:
     max_hold_pressed_s: float = 0.0       # longest hold during which someone asked for the GIL
     holder_changes_seen: int = 0
     sampler_cpu_s: float = 0.0
+    sampler_priority: str = "normal"      # how the sampling thread was scheduled (see meter())
+    sampler_late_share: float = 0.0       # share of samples taken > 0.2 ms after they were due
     process_cpu_s: float = 0.0
     interpreters: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -133,6 +137,7 @@ class Report:
             max_hold_pressed_s=totals["max_hold_pressed_ns"] / 1e9,
             holder_changes_seen=totals["holder_changes"],
             sampler_cpu_s=sampler_cpu, process_cpu_s=process_cpu, interpreters=interps, notes=notes,
+            sampler_priority=totals["priority"], sampler_late_share=totals["late_share"],
             gil_measured=gil, gil_disabled=gil_disabled,
             timeline_truncated=totals["events_truncated"])
         r.segments = _segments(events, slot_to_row, wall)
@@ -143,6 +148,10 @@ class Report:
             r.notes.append(f"the GIL changed hands {r.switches} times but the samples saw {r.holder_changes_seen} "
                            f"of them: holds are shorter than the sampling interval, so the per-thread shares "
                            f"are statistical; --interval lowers it")
+        if r.sampler_priority == "normal" and r.sampler_late_share > LATE_NOTE:
+            r.notes.append(f"{r.sampler_late_share:.0%} of the samples were taken more than 50 us late: on busy "
+                           f"CPUs the sampler runs after short GIL holds, so those are under-counted. Linux 6.12+ "
+                           f"or real-time priority (root, CAP_SYS_NICE, ulimit -r >= 1) avoids it")
         if r.timeline_truncated:
             r.notes.append("the timeline was cut short (too many state changes to keep)")
         r._decide()
@@ -173,6 +182,7 @@ class Report:
             "switch_interval_s": self.switch_interval_s, "gil_hog_pressure": self.hog,
             "max_hold_pressed_s": self.max_hold_pressed_s, "holder_changes_seen": self.holder_changes_seen,
             "sampler_cpu_s": self.sampler_cpu_s, "sampler_cost": self.sampler_cost,
+            "sampler_priority": self.sampler_priority, "sampler_late_share": self.sampler_late_share,
             "process_cpu_s": self.process_cpu_s, "cores_available": self.cores_available,
             "interpreters": self.interpreters, "gil_measured": self.gil_measured,
             "gil_disabled": self.gil_disabled, "python": self.python_version,
@@ -226,7 +236,8 @@ class Report:
             lines.append(f"  subinterpreter {i['id']} (own GIL): held {i['held'] * 100:.0f}%, "
                          f"{i['switches']} switches")
         lines.append(f"sampler: {self.samples} samples, one per {self.mean_interval_us or self.interval_us:.0f} us, "
-                     f"{self.sampler_cpu_s * 1e3:.0f} ms of CPU ({self.sampler_cost * 100:.1f}% of the run)")
+                     f"{self.sampler_cpu_s * 1e3:.0f} ms of CPU ({self.sampler_cost * 100:.1f}% of the run), "
+                     f"{self.sampler_priority} priority")
         for n in self.notes:
             lines.append(f"note: {n}")
         lines.append("")
