@@ -132,8 +132,9 @@ char *acx__view_at(PyObject *segment, Py_ssize_t offset, size_t size, size_t ali
   ac_seg *s = &SegmentObject_CAST(segment)->seg;
   if (offset < 0 || (uint64_t)offset > s->size || s->size - (uint64_t)offset < size ||
       ((uintptr_t)(s->data + offset) & (align - 1))) {
-    PyErr_Format(PyExc_ValueError, "no aligned room for %zu bytes at offset %zd of a segment of %llu",
-                 size, offset, (unsigned long long)s->size);
+    PyErr_Format(PyExc_ValueError,
+                 "no aligned room for %zu bytes at offset %zd of a segment of %llu", size, offset,
+                 (unsigned long long)s->size);
     return NULL;
   }
   return s->data + offset;
