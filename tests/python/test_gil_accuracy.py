@@ -100,7 +100,9 @@ def test_two_spinners_take_turns():
         r, recs, cores_truth = res
         truth, amb = held_truth(recs)
         show(r, truth=[x / r.wall_s for x in truth], amb=[x / r.wall_s for x in amb], cores_truth=cores_truth)
-        assert r.held == pytest.approx(1.0, abs=HELD_BAR)
+        # Held all the time, but for hand-offs: those lie inside the gaps between two threads'
+        # intervals, whose length is the truth's uncertainty (large when the CPUs are busy).
+        assert 1 - HELD_BAR - sum(amb) / r.wall_s <= r.held <= 1.0
         for i in range(2):
             t = r.thread(f"spinner-{i}")
             want, tol = truth[i] / r.wall_s, HELD_BAR + amb[i] / r.wall_s
