@@ -313,3 +313,17 @@ def raise_with_attribute(code):
     e = CustomError("with attribute")
     e.code = code
     raise e
+
+
+def random_bits(_=None):
+    import random
+    return random.getrandbits(64)
+
+
+def meet_then_random(directory, n):
+    meet(directory, n)
+    return random_bits()
+
+
+def make_exception(msg):
+    return ValueError(msg)

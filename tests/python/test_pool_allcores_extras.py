@@ -321,3 +321,14 @@ def test_map_progress_bar(pool, capfd):
 
 def test_worker_pids_are_not_the_caller(pool):
     assert os.getpid() not in pool.map(pid_of, range(4), 1)
+
+
+def test_context_and_mp_context_are_accepted(allcores_impl):
+    """Code written for the stdlib passes a context; allcores accepts it and works the same."""
+    import multiprocessing
+    for method in ("fork", "spawn", "forkserver"):
+        ctx = multiprocessing.get_context(method)
+        with allcores_impl.pool(2, context=ctx) as pool:
+            assert pool.map(square, range(4)) == [0, 1, 4, 9]
+        with allcores_impl.executor(2, mp_context=ctx) as ex:
+            assert ex.submit(square, 3).result(30) == 9

@@ -211,3 +211,17 @@ def test_exception_attributes_survive(pool):
     with pytest.raises(CustomError) as info:
         pool.apply_async(raise_with_attribute, (17,)).get(30)
     assert info.value.code == 17
+
+
+def test_an_exception_returned_not_raised_is_a_value(pool):
+    from helpers_tasks import make_exception
+    value = pool.apply_async(make_exception, ("returned",)).get(30)
+    assert type(value) is ValueError and str(value) == "returned"
+    assert pool.map(make_exception, ["a"])[0].args == ("a",)
+
+
+def test_get_of_a_failed_result_raises_every_time(pool):
+    r = pool.apply_async(raise_value_error, (2,))
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            r.get(30)

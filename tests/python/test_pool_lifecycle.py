@@ -245,3 +245,22 @@ def test_pool_never_closed_in_a_script(impl, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[0, 1, 4, 9, 16]"
     assert proc.stderr == ""
+
+
+def test_each_worker_draws_its_own_random_numbers(impl, tmp_path):
+    """fork reseeds the random module in each child: Monte Carlo tasks in different workers
+    must not draw the same numbers."""
+    from helpers_tasks import meet_then_random, random_bits
+    with impl.pool(2) as pool:
+        draws = pool.map(functools.partial(meet_then_random, str(tmp_path)), [2, 2], 1)
+    assert draws[0] != draws[1]
+    with impl.pool(1, maxtasksperchild=1) as pool:  # every task in a fresh worker
+        draws = [pool.apply(random_bits) for _ in range(3)]
+    assert len(set(draws)) == 3
+
+
+def test_more_processes_than_cores(impl, tmp_path):
+    n = (os.cpu_count() or 1) + 2
+    with impl.pool(n) as pool:
+        pids = pool.map(functools.partial(meet, str(tmp_path)), [n] * n, 1)
+    assert len(set(pids)) == n
