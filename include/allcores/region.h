@@ -50,7 +50,7 @@ typedef struct ac_worker_rec {
   _Atomic uint64_t tasks_done;
   _Atomic uint64_t item;        /* index of the item being run inside a chunk */
   _Atomic uint32_t busy;        /* counted in the task ring's consumers_busy */
-  uint8_t pad[128 - 92];
+  uint8_t pad[128 - 100];
 } ac_worker_rec;
 
 typedef struct ac_header {

@@ -64,12 +64,19 @@ typedef struct ac_ring {
 /* A consumer's record of what it is taking, in shared memory: pos is the claimed position + 1
  * (set before the claim, cleared after the slot is released); id and block are copied from the
  * message before the slot is released, so at every instant either the slot or this record holds
- * the message's identity. The consumer clears id/block itself when it is done with the message. */
+ * the message's identity. The consumer clears id/block itself when it is done with the message.
+ * waiting says whether pop_wait counts this consumer among the ring's spinners and sleepers
+ * (AC_WAIT_* bits), so that ac_ring_repair_wait() can take a dead consumer out of the counts. */
 typedef struct ac_claim {
   _Atomic uint64_t pos;
   _Atomic uint64_t id;
   _Atomic uint64_t block;
+  _Atomic uint32_t waiting;
+  uint32_t reserved;
 } ac_claim;
+
+#define AC_WAIT_SPINNING 1u
+#define AC_WAIT_SLEEPING 2u
 
 /* What a waiting call may watch besides the ring: it returns AC_EEVENT once *word != seen. */
 typedef struct ac_watch {
@@ -121,5 +128,9 @@ uint64_t ac_ring_len(const ac_ring *r);
  * The caller must make sure no live participant holds the same claim. */
 int ac_ring_repair_push(ac_ring *r, uint64_t claim);
 int ac_ring_repair_pop(ac_ring *r, uint64_t claim, ac_msg *msg, void *data);
+/* Takes a dead consumer out of the ring's spinner and sleeper counts, as its claim->waiting
+ * says, and clears that word. Without it, a consumer killed while spinning would leave
+ * consumers_spinning raised forever: producers would then never wake a sleeper. */
+void ac_ring_repair_wait(ac_ring *r, ac_claim *claim);
 
 #endif

@@ -198,6 +198,22 @@ static int64_t remaining(int64_t deadline) {
   return left > 0 ? left : 0;
 }
 
+/* A consumer's claim->waiting word follows its place in the counts so that a dead consumer can
+ * be taken out of them (ac_ring_repair_wait). The order of mark and count is chosen so that a
+ * death between the two errs on the harmless side: the spinner count may end too low (a
+ * producer then wakes a sleeper for nothing), never too high (a producer would trust a spinner
+ * that is gone and wake nobody); the sleeper count may end too high (a wake-up for nothing),
+ * never too low (a lost wake-up). Spinner decrements therefore stop at zero. */
+static void mark_waiting(ac_claim *claim, uint32_t bits) {
+  if (claim) atomic_store_explicit(&claim->waiting, bits, SEQ_CST);
+}
+
+static void dec_to_zero(_Atomic uint32_t *count) {
+  uint32_t n = atomic_load_explicit(count, SEQ_CST);
+  while (n != 0 && !atomic_compare_exchange_weak_explicit(count, &n, n - 1, SEQ_CST, SEQ_CST)) {
+  }
+}
+
 int ac_ring_pop_wait(ac_ring *r, ac_msg *msg, void *data, ac_claim *claim,
                      int64_t timeout_ns, int64_t spin_ns, const ac_watch *watch) {
   int rc = ac_ring_try_pop(r, msg, data, claim);
@@ -210,19 +226,22 @@ int ac_ring_pop_wait(ac_ring *r, ac_msg *msg, void *data, ac_claim *claim,
   int sleeping = 0;
 
   if (spin_ns > 0) {
+    mark_waiting(claim, AC_WAIT_SPINNING);
     uint32_t was = atomic_fetch_add_explicit(&r->consumers_spinning, 1, SEQ_CST);
     if (was < r->max_spinners) {
       int64_t spin_end = start + spin_ns;
       for (unsigned i = 1;; i++) {
         if (ac_ring_try_pop(r, msg, data, claim) == 0) {
-          atomic_fetch_sub_explicit(&r->consumers_spinning, 1, SEQ_CST);
+          dec_to_zero(&r->consumers_spinning);
+          mark_waiting(claim, 0);
           wake_for_backlog(r);
           return 0;
         }
         ac_cpu_relax();
         if ((i & 63) == 0) {
           if (watched(watch)) {
-            atomic_fetch_sub_explicit(&r->consumers_spinning, 1, SEQ_CST);
+            dec_to_zero(&r->consumers_spinning);
+            mark_waiting(claim, 0);
             return AC_EEVENT;
           }
           int64_t now = ac_now_ns();
@@ -231,11 +250,16 @@ int ac_ring_pop_wait(ac_ring *r, ac_msg *msg, void *data, ac_claim *claim,
       }
       /* Become a sleeper before giving up the spinner's role: see after_push(). */
       atomic_fetch_add_explicit(&r->consumers_sleeping, 1, SEQ_CST);
+      mark_waiting(claim, AC_WAIT_SPINNING | AC_WAIT_SLEEPING);
       sleeping = 1;
     }
-    atomic_fetch_sub_explicit(&r->consumers_spinning, 1, SEQ_CST);
+    dec_to_zero(&r->consumers_spinning);
+    mark_waiting(claim, sleeping ? AC_WAIT_SLEEPING : 0);
   }
-  if (!sleeping) atomic_fetch_add_explicit(&r->consumers_sleeping, 1, SEQ_CST);
+  if (!sleeping) {
+    atomic_fetch_add_explicit(&r->consumers_sleeping, 1, SEQ_CST);
+    mark_waiting(claim, AC_WAIT_SLEEPING);
+  }
 
   for (;;) {
     uint32_t word = atomic_load_explicit(&r->items_word, SEQ_CST);
@@ -248,6 +272,7 @@ int ac_ring_pop_wait(ac_ring *r, ac_msg *msg, void *data, ac_claim *claim,
     rc = ac_futex_wait(&r->items_word, word, left);
     if (rc == -EINTR) break;
   }
+  mark_waiting(claim, 0);
   atomic_fetch_sub_explicit(&r->consumers_sleeping, 1, SEQ_CST);
   if (rc == 0) wake_for_backlog(r);
   return rc;
@@ -312,4 +337,10 @@ int ac_ring_repair_pop(ac_ring *r, uint64_t claim, ac_msg *msg, void *data) {
   seq_store(r, s, pos + r->mask + 1, RELEASE);
   after_pop(r);
   return msg->kind == AC_KIND_TOMBSTONE ? 0 : 1;
+}
+
+void ac_ring_repair_wait(ac_ring *r, ac_claim *claim) {
+  uint32_t bits = atomic_exchange_explicit(&claim->waiting, 0, SEQ_CST);
+  if (bits & AC_WAIT_SPINNING) dec_to_zero(&r->consumers_spinning);
+  if (bits & AC_WAIT_SLEEPING) dec_to_zero(&r->consumers_sleeping);
 }

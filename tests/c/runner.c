@@ -1,7 +1,7 @@
 /* runner.c: runs the registered tests, each in a forked child with a timeout, and prints one line
  * per test and a last line "N passed, N failed" (CI reads it).
  *
- * Usage: runner [--list] [--verbose] [NAME | PREFIX* ...]
+ * Usage: runner [--list] [--verbose] [PATTERN ...]    (shell patterns: ring_*, *stress*)
  *        runner --in-process NAME      (no fork, no timeout: for gdb and valgrind)
  * Environment: AC_TEST_TIMEOUT_MULTIPLIER scales every timeout, AC_TEST_SCALE divides stress
  * iteration counts, AC_TEST_SEED fixes the seed of random tests, AC_TEST_VERBOSE=1 shows the
@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,16 +267,11 @@ static int run_forked(ac_test *t) {
   return result;
 }
 
+/* Names on the command line are shell patterns: ring_*, *stress*, or an exact name. */
 static int matches(const ac_test *t, int argc, char **argv, int first) {
   if (first >= argc) return 1;
-  for (int i = first; i < argc; i++) {
-    size_t n = strlen(argv[i]);
-    if (n && argv[i][n - 1] == '*') {
-      if (strncmp(t->name, argv[i], n - 1) == 0) return 1;
-    } else if (strcmp(t->name, argv[i]) == 0) {
-      return 1;
-    }
-  }
+  for (int i = first; i < argc; i++)
+    if (fnmatch(argv[i], t->name, 0) == 0) return 1;
   return 0;
 }
 
@@ -288,7 +284,8 @@ int main(int argc, char **argv) {
   int first = 1;
   while (first < argc && argv[first][0] == '-') {
     if (strcmp(argv[first], "--list") == 0) {
-      for (ac_test *t = tests; t; t = t->next) printf("%s\n", t->name);
+      for (ac_test *t = tests; t; t = t->next)
+        if (matches(t, argc, argv, first + 1)) printf("%s\n", t->name);
       return 0;
     }
     if (strcmp(argv[first], "--verbose") == 0) {
@@ -306,7 +303,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "no test named %s\n", argv[first + 1]);
       return 2;
     }
-    fprintf(stderr, "usage: %s [--list] [--verbose] [NAME | PREFIX* ...] | --in-process NAME\n",
+    fprintf(stderr, "usage: %s [--list] [--verbose] [PATTERN ...] | --in-process NAME\n",
             argv[0]);
     return 2;
   }

@@ -126,6 +126,22 @@ TEST_IMPL(arena_splits_free_blocks_when_fresh_space_runs_out) {
   ASSERT_EQ(ac_arena_alloc(a, base, 2 * PAGE, 1), AC_ENOSPACE);
 }
 
+/* Freed blocks are never merged, so once small blocks have been carved out, a large block can
+ * never be had again, even with the whole arena free: ac_arena_alloc returns AC_ENOSPACE
+ * ("retry after frees") forever, and a sender waiting for room hangs. A shared Queue's arena is
+ * sized for one largest item, so put(300 MB), get(), put(1 GB) waits forever on an empty queue.
+ * KNOWN BUG (reported to the lead). Run with AC_TEST_KNOWN_BUGS=1 to see it fail. */
+TEST_IMPL(arena_large_block_available_again_once_everything_is_free) {
+  if (!getenv("AC_TEST_KNOWN_BUGS")) TEST_SKIP("known bug: no merging of free blocks (AC_TEST_KNOWN_BUGS=1)");
+  ac_arena *a;
+  char *base = new_base(16 * PAGE, &a);
+  int64_t small = ac_arena_alloc(a, base, 100, 1);
+  ASSERT_GT(small, 0);
+  ASSERT_OK(ac_arena_free(a, base, (uint64_t)small));
+  ASSERT_EQ(a->bytes_in_use, 0);
+  ASSERT_GT(ac_arena_alloc(a, base, ac_arena_max_payload(a), 1), 0); /* AC_ENOSPACE */
+}
+
 TEST_IMPL(arena_check_rejects_bad_offsets) {
   ac_arena *a;
   char *base = new_base(1 << 20, &a);

@@ -547,3 +547,32 @@ TEST_IMPL(region_reap_frees_a_result_block_stuck_before_a_full_ring) {
   ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
   ac_region_destroy(&r);
 }
+
+/* Tasks queued by the parent hold arena blocks until their results are published, and a result
+ * needs an arena block of its own. When queued tasks fill the arena, the worker can never send
+ * its result, so no task block is ever freed: the pool deadlocks (issue 3 item 6, "arguments far
+ * larger than memory in total" makes exactly this state). KNOWN BUG (reported to the lead):
+ * results need arena room that tasks cannot take (a reserve, or a cap on task bytes in flight).
+ * Run with AC_TEST_KNOWN_BUGS=1 to see it fail. */
+TEST_IMPL(region_results_find_arena_room_while_tasks_fill_it) {
+  if (!getenv("AC_TEST_KNOWN_BUGS")) TEST_SKIP("known bug: deadlock when tasks fill the arena (AC_TEST_KNOWN_BUGS=1)");
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  static char big[300000];
+  struct iovec iov = {big, sizeof big};
+  int queued = 0;
+  for (;;) {
+    ac_msg m = {.id = (uint64_t)queued + 1};
+    int rc = ac_region_send(&r, r.tasks, &m, &iov, 1, AC_OWNER_PARENT, NULL, NULL, 0, NULL);
+    if (rc == -ETIMEDOUT) break; /* the parent's back-pressure: it waits for results now */
+    ASSERT_OK(rc);
+    queued++;
+  }
+  ASSERT_GE(queued, 1);
+  ac_msg m;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_OK(ac_worker_next_task(&r, 0, &m, buf, 0, 0));
+  ac_msg res = {.id = m.id};
+  ASSERT_OK(ac_worker_send_result(&r, 0, &res, &iov, 1, 100000000)); /* -ETIMEDOUT: stuck */
+  ac_region_destroy(&r);
+}

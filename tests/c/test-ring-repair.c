@@ -295,3 +295,42 @@ TEST_IMPL_TIMEOUT(ring_consumer_killed_mid_pop_is_repaired, 60000) {
   fprintf(stderr, "%ld kills, %" PRIu64 " messages, %" PRIu64 " recovered by repair_pop, %" PRIu64
           " named by the claim record\n", rounds, next_push, recovered, held);
 }
+
+/* A consumer killed while spinning or asleep in pop_wait stays in the ring's counts; a raised
+ * spinner count makes producers trust a spinner that is gone and wake nobody, so sleeping
+ * consumers would wait forever. ac_ring_repair_wait takes the dead one out. */
+TEST_IMPL(ring_consumer_killed_while_waiting_leaves_the_counts) {
+  ac_ring *r = new_ring(4);
+  ac_claim *claims = ac_test_shared(2 * sizeof(ac_claim));
+  for (int spin = 1; spin >= 0; spin--) {
+    pid_t victim = fork();
+    if (victim == 0) {
+      ac_msg m;
+      uint8_t buf[AC_SLOT_INLINE];
+      ac_ring_pop_wait(r, &m, buf, &claims[0], -1, spin ? 60000000000LL : 0, NULL);
+      _exit(1);
+    }
+    uint32_t want = spin ? AC_WAIT_SPINNING : AC_WAIT_SLEEPING;
+    while (atomic_load(&claims[0].waiting) != want) usleep(1000);
+    kill(victim, SIGKILL);
+    ASSERT_EQ(waitpid(victim, NULL, 0), victim);
+    ASSERT_EQ(spin ? atomic_load(&r->consumers_spinning) : atomic_load(&r->consumers_sleeping), 1);
+    ac_ring_repair_wait(r, &claims[0]);
+    ASSERT_EQ(atomic_load(&r->consumers_spinning), 0);
+    ASSERT_EQ(atomic_load(&r->consumers_sleeping), 0);
+    ASSERT_EQ(atomic_load(&claims[0].waiting), 0);
+    ac_ring_repair_wait(r, &claims[0]); /* idempotent, never below zero */
+    ASSERT_EQ(atomic_load(&r->consumers_spinning), 0);
+    /* A live consumer asleep now is woken by the next push. */
+    pid_t live = fork();
+    if (live == 0) {
+      ac_msg m;
+      uint8_t buf[AC_SLOT_INLINE];
+      int rc = ac_ring_pop_wait(r, &m, buf, &claims[1], -1, 0, NULL);
+      _exit(rc == 0 && m.id == 5 && atomic_load(&claims[1].waiting) == 0 ? 0 : 1);
+    }
+    while (atomic_load(&claims[1].waiting) != AC_WAIT_SLEEPING) usleep(1000);
+    ASSERT_OK(push_u64(r, 5));
+    ASSERT_EXITED(ac_test_wait(live, 5000), 0);
+  }
+}
