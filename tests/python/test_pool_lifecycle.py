@@ -239,7 +239,9 @@ def test_pool_never_closed_in_a_script(impl, tmp_path):
     module = "allcores" if impl.name == "allcores" else "multiprocessing"
     script = tmp_path / "prog.py"
     script.write_text(_ONE_LINER.format(module=module))
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (here, os.environ.get("PYTHONPATH")) if p))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=30, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
