@@ -19,8 +19,8 @@ from .report import Report
 #: metal. A 1 s run still gives 500-1,000 samples, enough for held % to about a point.
 DEFAULT_INTERVAL_US = 1000
 #: With the default interval, the sampler stretches it (up to 10x) to stay under this share of
-#: one CPU; an interval given explicitly is kept as given.
-DEFAULT_COST_BUDGET = 0.015
+#: one CPU (it aims at 80% of it); an interval given explicitly is kept as given.
+DEFAULT_COST_BUDGET = 0.025
 
 try:
     from .. import _gil
@@ -200,7 +200,7 @@ def meter(interval_us: float | None = None, *, timeline: bool = True, layout: bo
     """A GIL meter for a `with` block: `with allcores.gil.meter() as m: ...; m.report()`.
 
     interval_us is the mean time between samples; by default 1000 us, stretched on machines
-    where sampling is costly so that the sampler stays under 1.5% of one CPU. timeline=False
+    where sampling is costly so that the sampler stays near 2% of one CPU. timeline=False
     keeps only the totals. layout=False does not read the GIL (what the meter falls back to when
     its self-test fails): per-thread CPU, states and cores used only. realtime gives the sampling
     thread the lowest real-time priority where that is allowed (root, CAP_SYS_NICE, ulimit -r),
