@@ -327,3 +327,15 @@ def meet_then_random(directory, n):
 
 def make_exception(msg):
     return ValueError(msg)
+
+
+def nested_pool_sum(n):
+    """A task that uses a pool of its own (nested parallelism)."""
+    import allcores
+    with allcores.Pool(2) as pool:
+        return sum(pool.map(square, range(n)))
+
+
+def nested_default_sum(n):
+    import allcores
+    return sum(allcores.map(square, range(n)))

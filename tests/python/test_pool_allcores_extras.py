@@ -332,3 +332,13 @@ def test_context_and_mp_context_are_accepted(allcores_impl):
             assert pool.map(square, range(4)) == [0, 1, 4, 9]
         with allcores_impl.executor(2, mp_context=ctx) as ex:
             assert ex.submit(square, 3).result(30) == 9
+
+
+def test_tasks_can_use_pools_themselves(pool):
+    """multiprocessing refuses (daemonic workers cannot have children); allcores workers may run
+    pools of their own, and nothing is left behind once the outer pool is gone (checked by the
+    fixture that looks for leftover processes)."""
+    from helpers_tasks import nested_default_sum, nested_pool_sum
+    assert pool.map(nested_pool_sum, [3, 4], 1) == [5, 14]
+    assert pool.map(nested_default_sum, [3, 4], 1) == [5, 14]
+    assert pool.apply(square, (6,)) == 36

@@ -225,3 +225,19 @@ def test_get_of_a_failed_result_raises_every_time(pool):
     for _ in range(2):
         with pytest.raises(ValueError):
             r.get(30)
+
+
+def test_callbacks_have_all_run_when_join_returns(impl):
+    """The classic pattern: apply_async with callback=results.append, then close() and join(),
+    then read results."""
+    results, errors = [], []
+    pool = impl.pool(2)
+    for i in range(50):
+        pool.apply_async(sleep_then, (i, 0.002), callback=results.append)
+    pool.apply_async(raise_value_error, (0,), error_callback=errors.append)
+    pool.map_async(square, range(5), callback=results.append)
+    pool.close()
+    pool.join()
+    assert sorted(r for r in results if not isinstance(r, list)) == list(range(50))
+    assert [0, 1, 4, 9, 16] in results
+    assert len(errors) == 1

@@ -210,3 +210,18 @@ def test_calls_from_several_threads_at_once(pool):
         t.join(50)
     assert not any(t.is_alive() for t in threads), "a caller thread hung"
     assert errors == []
+
+
+def test_imap_with_an_input_that_raises(pool):
+    """The input's own exception comes out of imap after the results before it."""
+    def gen():
+        yield 1
+        yield 2
+        raise RuntimeError("input broke")
+
+    out = []
+    with pytest.raises(RuntimeError, match="input broke"):
+        for value in pool.imap(square, gen(), 1):
+            out.append(value)
+    assert out == [1, 4]
+    assert pool.map(square, [3]) == [9]
