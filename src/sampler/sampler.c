@@ -64,7 +64,7 @@ struct sched_attr_v1 {
 
 /* A woken thread of normal priority does not always preempt the running one, so on busy CPUs
  * the sampler ran after a short GIL hold had ended instead of during it, and under-counted
- * short holds (measured: 1-4% held where the threads held it 6%). Two remedies, the first that
+ * short holds (measured: 1-5% held where the threads held it 5-7%). Two remedies, the first that
  * is allowed: the lowest real-time priority (root, CAP_SYS_NICE, RLIMIT_RTPRIO >= 1), or, for
  * anyone on Linux 6.12+, a 100 us time slice, which lets EEVDF preempt for it on wake-up. Each
  * tick runs a few microseconds, so neither takes CPU from the program. Returns the AC_PRIO_*
