@@ -128,16 +128,14 @@ static void *run(void *arg) {
       struct timespec ts = {until / 1000000000LL, until % 1000000000LL};
       while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
       }
-      if (until == next) {
-        int64_t late = ac_mono_ns() - next;
-        s->late_sum += late;
-        s->late_n++;
-        if (late > LATE_NS) s->late_over++;
-        break;
-      }
+      if (until == next) break;
     }
     if (__atomic_load_n(&s->stop_flag, __ATOMIC_ACQUIRE)) break;
+    int64_t late = ac_mono_ns() - next;
     pthread_mutex_lock(&s->lock);
+    s->late_sum += late;
+    s->late_n++;
+    if (late > LATE_NS) s->late_over++;
     tick(s, ac_mono_ns());
     pthread_mutex_unlock(&s->lock);
   }
