@@ -85,13 +85,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       break;
     }
     case 2: {
-      uint64_t claim = fz_below(&f, 2) ? fz_u64(&f) : atomic_load(&r->enqueue_pos) - fz_below(&f, CAP);
+      uint64_t near = atomic_load(&r->enqueue_pos);
+      uint64_t claim = fz_below(&f, 2) ? fz_u64(&f) : near - fz_below(&f, CAP);
       int rc = ac_ring_repair_push(r, claim);
       FUZZ_CHECK(rc == 0 || rc == 1);
       break;
     }
     case 3: {
-      uint64_t claim = fz_below(&f, 2) ? fz_u64(&f) : atomic_load(&r->dequeue_pos) - fz_below(&f, CAP);
+      uint64_t near = atomic_load(&r->dequeue_pos);
+      uint64_t claim = fz_below(&f, 2) ? fz_u64(&f) : near - fz_below(&f, CAP);
       int rc = ac_ring_repair_pop(r, claim, &msg, out);
       FUZZ_CHECK(rc == 0 || rc == 1);
       if (rc == 1 && msg.block == 0) FUZZ_CHECK(msg.len <= AC_SLOT_INLINE);

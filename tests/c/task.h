@@ -36,6 +36,14 @@ void ac_test_register(ac_test *t);
 
 #define TEST_IMPL(name) TEST_IMPL_TIMEOUT(name, 10000)
 
+/* A test that reproduces a bug not fixed yet runs only with AC_TEST_KNOWN_BUGS=1; otherwise it
+ * is skipped, and the runner prints what it is about. */
+#define KNOWN_BUG(what)                                                                   \
+  do {                                                                                    \
+    if (!getenv("AC_TEST_KNOWN_BUGS"))                                                    \
+      TEST_SKIP("known bug (AC_TEST_KNOWN_BUGS=1 runs it): " what);                       \
+  } while (0)
+
 /* Ends the current test as skipped; the runner prints the reason. */
 #define AC_TEST_SKIP_EXIT 77
 #define TEST_SKIP(reason)                                                                 \

@@ -203,7 +203,8 @@ TEST_IMPL_TIMEOUT(ring_producer_killed_mid_push_is_repaired, 60000) {
     atomic_store(&ctl->push_claim, 0);
     ac_msg m;
     while (ac_ring_try_pop(r, &m, buf, NULL) == 0) {
-      if (m.id != next) FAIL("round %ld: got message %" PRIu64 ", expected %" PRIu64, round, m.id, next);
+      if (m.id != next)
+        FAIL("round %ld: got message %" PRIu64 ", expected %" PRIu64, round, m.id, next);
       if (m.len != payload_len(m.id) || !payload_ok(buf, m.id, m.len))
         FAIL("round %ld: message %" PRIu64 " has a damaged payload", round, m.id);
       next++;
@@ -213,7 +214,8 @@ TEST_IMPL_TIMEOUT(ring_producer_killed_mid_push_is_repaired, 60000) {
       ASSERT_EQ(fixed, 0); /* a published message is never turned into a tombstone */
       in_flight_made_it++;
     } else if (next != done) {
-      FAIL("round %ld: %" PRIu64 " messages arrived, %" PRIu64 " were published", round, next, done);
+      FAIL("round %ld: %" PRIu64 " messages arrived, %" PRIu64 " were published", round, next,
+           done);
     }
   }
   /* The ring still cycles through every slot. */

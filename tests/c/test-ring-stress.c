@@ -87,7 +87,10 @@ static void produce(stress *s, int p) {
 
 typedef struct { stress *s; int p; } side_arg;
 static void *consumer_thread(void *a) { consume(((side_arg *)a)->s); return NULL; }
-static void *producer_thread(void *a) { produce(((side_arg *)a)->s, ((side_arg *)a)->p); return NULL; }
+static void *producer_thread(void *a) {
+  produce(((side_arg *)a)->s, ((side_arg *)a)->p);
+  return NULL;
+}
 
 static void run_stress(const stress_cfg *c) {
   ASSERT_LE(c->producers, MAX_SIDE);
@@ -154,33 +157,38 @@ static void run_stress(const stress_cfg *c) {
 
 TEST_IMPL_TIMEOUT(ring_stress_processes_small_ring_sleeping, 60000) {
   SKIP_PROCESSES_UNDER_TSAN();
-  stress_cfg c = {.cap = 4, .producers = 3, .consumers = 3, .per_producer = 300000 / ac_test_scale(),
+  stress_cfg c = {.cap = 4, .producers = 3, .consumers = 3,
+                  .per_producer = 300000 / ac_test_scale(),
                   .max_spinners = 1};
   run_stress(&c);
 }
 
 TEST_IMPL_TIMEOUT(ring_stress_processes_spinning, 60000) {
   SKIP_PROCESSES_UNDER_TSAN();
-  stress_cfg c = {.cap = 64, .producers = 3, .consumers = 3, .per_producer = 400000 / ac_test_scale(),
+  stress_cfg c = {.cap = 64, .producers = 3, .consumers = 3,
+                  .per_producer = 400000 / ac_test_scale(),
                   .spin_ns = 20000, .max_spinners = 2};
   run_stress(&c);
 }
 
 TEST_IMPL_TIMEOUT(ring_stress_processes_lazy_wake_busy_consumers, 60000) {
   SKIP_PROCESSES_UNDER_TSAN();
-  stress_cfg c = {.cap = 16, .producers = 2, .consumers = 4, .per_producer = 300000 / ac_test_scale(),
+  stress_cfg c = {.cap = 16, .producers = 2, .consumers = 4,
+                  .per_producer = 300000 / ac_test_scale(),
                   .spin_ns = 5000, .max_spinners = 1, .lazy = 1};
   run_stress(&c);
 }
 
 TEST_IMPL_TIMEOUT(ring_stress_threads_small_ring_sleeping, 60000) {
-  stress_cfg c = {.cap = 4, .producers = 3, .consumers = 3, .per_producer = 200000 / ac_test_scale(),
+  stress_cfg c = {.cap = 4, .producers = 3, .consumers = 3,
+                  .per_producer = 200000 / ac_test_scale(),
                   .max_spinners = 1, .threads = 1};
   run_stress(&c);
 }
 
 TEST_IMPL_TIMEOUT(ring_stress_threads_spinning_lazy, 60000) {
-  stress_cfg c = {.cap = 16, .producers = 2, .consumers = 3, .per_producer = 200000 / ac_test_scale(),
+  stress_cfg c = {.cap = 16, .producers = 2, .consumers = 3,
+                  .per_producer = 200000 / ac_test_scale(),
                   .spin_ns = 10000, .max_spinners = 1, .lazy = 1, .threads = 1};
   run_stress(&c);
 }

@@ -153,7 +153,8 @@ TEST_IMPL(ring_close_wakes_sleeping_consumer_and_producer) {
     ac_msg m = {.id = 3};
     _exit(ac_ring_push_wait(full, &m, NULL, NULL, -1, NULL) == AC_ECLOSED ? 0 : 1);
   }
-  while (atomic_load(&empty->consumers_sleeping) == 0 || atomic_load(&full->producers_sleeping) == 0)
+  while (atomic_load(&empty->consumers_sleeping) == 0 ||
+         atomic_load(&full->producers_sleeping) == 0)
     usleep(1000);
   ac_ring_close(empty);
   ac_ring_close(full);

@@ -112,7 +112,9 @@ static int find_worker(ac_region *r, int (*pred)(ac_worker_rec *, uint64_t), uin
   FAIL("no worker matched within 5 s (arg %" PRIu64 ")", arg);
 }
 
-static int is_exited(ac_worker_rec *w, uint64_t unused) { return atomic_load(&w->state) == AC_W_EXITED; }
+static int is_exited(ac_worker_rec *w, uint64_t unused) {
+  return atomic_load(&w->state) == AC_W_EXITED;
+}
 static int runs_task(ac_worker_rec *w, uint64_t id) { return atomic_load(&w->take.id) == id; }
 
 TEST_IMPL_TIMEOUT(template_spawns_workers_with_their_index, 20000) {
@@ -129,6 +131,8 @@ TEST_IMPL_TIMEOUT(template_spawns_workers_with_their_index, 20000) {
     ASSERT_EQ(hc->child_saw_k[k], 1); /* ac_template_serve returned k in worker k */
   }
   ASSERT_EQ(hc->prepare, N);
+  int64_t end = ac_now_ns() + 5000000000LL; /* the template runs it after the child started */
+  while (atomic_load(&hc->parent) < N && ac_now_ns() < end) usleep(1000);
   ASSERT_EQ(hc->parent, N);
   ASSERT_EQ(hc->child, N);
   /* Every worker answers as itself: index and pid agree with its record. Slow tasks make each
