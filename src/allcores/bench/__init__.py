@@ -18,7 +18,7 @@ import time
 
 from . import bars, report, runner
 from .adapters import ORDER
-from .case import load
+from .case import UNAVAILABLE, load
 from .machine import describe
 
 
@@ -62,6 +62,8 @@ def main(argv=None) -> int:
     print(f"allcores bench: {machine['cpu']}, {machine['cores']} cores, Python "
           f"{machine['python']}, W={args.workers}, {reps} repetition(s)"
           f"{', quick' if args.quick else ''}; load average {machine['loadavg'][0]:.2f}", flush=True)
+    for module, why in UNAVAILABLE.items():
+        print(f"  (cases of {module} left out: {why})")
     t0 = time.perf_counter()
 
     def log(text, end="\n"):
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
     print(f"\nbench took {took:.0f} s; load average now {os.getloadavg()[0]:.2f}")
     doc = {"command": shlex.join(["allcores", "bench", *argv]), "machine": machine,
            "workers": args.workers, "reps": reps, "quick": args.quick, "seconds": took,
-           "loadavg_end": list(os.getloadavg()), "results": results,
+           "loadavg_end": list(os.getloadavg()), "unavailable": UNAVAILABLE, "results": results,
            "bars": [{"bar": text, "pass": ok, "detail": detail} for text, ok, detail in checks]}
     if args.json:
         with open(args.json, "w") as f:

@@ -6,9 +6,12 @@ from __future__ import annotations
 BARS = []
 
 
-def bar(text, case):
+def bar(text, case, *rows):
+    """Registers fn(results) -> (passed, detail), or None when a figure is missing. `rows` are
+    the rows the bar reads (default: allcores.Pool's); a bar is left out when its case or one of
+    its rows was not run (--cases, --libs)."""
     def register(fn):
-        BARS.append((text, case, fn))
+        BARS.append((text, case, rows or ("allcores",), fn))
         return fn
     return register
 
@@ -49,39 +52,42 @@ def _rtt_abs(r):
     return None if v is None else (v <= 15, f"{v:.1f} µs")
 
 
-@bar("round trip: >= 10x ProcessPoolExecutor", "rtt")
+@bar("round trip: >= 10x ProcessPoolExecutor", "rtt", "allcores",
+     "ProcessPoolExecutor")
 def _rtt_ppe(r):
     return _at_least(r, "rtt", "ProcessPoolExecutor", 10)
 
 
-@bar("round trip: allcores.ProcessPoolExecutor >= 10x ProcessPoolExecutor", "rtt")
+@bar("round trip: allcores.ProcessPoolExecutor >= 10x ProcessPoolExecutor", "rtt",
+     "allcores.executor", "ProcessPoolExecutor")
 def _rtt_ppe_exec(r):
     return _at_least(r, "rtt", "ProcessPoolExecutor", 10, ours="allcores.executor")
 
 
-@bar("submit() then result(): >= 10x ProcessPoolExecutor", "submit")
+@bar("submit() then result(): >= 10x ProcessPoolExecutor", "submit", "allcores",
+     "ProcessPoolExecutor")
 def _submit_ppe(r):
     return _at_least(r, "submit", "ProcessPoolExecutor", 10)
 
 
 @bar("submit() then result(): allcores.ProcessPoolExecutor >= 10x ProcessPoolExecutor",
-     "submit")
+     "submit", "allcores.executor", "ProcessPoolExecutor")
 def _submit_ppe_exec(r):
     return _at_least(r, "submit", "ProcessPoolExecutor", 10, ours="allcores.executor")
 
 
-@bar("imap(chunksize=1): >= 3x multiprocessing.Pool", "imap1")
+@bar("imap(chunksize=1): >= 3x multiprocessing.Pool", "imap1", "allcores", "multiprocessing")
 def _imap1(r):
     return _at_least(r, "imap1", "multiprocessing", 3)
 
 
 @bar("map with automatic chunks: at least as fast as multiprocessing.Pool.map's default",
-     "map")
+     "map", "allcores", "multiprocessing")
 def _map(r):
     return _at_least(r, "map", "multiprocessing", 1)
 
 
-@bar("CPU-bound efficiency: within 3% of the ideal row", "cpu")
+@bar("CPU-bound efficiency: within 3% of the ideal row", "cpu", "allcores", "ideal")
 def _cpu(r):
     v = figure(r, "cpu", "allcores", "vs_ideal")
     if v is None:
@@ -91,12 +97,14 @@ def _cpu(r):
                        f"ideal {ideal or 0:.3f})")
 
 
-@bar("start-up to first result: <= 1.2x multiprocessing.Pool (fork)", "startup")
+@bar("start-up to first result: <= 1.2x multiprocessing.Pool (fork)", "startup", "allcores",
+     "multiprocessing")
 def _startup(r):
     return _at_most_times(r, "startup", "multiprocessing", 1.2)
 
 
-@bar("private memory per worker: <= 1.2x multiprocessing.Pool (fork)", "memory")
+@bar("private memory per worker: <= 1.2x multiprocessing.Pool (fork)", "memory", "allcores",
+     "multiprocessing")
 def _memory(r):
     return _at_most_times(r, "memory", "multiprocessing", 1.2)
 
@@ -104,8 +112,8 @@ def _memory(r):
 def check(results):
     """[(bar, passed, detail)] for every bar whose case was run."""
     out = []
-    for text, case, fn in BARS:
-        if case not in results:
+    for text, case, rows, fn in BARS:
+        if case not in results or not set(rows) <= set(results[case]["rows"]):
             continue
         verdict = fn(results) or (False, "no figure: a row it needs failed (see the table)")
         out.append((text, bool(verdict[0]), verdict[1]))

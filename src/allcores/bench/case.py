@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 # Modules holding @case definitions, imported in this order (the order of the tables).
 # ALLCORES_BENCH_CASES (comma-separated module names) adds more, for cases kept outside the
 # package (a user's own workload, the tests' misbehaving cases).
-MODULES = ["allcores.bench.pool_cases"]
+MODULES = ["allcores.bench.pool_cases", "allcores.gil.bench_cases"]
 
 
 class Skip(Exception):
@@ -39,18 +39,22 @@ class Case:
     quick: dict = field(default_factory=dict)   # overrides of params for --quick
     columns: list = field(default_factory=list)  # extra figures shown: (key, header, format)
     fn: object = None
+    labels: dict = field(default_factory=dict)   # row names shown instead of the libraries'
+
 
     def params_for(self, quick):
         return dict(self.params, **(self.quick if quick else {}))
 
 
 CASES: dict[str, Case] = {}
+UNAVAILABLE: dict[str, str] = {}  # case modules of MODULES that did not import, and why
 
 
-def case(name, title, *, figure, unit, lower_is_better, libs, params, quick=None, columns=()):
+def case(name, title, *, figure, unit, lower_is_better, libs, params, quick=None, columns=(),
+         labels=None):
     def register(fn):
         CASES[name] = Case(name, title, figure, unit, lower_is_better, list(libs), dict(params),
-                           dict(quick or {}), list(columns), fn)
+                           dict(quick or {}), list(columns), fn, dict(labels or {}))
         return fn
     return register
 
@@ -58,6 +62,11 @@ def case(name, title, *, figure, unit, lower_is_better, libs, params, quick=None
 def load():
     """Import every case module; returns the registry."""
     extra = [m for m in os.environ.get("ALLCORES_BENCH_CASES", "").split(",") if m]
-    for module in MODULES + extra:
+    for module in MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:  # a part of allcores not built in this installation
+            UNAVAILABLE[module] = str(exc)
+    for module in extra:  # asked for by name: a typo must not pass silently
         importlib.import_module(module)
     return CASES

@@ -9,7 +9,9 @@ COMPANIONS = {"serial": "serial (one process, W calls)",
               "ideal": "ideal: W processes started in advance"}
 
 
-def label(lib):
+def label(lib, case=None):
+    if case is not None and lib in case.labels:
+        return case.labels[lib]
     if lib in ADAPTERS:
         return ADAPTERS[lib].label
     return COMPANIONS.get(lib, lib)
@@ -37,13 +39,13 @@ def _rows(results, name):
         v = r.get(c["figure"])
         if not isinstance(v, (int, float)):
             note = (r.get("skip") or r.get("error") or "no figure")[:100]
-            yield label(lib), "-", ["" for _ in columns], "", note
+            yield label(lib, case), "-", ["" for _ in columns], "", note
             continue
         cells = [fmt.format(r[key]) if isinstance(r.get(key), (int, float)) else ""
                  for key, _, fmt in columns]
         ratio = "" if lib in ("allcores", *COMPANIONS) else _versus(c.get("ratios", {}).get(lib))
         note = f"{len(r['failed_runs'])} run(s) failed" if r.get("failed_runs") else ""
-        yield label(lib), f"{v:.3f}" if v < 10 else f"{v:,.1f}", cells, ratio, note
+        yield label(lib, case), f"{v:.3f}" if v < 10 else f"{v:,.1f}", cells, ratio, note
 
 
 def _headers(name, c):
