@@ -171,7 +171,9 @@ def test_sleeping_threads_hold_the_gil_briefly():
         for i in range(2):
             t = r.thread(f"sleeper-{i}")
             assert t.held == pytest.approx(work[i] / r.wall_s, abs=HELD_BAR)
-            assert t.blocked >= 0.5, "sleeping is blocked in a system call, not waiting for the GIL"
+            # Sleeping is blocked in a system call, not waiting for the GIL. (A woken sleeper that
+            # waits for a CPU on a busy machine reads as running, so blocked is not near 100%.)
+            assert t.blocked >= 0.3 and t.blocked > 2 * t.waiting
             assert t.waiting <= 0.1
         assert "io-bound" in r.findings
     twice(run, check)
