@@ -221,25 +221,34 @@ def test_c_calls_that_release_the_gil_run_in_parallel():
     assert r.cores_used > 1.1
 
 
+def switches_seen(recs):
+    """Changes of the thread executing Python, from the spinners' own records."""
+    items = sorted((a, i) for i, rec in enumerate(recs) for a, _ in rec)
+    return sum(1 for k in range(1, len(items)) if items[k][1] != items[k - 1][1])
+
+
 def test_switch_interval_changes_the_switch_count():
     def run():
-        rates, reported = [], []
+        out = []
         old = sys.getswitchinterval()
         try:
             for interval in (0.005, 0.0005):
                 sys.setswitchinterval(interval)
-                r, _, _ = run_spinners(2, 1.0)
-                rates.append(r.switches / r.wall_s)
-                reported.append(r.switch_interval_s)
+                r, recs, _ = run_spinners(2, 1.0)
+                out.append((r, switches_seen(recs)))
         finally:
             sys.setswitchinterval(old)
-        return rates, reported
+        return out
 
-    def check(res):
-        rates, reported = res
-        print(rates, reported)
-        assert reported == [0.005, 0.0005]
-        assert rates[1] >= 2 * rates[0], "a 10x shorter interval switches far more often"
+    def check(out):
+        for (r, seen), interval in zip(out, (0.005, 0.0005)):
+            print(interval, r.switches, seen)
+            assert r.switch_interval_s == interval
+            # The interpreter's own count, read by the sampler, against the hand-offs the threads
+            # saw (the main thread's few hand-offs at start and join are the slack).
+            assert r.switches == pytest.approx(seen, abs=10 + 0.05 * seen)
+        (slow, _), (fast, _) = out
+        assert fast.switches / fast.wall_s > 1.3 * slow.switches / slow.wall_s, "a shorter interval switches more"
     twice(run, check)
 
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 #: A thread takes part in GIL contention when it holds the GIL at least this often...
 CONTEND_HELD = 0.05
-#: ...and waits for it at least this often (two spinners wait about half of the time each).
+#: ...and waits for it at least this often (two spinners wait about half of the time each)...
 CONTEND_WAIT = 0.10
+#: ...and holds it at least this share of what the busiest thread holds (a main thread that
+#: starts the workers and waits a little for the GIL is not one of them).
+CONTEND_SHARE = 0.25
 #: The GIL counts as busy above this share; below IO_HELD it is mostly free.
 BUSY_HELD = 0.5
 IO_HELD = 0.3
@@ -16,7 +19,8 @@ IO_HELD = 0.3
 NOBODY_WAITS = 0.10
 #: More than one core was used (1.0 plus the noise of a few percent of other threads).
 PARALLEL_CORES = 1.25
-#: A thread runs C code without the GIL at least this often.
+#: A thread runs C code without the GIL at least this often (a woken thread waiting for a CPU
+#: also reads as running, a few percent on a busy machine).
 RUNNING_NOGIL = 0.2
 #: GIL-hog: a drop request pending in this share of held samples, and one hold under pressure
 #: longer than HOG_HOLD_S and HOG_INTERVALS switch intervals. Pure Python answers a drop request
@@ -67,8 +71,7 @@ def decide(r) -> tuple[list[str], str]:
     # less than a core in total, so their share of time counts as much as the cores used.
     nogil = [t for t in r.threads if t.running >= RUNNING_NOGIL]
     subs = [i for i in r.interpreters if i["held"] >= SUB_BUSY]
-    c_parallel = not r.gil_disabled and (
-        r.cores_used >= PARALLEL_CORES or (len(nogil) >= 2 and sum(t.running for t in nogil) >= 1.0))
+    c_parallel = not r.gil_disabled and (r.cores_used >= PARALLEL_CORES or bool(nogil))
 
     if r.gil_disabled:
         findings.append(("free-threaded", f"This Python is a free-threaded build: the GIL is disabled, so threads run "
@@ -79,7 +82,9 @@ def decide(r) -> tuple[list[str], str]:
 
     if r.gil_measured:
         held = r.held or 0.0
-        contending = [t for t in py if (t.held or 0) >= CONTEND_HELD and (t.waiting or 0) >= CONTEND_WAIT]
+        top_held = max((t.held or 0 for t in py), default=0)
+        contending = [t for t in py if (t.held or 0) >= max(CONTEND_HELD, CONTEND_SHARE * top_held)
+                      and (t.waiting or 0) >= CONTEND_WAIT]
         total_wait = sum(t.waiting or 0 for t in py)
         if len(contending) >= 2 and held >= BUSY_HELD:
             speedup, cap = _speedup(contending, cores)
@@ -132,8 +137,8 @@ def decide(r) -> tuple[list[str], str]:
             text = (f"C code that releases the GIL ran in parallel: {r.cores_used:.2f} cores were used{who}. "
                     "Threads work well for this part.")
         else:
-            text = (f"C code that releases the GIL kept several threads busy at once{who}, so they can run in "
-                    f"parallel; this run got only {r.cores_used:.2f} cores, less than the work could use.")
+            text = (f"C code that releases the GIL ran beside the Python threads{who}: that part can run in "
+                    f"parallel, and threads work for it. This run used {r.cores_used:.2f} cores.")
         findings.append(("c-parallel", text))
 
     runq = sum(t.runq_s for t in r.threads)
