@@ -15,7 +15,8 @@ from .cost import measure
       figure="sampler_pct", unit="% of run", lower_is_better=True, libs=["allcores"],
       params={"seconds": 0.5, "repeats": 7}, quick={"seconds": 0.2, "repeats": 3},
       columns=[("slowdown_pct", "slowdown", "{:+.1f}%"), ("plain_s", "plain s", "{:.3f}"),
-               ("metered_s", "metered s", "{:.3f}")])
+               ("metered_s", "metered s", "{:.3f}")],
+      labels={"allcores": "allcores.gil.meter()"})
 def gil_meter_cost(lib, workers, p):
     r = measure(p["seconds"], p["repeats"])
     return {"sampler_pct": r["sampler_cpu_share"] * 100, "slowdown_pct": r["slowdown"] * 100,
