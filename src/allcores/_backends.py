@@ -30,6 +30,7 @@ class ThreadEngine(Engine):
     finish."""
 
     stops_tasks = False  # per-call task_timeout is refused too (Pool checks)
+    daemon_threads = True  # a worker thread left running at exit dies with the process
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
                  task_timeout=None, name="allcores-threads"):
@@ -55,8 +56,8 @@ class ThreadEngine(Engine):
                     continue
                 if not region.host_spawned(k, 0):
                     continue
-                t = threading.Thread(target=self._thread_main, args=(k,), daemon=True,
-                                     name=f"allcores-worker-{k}")
+                t = threading.Thread(target=self._thread_main, args=(k,),
+                                     daemon=self.daemon_threads, name=f"allcores-worker-{k}")
                 self._threads[k] = t
                 t.start()
 

@@ -128,7 +128,7 @@ class DaskEngine:
         if type(payload) is list:  # out-of-band parts: one contiguous frame, as in the arena
             from . import _oob
             kind |= _oob.KIND_OOB
-            payload = b"".join(payload)
+            payload = _frame(payload)
         try:
             dfut = self._client.submit(run_task, self._key, self._init, kind, payload,
                                        key=f"{self._key}-{tid}", pure=False)
@@ -346,6 +346,12 @@ class DaskEngine:
             return []
 
 
+def _frame(parts):
+    """One writable frame of out-of-band parts: numpy arrays and memoryviews received from it are
+    writable, as those received through the arena are."""
+    return bytearray().join(parts)
+
+
 # -- on the cluster's workers --------------------------------------------------------------------
 
 class _OneTask:
@@ -364,7 +370,7 @@ class _OneTask:
 
     def send_result(self, k, tid, kind, aux, payload):
         if type(payload) is list:
-            payload = b"".join(payload)
+            payload = _frame(payload)
         self.result = (kind, aux, payload)
 
     def set_item(self, k, i):

@@ -24,6 +24,8 @@ from __future__ import annotations
 import pickle
 import re
 import sys
+import threading
+import weakref
 from concurrent.futures.process import BrokenProcessPool
 
 from . import _core
@@ -63,18 +65,47 @@ def _work_around_312():
         import hashlib  # noqa: F401
 
 
+_live_engines: "weakref.WeakSet[InterpreterEngine]" = weakref.WeakSet()
+_exit_hook_installed = False
+
+
+def _stop_at_exit():
+    """Runs when the main thread ends, before threading joins the non-daemon threads: stops every
+    pool, so that its worker threads end (a task blocked in C finishes first) and no
+    subinterpreter is still running when the interpreter finalizes (3.12 aborts then:
+    "PyInterpreterState_Delete: remaining subinterpreters")."""
+    for engine in list(_live_engines):
+        try:
+            engine.terminate()
+        except Exception:
+            pass
+
+
+def _install_exit_hook():
+    global _exit_hook_installed
+    if not _exit_hook_installed:
+        threading._register_atexit(_stop_at_exit)
+        _exit_hook_installed = True
+
+
 class InterpreterEngine(ThreadEngine):
-    """Each worker slot is a thread of this process that runs one subinterpreter at a time."""
+    """Each worker slot is a thread of this process that runs one subinterpreter at a time. The
+    threads are not daemons: the process waits for them at exit, after _stop_at_exit stopped
+    them."""
+
+    daemon_threads = False
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
                  task_timeout=None, name="allcores-interpreters"):
         check_supported()
         _work_around_312()
+        _install_exit_hook()
         if task_timeout is not None:
             raise ValueError("backend='interpreter' cannot stop a task that runs too long (a "
                              "subinterpreter cannot be killed): task_timeout needs "
                              "backend='process'")
         Engine.__init__(self, processes, initializer, initargs, maxtasks, None, name)
+        _live_engines.add(self)
 
     def _host_start(self, initializer, initargs, maxtasks):
         self._interps: dict[int, object] = {}
@@ -137,6 +168,9 @@ def sub_main(region, k, payload):
     """Runs worker slot k in the subinterpreter (called by InterpWorker.run); returns its exit
     code."""
     _explain_refused_imports()
+    import multiprocessing
+    # as worker processes are named, so that tasks can tell workers apart
+    multiprocessing.current_process().name = f"AllcoresPoolWorker-{k + 1}"
     try:
         initializer, initargs, maxtasks = ser._loads(payload)
     except BaseException as exc:  # noqa: B902 - the parent reports it as the initializer's failure

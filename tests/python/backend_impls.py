@@ -27,6 +27,15 @@ _DASK_PIDS = "the cluster decides which worker runs a task, and it has 2 worker 
              "(test_backend_workers.py checks the behaviour by worker identity)"
 _NO_RECYCLE = "dask workers belong to the cluster: maxtasksperchild cannot replace them"
 _MAIN_SCRIPT = "runs a script that uses the default (process) backend: not a backend test"
+_NO_NUMPY = "numpy refuses to load in a subinterpreter (the task fails with " \
+            "SubinterpreterImportError: test_backend_interpreter.py checks it)"
+_FRESH_MODULES = "a subinterpreter starts from fresh modules: the caller's module globals are " \
+                 "not there (its environment and working directory are: one process)"
+_ONE_PROCESS_NAME = "thread workers are one process: multiprocessing.current_process() is " \
+                    "the caller's"
+_CLUSTER_PROCESSES = "cluster workers are processes started before the pool (possibly on " \
+                     "other machines): they see neither the caller's globals, environment nor " \
+                     "working directory"
 
 # test name -> reason, per backend (the whole test is skipped; parametrized variants included).
 SKIPS = {
@@ -53,6 +62,9 @@ SKIPS = {
             "the initializer runs in a thread at once: the executor is often broken before the "
             "first submit(), which then raises BrokenProcessPool itself (test_backend_workers.py "
             "accepts either)",
+        "test_workers_have_their_own_process_names": _ONE_PROCESS_NAME,
+        "test_each_worker_draws_its_own_random_numbers": _PIDS,
+        "test_more_processes_than_cores": _PIDS,
     },
     "interpreter": {
         "test_apply_runs_in_another_process": _PIDS,
@@ -74,6 +86,16 @@ SKIPS = {
             "the test",
         "test_functions_of_main": _MAIN_SCRIPT,
         "test_functions_of_main_with_python_c": _MAIN_SCRIPT,
+        "test_numpy_arrays_are_writable_on_both_sides": _NO_NUMPY,
+        "test_workers_see_the_callers_state_at_pool_creation": _FRESH_MODULES,
+        "test_each_worker_draws_its_own_random_numbers": _PIDS,
+        "test_more_processes_than_cores": _PIDS,
+        "test_workers_have_their_own_process_names":
+            "its workers meet by pid, one for all interpreters (they are named "
+            "AllcoresPoolWorker-k: test_backend_interpreter.py checks it)",
+        "test_tasks_can_use_pools_themselves":
+            "an isolated subinterpreter may neither fork nor start daemon threads: a task "
+            "cannot start a process pool there",
     },
     "dask": {
         "test_processes_run_at_the_same_time": _DASK_PIDS,
@@ -97,6 +119,17 @@ SKIPS = {
         "test_imap_consumes_its_input_lazily":
             "100,000 one-item tasks (chunksize=1): a dask task costs milliseconds (4 ms each, "
             "13 ms round trip on the 2-core VM), minutes in all",
+        "test_workers_see_the_callers_state_at_pool_creation": _CLUSTER_PROCESSES,
+        "test_output_of_tasks_reaches_the_callers_stdout":
+            "dask workers print to their own stdout (the cluster's console), not the caller's",
+        "test_workers_have_their_own_process_names":
+            "dask names its worker processes itself",
+        "test_each_worker_draws_its_own_random_numbers": _NO_RECYCLE,
+        "test_more_processes_than_cores":
+            "the cluster has 2 worker processes, whatever `processes` asks for",
+        "test_tasks_can_use_pools_themselves":
+            "dask workers outlive the pool: the default pool a task starts there stays with the "
+            "worker (and counts as processes left behind)",
     },
 }
 
@@ -134,18 +167,23 @@ class BackendImpl:
         return self.name
 
 
+# copyreg as it is before distributed is imported (test modules import this one first, and
+# import distributed only when a test runs).
+_PLAIN_DISPATCH = dict(copyreg.dispatch_table)
+
+
 @contextlib.contextmanager
 def dask_cluster(**config):
     """A real cluster on 127.0.0.1: a scheduler and DASK_WORKERS worker processes (one thread
-    each). Importing distributed makes every exception class picklable by value (it installs
-    tblib's reducers in copyreg): undone afterwards, so that later tests see plain pickle."""
-    saved = dict(copyreg.dispatch_table)
+    each); no dashboard, and the scheduler's HTTP routes on a free port (8787 may be taken).
+    Importing distributed makes every exception class picklable by value (it installs tblib's
+    reducers in copyreg): undone afterwards, so that later tests see plain pickle."""
     import dask
     from distributed import LocalCluster
     try:
         with dask.config.set(config):
             cluster = LocalCluster(n_workers=DASK_WORKERS, threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=None,
+                                   host="127.0.0.1", dashboard_address=":0",
                                    scheduler_kwargs={"dashboard": False})
         try:
             yield cluster
@@ -153,7 +191,7 @@ def dask_cluster(**config):
             cluster.close()
     finally:
         copyreg.dispatch_table.clear()
-        copyreg.dispatch_table.update(saved)
+        copyreg.dispatch_table.update(_PLAIN_DISPATCH)
 
 
 def _helpers_unusable(name):

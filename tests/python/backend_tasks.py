@@ -105,3 +105,31 @@ def get_state(_=None):
 
 def fail_init(message="cannot init"):
     raise RuntimeError(message)
+
+
+def add(a, b):
+    return a + b
+
+
+def fail_on(x, bad):
+    if x == bad:
+        raise ValueError(f"item {x} is bad")
+    return x * x
+
+
+def meet_then_random(directory, n, _=None):
+    """Waits until n workers meet (see meet_token), then draws 64 random bits."""
+    import random
+    meet_token(directory, n)
+    return random.getrandbits(64)
+
+
+def process_name(_=None):
+    import multiprocessing
+    return multiprocessing.current_process().name
+
+
+def meet_then_interpreter_id(directory, n, _=None):
+    """Waits until n workers meet (see meet_token), then names its interpreter."""
+    meet_token(directory, n)
+    return interpreter_id()
