@@ -9,8 +9,9 @@ import pickle
 
 import pytest
 
-from helpers_tasks import (environment, init_state, meet, pid_of, process_name, read_state, say,
-                           sleep_long, sleep_then, square, wait_for_file)
+from helpers_tasks import (environment, gated_square, init_state, meet, open_gate, pid_of,
+                           process_name, read_state, say, sleep_long, sleep_then, square,
+                           wait_for_file, wait_until)
 
 
 def _not_running(call):
@@ -266,3 +267,51 @@ def test_more_processes_than_cores(impl, tmp_path):
     with impl.pool(n) as pool:
         pids = pool.map(functools.partial(meet, str(tmp_path)), [n] * n, 1)
     assert len(set(pids)) == n
+
+
+def test_close_lets_a_running_imap_finish(impl, gate):
+    pool = impl.pool(2)
+    it = pool.imap(functools.partial(gated_square, gate=gate), range(10), 1)
+    assert next(it) == 0
+    pool.close()
+    open_gate(gate)
+    assert list(it) == [x * x for x in range(1, 10)]
+    pool.join()
+
+
+@pytest.mark.timeout(30)
+def test_terminate_wakes_callers_waiting_in_other_threads(allcores_impl, tmp_path):
+    """No call waits forever: a thread blocked in map() or get() when another thread terminates
+    the pool gets an exception (multiprocessing leaves it hanging)."""
+    import threading
+    import time
+    from helpers_tasks import started_then_sleep
+    running = str(tmp_path)
+    pool = allcores_impl.pool(2)
+    outcomes = []
+
+    def wait_map():
+        try:
+            outcomes.append(("map", pool.map(functools.partial(started_then_sleep, running),
+                                             range(4), 1)))
+        except BaseException as exc:  # what it raised is the outcome
+            outcomes.append(("map", exc))
+
+    def wait_get():
+        try:
+            outcomes.append(("get", pool.apply_async(sleep_long).get()))
+        except BaseException as exc:
+            outcomes.append(("get", exc))
+
+    threads = [threading.Thread(target=wait_map), threading.Thread(target=wait_get)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(os.listdir(running)) == 2, what="the tasks' start")
+    time.sleep(0.1)  # lets both threads reach their wait
+    pool.terminate()
+    pool.join()
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads), "a caller still waits after terminate()"
+    assert sorted(name for name, _ in outcomes) == ["get", "map"]
+    assert all(isinstance(value, BaseException) for _, value in outcomes)
