@@ -16,12 +16,14 @@ import threading
 import pytest
 
 import allcores
+from backend_impls import unavailable
 from backend_tasks import (core_round_trip, get_state, hash_of, import_module, interpreter_id,
                            numpy_sum, set_state, spin_until_interrupted, square)
 from helpers_tasks import wait_until
 
-needs_312 = pytest.mark.skipif(sys.version_info < (3, 12),
-                               reason="subinterpreters with their own GIL need Python 3.12+")
+# Python 3.12+ and a build with the subinterpreter host
+works_here = pytest.mark.skipif(bool(unavailable("interpreter")),
+                                reason=unavailable("interpreter") or "")
 
 
 def _pool(n=2, *args, **kwargs):
@@ -36,7 +38,7 @@ def test_refused_before_312_with_a_clear_error():
         allcores.ProcessPoolExecutor(2, backend="interpreter")
 
 
-@needs_312
+@works_here
 def test_each_worker_is_an_interpreter_of_its_own(tmp_path):
     from backend_tasks import meet_then_interpreter_id
     with _pool(2) as pool:
@@ -45,7 +47,7 @@ def test_each_worker_is_an_interpreter_of_its_own(tmp_path):
     assert 0 not in ids and len(set(ids)) == 2
 
 
-@needs_312
+@works_here
 def test_workers_have_their_own_modules():
     """The initializer sets module state in each worker's interpreter, not in the caller's."""
     import backend_tasks
@@ -56,7 +58,7 @@ def test_workers_have_their_own_modules():
     assert backend_tasks._state == before
 
 
-@needs_312
+@works_here
 def test_workers_are_named_as_worker_processes_are(tmp_path):
     from backend_tasks import process_name
     with _pool(2) as pool:
@@ -64,7 +66,7 @@ def test_workers_are_named_as_worker_processes_are(tmp_path):
     assert set(names) <= {"AllcoresPoolWorker-1", "AllcoresPoolWorker-2"}
 
 
-@needs_312
+@works_here
 def test_maxtasksperchild_starts_a_fresh_interpreter():
     with _pool(1, maxtasksperchild=2) as pool:
         ids = [pool.apply(interpreter_id) for _ in range(6)]
@@ -72,7 +74,7 @@ def test_maxtasksperchild_starts_a_fresh_interpreter():
     assert len(set(ids)) == 3
 
 
-@needs_312
+@works_here
 def test_a_module_refused_in_subinterpreters_names_itself():
     """numpy (and any C extension without per-interpreter GIL support) cannot load in an
     isolated interpreter: the task fails with an ImportError that names it and points to
@@ -109,7 +111,7 @@ def test_a_module_refused_in_subinterpreters_names_itself():
         assert pool.apply(square, (7,)) == 49
 
 
-@needs_312
+@works_here
 def test_our_extension_works_in_isolated_interpreters():
     """allcores._core declares per-interpreter GIL support: each worker imports it, builds a
     Region of its own and uses it, at the same time as the others."""
@@ -118,7 +120,7 @@ def test_our_extension_works_in_isolated_interpreters():
     assert got == [[1, 2, 3, 4, 5]] * 6
 
 
-@needs_312
+@works_here
 def test_our_extension_imports_in_a_stdlib_isolated_interpreter():
     """The same check without our host: an isolated interpreter made by the standard library."""
     code = textwrap.dedent("""
@@ -141,7 +143,7 @@ def test_our_extension_imports_in_a_stdlib_isolated_interpreter():
     assert proc.stdout.strip() == "ok"
 
 
-@needs_312
+@works_here
 def test_hashlib_in_the_workers_then_a_clean_exit(tmp_path):
     """3.12.1 aborts at exit when a subinterpreter imported hashlib first; the backend imports
     it in the main interpreter before any worker starts."""
@@ -163,7 +165,7 @@ def test_hashlib_in_the_workers_then_a_clean_exit(tmp_path):
     assert proc.stderr == ""
 
 
-@needs_312
+@works_here
 def test_functions_of_main_travel_by_value(tmp_path):
     script = tmp_path / "user_script.py"
     script.write_text(textwrap.dedent("""
@@ -182,7 +184,7 @@ def test_functions_of_main_travel_by_value(tmp_path):
     assert proc.stdout.strip() == "[0, 3, 6, 9] lambda"
 
 
-@needs_312
+@works_here
 @pytest.mark.timeout(60)
 def test_terminate_interrupts_running_python_code(tmp_path):
     marker = str(tmp_path / "running")
@@ -196,7 +198,7 @@ def test_terminate_interrupts_running_python_code(tmp_path):
     wait_until(lambda: not any(t.is_alive() for t in threads), what="the worker's end")
 
 
-@needs_312
+@works_here
 @pytest.mark.timeout(60)
 def test_interrupt_stops_the_work_and_the_pool_goes_on(tmp_path):
     """What Ctrl-C in a waiting caller does (Engine.interrupt): running Python code is
@@ -214,7 +216,7 @@ def test_interrupt_stops_the_work_and_the_pool_goes_on(tmp_path):
         assert not running.ready() or not running.successful()
 
 
-@needs_312
+@works_here
 def test_task_timeout_is_refused():
     with pytest.raises(ValueError, match="backend='process'"):
         _pool(1, task_timeout=1.0)
@@ -225,7 +227,7 @@ def test_task_timeout_is_refused():
             pool.map(square, [1, 2], task_timeout=1.0)
 
 
-@needs_312
+@works_here
 def test_pools_leave_no_thread_behind():
     before = threading.active_count()
     for _ in range(3):
