@@ -339,3 +339,31 @@ def nested_pool_sum(n):
 def nested_default_sum(n):
     import allcores
     return sum(allcores.map(square, range(n)))
+
+
+def pattern(n, seed):
+    """n deterministic pseudo-random bytes (cheap: a repeated 256-byte block rotated by seed)."""
+    block = bytes((i * 131 + seed * 17) & 0xFF for i in range(256))
+    reps = n // 256 + 1
+    return (block * reps)[:n]
+
+
+def digest(data):
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+def echo_pattern(data, n, seed):
+    """Checks the argument it got and answers with a pattern of its own."""
+    return digest(data), pattern(n, seed)
+
+
+def describe_array(a):
+    # pickling keeps Fortran order and makes other non-contiguous arrays C-contiguous
+    order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+    return (a.shape, a.dtype.str, order,
+            a.tolist() if a.size < 50 or a.dtype.hasobject else digest(a.tobytes(order="A")))
+
+
+def array_roundtrip(a):
+    return a

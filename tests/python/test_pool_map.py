@@ -225,3 +225,65 @@ def test_imap_with_an_input_that_raises(pool):
             out.append(value)
     assert out == [1, 4]
     assert pool.map(square, [3]) == [9]
+
+
+def test_mixed_payload_sizes_from_several_threads(pool):
+    """Small and large arguments and results at once, from four caller threads: every byte
+    arrives where it belongs."""
+    import random
+    import threading
+    from helpers_tasks import digest, echo_pattern, pattern
+    sizes = [0, 1, 100, 5000, 70_000, 1_200_000]
+    errors = []
+
+    def work(k):
+        rng = random.Random(k)
+        try:
+            jobs = []
+            for i in range(12):
+                n_in, n_out = rng.choice(sizes), rng.choice(sizes)
+                data = pattern(n_in, i + k)
+                jobs.append((digest(data), n_out, i,
+                             pool.apply_async(echo_pattern, (data, n_out, i))))
+            for want_digest, n_out, i, r in jobs:
+                got_digest, out = r.get(30)
+                assert got_digest == want_digest
+                assert out == pattern(n_out, i)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(50)
+    assert errors == []
+
+
+def _arrays(np):
+    big = np.arange(300_000, dtype=np.float64).reshape(600, 500)
+    return [
+        np.arange(10, dtype=np.int32),
+        big,
+        big[::2, ::3],                       # not contiguous
+        np.asfortranarray(big),              # Fortran order
+        big.T,
+        np.zeros((0, 7)),
+        np.array(3.5),                       # 0-d
+        np.ones(2_000_000, dtype=bool),
+        np.array([(1, 2.0), (3, 4.0)] * 100_000, dtype=[("a", "i4"), ("b", "f8")]),
+        np.array(["x", None, 3] * 10, dtype=object),
+        np.arange(1_000_000, dtype=np.complex64),
+    ]
+
+
+def test_numpy_arrays_keep_shape_dtype_order_and_values(pool):
+    np = pytest.importorskip("numpy")
+    from helpers_tasks import array_roundtrip, describe_array
+    arrays = _arrays(np)
+    seen = pool.map(describe_array, arrays, 1)
+    assert seen == [describe_array(a) for a in arrays]
+    back = pool.map(array_roundtrip, arrays, 1)
+    for a, b in zip(arrays, back):
+        assert describe_array(b) == describe_array(a)
+        assert np.array_equal(a, b)
