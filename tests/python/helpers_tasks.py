@@ -367,3 +367,9 @@ def describe_array(a):
 
 def array_roundtrip(a):
     return a
+
+
+def mutate(buf):
+    """Changes its (mutable) argument in place and reports its type."""
+    buf[0] = 7
+    return type(buf).__name__, buf[0], len(buf)

@@ -187,6 +187,9 @@ def test_bytearray_results_stay_mutable(pool):
     assert type(big) is bytearray and type(small) is bytearray
     big[0] = 1
     small[0] = 1
+    from helpers_tasks import mutate
+    for n in (3, 3 * 2**20):
+        assert pool.apply(mutate, (bytearray(n),)) == ("bytearray", 7, n)
 
 
 def test_calls_from_several_threads_at_once(pool):
