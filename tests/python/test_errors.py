@@ -42,7 +42,7 @@ def _check_remote_traceback(exc, function_name):
     assert "helpers_tasks.py" in text
 
 
-# -- a task's own exception ---------------------------------------------------------------------------
+# -- a task's own exception -----------------------------------------------------------------------
 
 def test_apply_reraises_type_message_and_cause(pool):
     with pytest.raises(ValueError) as info:
@@ -120,7 +120,7 @@ def test_executor_reraises_type_message_and_cause(impl):
         assert ex.submit(square, 4).result(30) == 16
 
 
-# -- what cannot be pickled -------------------------------------------------------------------------
+# -- what cannot be pickled -----------------------------------------------------------------------
 
 def test_unpicklable_argument_to_apply(pool):
     with pytest.raises(TypeError, match="lock"):
@@ -163,7 +163,7 @@ def test_unpicklable_result_fails_only_its_item_in_imap(apool):
     assert next(it) == 3
 
 
-# -- beyond the standard library ----------------------------------------------------------------------
+# -- beyond the standard library ------------------------------------------------------------------
 
 def test_exception_that_cannot_be_rebuilt(apool):
     """The stdlib's result thread dies unpickling it and the pool hangs; allcores reports it."""

@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from helpers_tasks import (add, add3, gated_square, mark_started, open_gate, pid_of,
+from helpers_tasks import (add, add3, gated_square, open_gate, pid_of,
                            raise_value_error, square, wait_for_file, wait_until)
 
 
@@ -27,7 +27,7 @@ def pool(allcores_impl):
     p.join()
 
 
-# -- functions that pickle cannot send by reference -------------------------------------------------
+# -- functions that pickle cannot send by reference -----------------------------------------------
 
 def test_lambdas(pool):
     assert pool.map(lambda x: x + 1, range(5)) == [1, 2, 3, 4, 5]
@@ -136,7 +136,7 @@ def test_functions_of_main_with_python_c(allcores_impl, tmp_path):
     assert proc.stdout.strip() == "[2, 3, 4]"
 
 
-# -- Pool.submit --------------------------------------------------------------------------------------
+# -- Pool.submit ----------------------------------------------------------------------------------
 
 def test_submit_returns_a_concurrent_future(pool):
     fut = pool.submit(add, 1, 2)
@@ -212,7 +212,7 @@ def test_submit_on_a_closed_pool(allcores_impl):
     pool.join()
 
 
-# -- lazy input ---------------------------------------------------------------------------------------
+# -- lazy input -----------------------------------------------------------------------------------
 
 class CountingInput:
     """An iterator that counts how many items were taken from it."""
@@ -295,7 +295,7 @@ def test_imap_with_a_generator_that_raises(pool):
     assert pool.map(square, [3]) == [9]
 
 
-# -- automatic chunk sizes ------------------------------------------------------------------------------
+# -- automatic chunk sizes ------------------------------------------------------------------------
 
 def test_imap_batches_tiny_tasks_automatically(allcores_impl):
     """imap with chunksize=None batches tiny tasks too (multiprocessing's default is 1)."""

@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from helpers_tasks import (Point, add, add3, add_one_in_place, describe, fail_on, gated_square,
+from helpers_tasks import (Point, add, add3, add_one_in_place, describe, gated_square,
                            ident, kwargs_echo, length, make_bytes, move, open_gate, pid_of,
                            sleep_pid, square, zeros)
 
@@ -69,7 +69,8 @@ def test_starmap_with_wrong_arity_raises_type_error(pool):
 def test_apply_with_args_and_kwds(pool):
     assert pool.apply(add, (2, 3)) == 5
     assert pool.apply(add3, (1, 2), {"c": 10}) == 13
-    assert pool.apply(kwargs_echo, (1, "two"), {"k": [3], "v": None}) == ((1, "two"), {"k": [3], "v": None})
+    assert pool.apply(kwargs_echo, (1, "two"), {"k": [3], "v": None}) == \
+        ((1, "two"), {"k": [3], "v": None})
     assert pool.apply(int) == 0  # a call with no arguments
 
 

@@ -198,7 +198,7 @@ def test_two_interrupts_in_a_row(pool, tmp_path):
     _pool_after_interrupt_is_usable_or_closed(pool, tmp_path)
 
 
-# -- a user's program, interrupted from outside ------------------------------------------------------
+# -- a user's program, interrupted from outside ---------------------------------------------------
 
 _SCRIPT = textwrap.dedent('''
     import functools, os, sys, time
