@@ -81,6 +81,8 @@ def main(argv=None) -> int:
            "workers": args.workers, "reps": reps, "quick": args.quick, "seconds": took,
            "loadavg_end": list(os.getloadavg()), "unavailable": UNAVAILABLE, "results": results,
            "bars": [{"bar": text, "pass": ok, "detail": detail} for text, ok, detail in checks]}
+    if report.busy_warning(doc):
+        print(report.busy_warning(doc))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)

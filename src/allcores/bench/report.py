@@ -74,6 +74,16 @@ def bar_lines(checks):
     return [f"  {'PASS' if ok else 'FAIL'}  {text}: {detail}" for text, ok, detail in checks]
 
 
+def busy_warning(doc):
+    """A sentence when other work competed with the run (a load average above the cores)."""
+    loads = [doc["machine"]["loadavg"][0], *doc.get("loadavg_end", [])[:1]]
+    cores = doc["machine"]["cores"] or 1
+    if max(loads) <= cores:
+        return ""
+    return (f"Other work competed with this run: the load average reached {max(loads):.1f} on "
+            f"{cores} cores, so its figures are noisier than a quiet machine's.")
+
+
 def markdown(doc) -> str:
     m, results = doc["machine"], doc["results"]
     packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
@@ -93,6 +103,8 @@ def markdown(doc) -> str:
         "each row in a fresh process, the libraries alternating in rotating order; medians.",
         "- Ratios come from this one run. The machine is a shared VM: trust the ratios more than "
         "the absolute times. How each case is measured: benchmarks/README.md.", ""]
+    if busy_warning(doc):
+        lines[-1:-1] = [f"- **{busy_warning(doc)}**"]
     for name, c in results.items():
         heads, title = _headers(name, c)
         head = ["library", *heads, "allcores.Pool vs it", "note"]
