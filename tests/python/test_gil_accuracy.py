@@ -131,6 +131,8 @@ def test_lone_spinner_nobody_waits():
         assert r.held == pytest.approx(1.0, abs=HELD_BAR)
         assert r.thread("spinner-0").held == pytest.approx(1.0, abs=HELD_BAR)
         for t in r.threads:
+            if t.name.startswith("allcores-"):
+                continue  # a pool left by an earlier test: not part of this program
             assert (t.waiting or 0) <= 0.03, f"{t.name} waited"
         assert r.switches <= 10
         assert r.cores_used == pytest.approx(cores_truth, abs=0.1)
