@@ -61,7 +61,8 @@ def main(argv=None) -> int:
     machine = describe()
     print(f"allcores bench: {machine['cpu']}, {machine['cores']} cores, Python "
           f"{machine['python']}, W={args.workers}, {reps} repetition(s)"
-          f"{', quick' if args.quick else ''}; load average {machine['loadavg'][0]:.2f}", flush=True)
+          f"{', quick' if args.quick else ''}; load average {machine['loadavg'][0]:.2f}",
+          flush=True)
     for module, why in UNAVAILABLE.items():
         print(f"  (cases of {module} left out: {why})")
     t0 = time.perf_counter()

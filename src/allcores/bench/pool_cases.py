@@ -73,7 +73,8 @@ def round_trip(lib, workers, p):
 
 @case("submit", "tiny tasks one by one: 20,000 submit(), then result()", figure="us",
       unit="µs/task", lower_is_better=True, libs=WITH_SUBMIT,
-      params={"n": 20000, "warm": 2000, "cap_s": 20.0}, quick={"n": 2000, "warm": 500, "cap_s": 2.0},
+      params={"n": 20000, "warm": 2000, "cap_s": 20.0},
+      quick={"n": 2000, "warm": 500, "cap_s": 2.0},
       columns=[("n", "tasks", "{:,.0f}")])
 def submit_then_result(lib, workers, p):
     a = open_adapter(lib, workers)

@@ -60,7 +60,8 @@ def table(results) -> str:
     for name, c in results.items():
         heads, title = _headers(name, c)
         head = ["library", *heads, "allcores.Pool vs it", ""]
-        body = [[lab, v, *cells, ratio, note] for lab, v, cells, ratio, note in _rows(results, name)]
+        body = [[lab, v, *cells, ratio, note]
+                for lab, v, cells, ratio, note in _rows(results, name)]
         widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head) - 1)]
         lines.append(f"\n{title}")
         for row in [head, *body]:
