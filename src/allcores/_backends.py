@@ -71,6 +71,15 @@ class ThreadEngine(Engine):
         finally:
             self._region.host_exited(k, status)
 
+    def _stop_processes(self):
+        # Queued tasks must not run after terminate(): a process pool kills its workers, but
+        # threads would go on taking tasks until the ring is empty.
+        try:
+            self._region.drain_tasks()
+        except (OSError, ValueError):
+            pass
+        super()._stop_processes()
+
     def _host_gone(self):
         if not (self._drain_requested or self._terminated or self._broken is not None):
             return False

@@ -145,13 +145,7 @@ class InterpreterEngine(ThreadEngine):
                 worker.interrupt()
 
     def _stop_processes(self):
-        # Queued tasks must not run after a terminate() (a process pool kills its workers; these
-        # would go on taking tasks until the ring is empty), and running ones are interrupted.
-        try:
-            self._region.drain_tasks()
-        except (OSError, ValueError):
-            pass
-        super()._stop_processes()
+        super()._stop_processes()  # queued tasks are dropped
         self._interrupt_running()
 
     def interrupt(self):
