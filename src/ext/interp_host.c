@@ -23,6 +23,12 @@ __attribute__((weak)) PyObject *acx_region_view(PyObject *module, const struct a
 
 #define EXIT_BOOT_FAILED 70 /* EX_SOFTWARE: the interpreter could not start the worker loop */
 
+/* Creating and ending interpreters one at a time, process-wide: CPython 3.12 and 3.13 have had
+ * races between concurrent creations and finalizations (gh-105699, pybind11#5779), and both are
+ * rare (a pool's start, maxtasksperchild). Never waited for while holding a GIL: creation needs
+ * the main GIL, which another thread waiting here may hold otherwise. */
+static pthread_mutex_t lifecycle_lock = PTHREAD_MUTEX_INITIALIZER;
+
 typedef struct {
   PyObject_HEAD
   /* Guards interp and thread_id. Never taken while holding a subinterpreter's GIL: interrupt()
@@ -194,7 +200,11 @@ static PyObject *InterpWorker_run(PyObject *op, PyObject *args) {
   };
   PyThreadState *main_ts = PyThreadState_Get();
   PyThreadState *sub = NULL;
+  Py_BEGIN_ALLOW_THREADS
+  pthread_mutex_lock(&lifecycle_lock);
+  Py_END_ALLOW_THREADS
   PyStatus st = Py_NewInterpreterFromConfig(&sub, &cfg);
+  pthread_mutex_unlock(&lifecycle_lock);
   if (PyStatus_Exception(st)) {
     /* CPython swaps back to the caller's thread state on failure; make sure of it. */
     if (current_tstate_unchecked() != main_ts) PyEval_RestoreThread(main_ts);
@@ -212,7 +222,11 @@ static PyObject *InterpWorker_run(PyObject *op, PyObject *args) {
   publish(self, NULL);
   /* An interrupt() that came too late for the worker must not fire while the interpreter ends. */
   PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), NULL);
+  PyThreadState *ts = PyEval_SaveThread();
+  pthread_mutex_lock(&lifecycle_lock);
+  PyEval_RestoreThread(ts);
   Py_EndInterpreter(sub); /* returns with no thread state and no GIL */
+  pthread_mutex_unlock(&lifecycle_lock);
   PyEval_RestoreThread(main_ts);
   free(boot_copy);
   pthread_mutex_lock(&self->lock);
