@@ -29,5 +29,12 @@ PyObject *ac_py_raise(PyObject *module, int rc, const char *context);
 int acx_register_region(PyObject *module);
 int acx_register_process(PyObject *module);
 __attribute__((weak)) int acx_register_shared(PyObject *module);
+__attribute__((weak)) int acx_register_interp(PyObject *module);
+
+/* For interp_host.c: the mapping behind a Region (NULL with TypeError otherwise), and a new Region
+ * object of `module` that views that mapping without owning it (a subinterpreter's worker). */
+struct ac_region;
+struct ac_region *acx_region_of(PyObject *obj);
+PyObject *acx_region_view(PyObject *module, const struct ac_region *r);
 
 #endif

@@ -16,11 +16,6 @@
 
 #include "allcores/region.h"
 
-/* Provided by region_type.c; weak so that this file links into a build without them (run() then
- * says what is missing instead of the module failing to load). */
-__attribute__((weak)) struct ac_region *acx_region_of(PyObject *obj);
-__attribute__((weak)) PyObject *acx_region_view(PyObject *module, const struct ac_region *r);
-
 #define EXIT_BOOT_FAILED 70 /* EX_SOFTWARE: the interpreter could not start the worker loop */
 
 /* Creating and ending interpreters one at a time, process-wide: CPython 3.12 and 3.13 have had
@@ -149,13 +144,6 @@ static PyObject *InterpWorker_run(PyObject *op, PyObject *args) {
   unsigned int k;
   Py_buffer boot;
   if (!PyArg_ParseTuple(args, "OIy*:run", &region, &k, &boot)) return NULL;
-  if (!acx_region_of || !acx_region_view) {
-    PyBuffer_Release(&boot);
-    PyErr_SetString(PyExc_RuntimeError,
-                    "this build of allcores._core cannot view a Region from a subinterpreter "
-                    "(acx_region_view is missing)");
-    return NULL;
-  }
   struct ac_region *owner = acx_region_of(region);
   if (!owner) {
     PyBuffer_Release(&boot);

@@ -19,6 +19,7 @@ typedef struct {
   PyObject_HEAD
   ac_region region;
   int owner_pid; /* the process that created the mapping */
+  int is_view;   /* views another interpreter's Region: never unmaps (that one owns the mapping) */
 } RegionObject;
 
 #define RegionObject_CAST(op) ((RegionObject *)(op))
@@ -52,10 +53,18 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
   return (PyObject *)self;
 }
 
+/* Unmaps the region, unless this object only views a mapping owned elsewhere. */
+static void region_release(RegionObject *self) {
+  if (self->is_view)
+    memset(&self->region, 0, sizeof self->region);
+  else
+    ac_region_destroy(&self->region);
+}
+
 static void Region_dealloc(PyObject *op) {
   RegionObject *self = RegionObject_CAST(op);
   PyTypeObject *tp = Py_TYPE(op);
-  ac_region_destroy(&self->region);
+  region_release(self);
   tp->tp_free(op);
   Py_DECREF(tp);
 }
@@ -603,7 +612,7 @@ static PyObject *Region_wake_results(PyObject *op, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *Region_destroy(PyObject *op, PyObject *Py_UNUSED(ignored)) {
-  ac_region_destroy(&RegionObject_CAST(op)->region);
+  region_release(RegionObject_CAST(op));
   Py_RETURN_NONE;
 }
 
@@ -680,6 +689,35 @@ static PyObject *Region_template_serve(PyObject *op, PyObject *arg) {
   if (rc >= 0) return PyLong_FromLong(rc);
   if (rc == AC_ECLOSED || rc == AC_EDEAD) Py_RETURN_NONE;
   return raise_rc(self, rc, "template_serve");
+}
+
+/* --- for interp_host.c: a subinterpreter's worker gets its own Region object on the same mapping --- */
+
+struct ac_region *acx_region_of(PyObject *obj) {
+  /* PyType_GetModuleByDef fails (TypeError) for a type that is not one of this module's. */
+  ac_module_state *st = ac_state_from_type(Py_TYPE(obj));
+  if (!st || !PyObject_TypeCheck(obj, st->Region)) {
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError, "expected an allcores._core.Region, not %.100s",
+                 Py_TYPE(obj)->tp_name);
+    return NULL;
+  }
+  RegionObject *self = RegionObject_CAST(obj);
+  if (!self->region.base) {
+    raise_rc(self, AC_ECLOSED, "Region");
+    return NULL;
+  }
+  return &self->region;
+}
+
+PyObject *acx_region_view(PyObject *module, const struct ac_region *r) {
+  RegionObject *self = (RegionObject *)ac_get_state(module)->Region->tp_alloc(
+      ac_get_state(module)->Region, 0);
+  if (!self) return NULL;
+  self->region = *r;
+  self->owner_pid = getpid();
+  self->is_view = 1;
+  return (PyObject *)self;
 }
 
 int acx_register_region(PyObject *m) {
