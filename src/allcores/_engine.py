@@ -225,9 +225,16 @@ class _CallEntry:
 
 
 def _cancel(fut):
-    """Cancel a future so that wait() and as_completed() see it as done, as an executor does."""
+    """Cancel a future so that wait() and as_completed() see it as done, as an executor does.
+    The pool stopped the task, even if a worker had started it (an interrupt kills that worker),
+    so the future is cancelled without asking whether it runs: refusing would leave it pending
+    forever, since its entry is gone and no result will ever complete it."""
+    if isinstance(fut, TaskFuture):
+        fut._engine = None
     if fut.cancel():
         fut.set_running_or_notify_cancel()
+    elif not fut.done():  # a plain Future already marked running by its owner
+        _set_exception(fut, CancelledError())
 
 
 def _set_result(fut, value):

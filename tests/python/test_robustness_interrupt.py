@@ -152,7 +152,20 @@ def test_ctrl_c_during_future_result(pool, running_dir, tmp_path):
     futs = [pool.submit(_sleepers(running_dir), i) for i in range(4)]
     delay = _interrupt(lambda: futs[0].result(), running_dir)
     assert delay < BOUND_S + TOLERANCE_S
+    _every_future_stopped(futs)
     _pool_after_interrupt_is_usable_or_closed(pool, tmp_path)
+
+
+def _every_future_stopped(futs):
+    """The running tasks were stopped and the queued ones cancelled: none is left pending (a
+    caller waiting on one would otherwise wait forever)."""
+    import concurrent.futures as cf
+    done, not_done = cf.wait(futs, timeout=10)
+    assert not not_done, [f for f in not_done]
+    for f in futs:
+        assert f.cancelled()
+        with pytest.raises(cf.CancelledError):
+            f.result(0)
 
 
 def test_ctrl_c_during_executor_result(allcores_impl, running_dir):
@@ -161,6 +174,7 @@ def test_ctrl_c_during_executor_result(allcores_impl, running_dir):
         futs = [ex.submit(_sleepers(running_dir), i) for i in range(4)]
         delay = _interrupt(lambda: futs[0].result(), running_dir)
         assert delay < BOUND_S + TOLERANCE_S
+        _every_future_stopped(futs)
         try:
             assert ex.submit(square, 3).result(20) == 9
         except RuntimeError:  # shut down by the interrupt: acceptable, if clean
