@@ -83,8 +83,14 @@ class ThreadEngine(Engine):
     def _host_gone(self):
         if not (self._drain_requested or self._terminated or self._broken is not None):
             return False
-        if any(t.is_alive() for t in self._threads.values()):
-            return False
+        # Under the host lock: a thread being created in _host_wake is in _threads before it
+        # starts (not alive yet), and a slot requested but not yet given a thread has none.
+        with self._host_lock:
+            if any(t.is_alive() for t in self._threads.values()):
+                return False
+            region = self._region
+            if any(region.worker_state(k)[0] == 1 for k in range(self.nworkers)):  # ST_SPAWN
+                return False
         self._host_status = 0
         return True
 

@@ -273,6 +273,7 @@ class Engine:
         self._region = _core.Region(processes, TASK_SLOTS, RESULT_SLOTS, ARENA_BYTES)
         self.max_payload = self._region.max_payload
         self._lock = threading.RLock()
+        self._held = threading.local()  # .n: result batches this thread is completing
         self._pending: dict[int, object] = {}
         self._ids = itertools.count(1)
         self._overflow: collections.deque = collections.deque()
@@ -282,7 +283,6 @@ class Engine:
         self._closing = False              # no new work accepted
         self._drain_requested = False      # task ring closed: workers exit when it is empty
         self._terminated = False
-        self._popping = 0                  # caller threads draining results right now
         self._rtt_ema = 0.0
         self._fg = 0                       # caller threads collecting in wait_for()
         self._fg_left = threading.Event()  # set when the last of them leaves
@@ -411,6 +411,33 @@ class Engine:
                 self._lazy_wake = lazy
                 self._region.set_lazy_wake(lazy)
 
+    def _complete_popped(self, items):
+        """Completes what pop_results() returned, then tells the region these results are no
+        longer in this thread's hands (see _take_published)."""
+        held = self._held
+        held.n = getattr(held, "n", 0) + 1
+        try:
+            with self._lock:
+                self._complete(items)
+        finally:
+            held.n -= 1
+            self._region.pop_done()
+
+    def _take_published(self):
+        """Under self._lock: completes every published result. Returns False while another
+        thread holds results it took off the ring and has not completed yet: a task whose
+        worker died or a pool whose workers are gone must not be failed before those are."""
+        region = self._region
+        items, _ = region.pop_results(1 << 20, 0.0, 0, region.event)
+        if items:
+            try:
+                self._complete(items)
+            finally:
+                region.pop_done()
+        # Batches this very thread is completing (a callback that waits on the pool) do not
+        # count: waiting for them would wait forever.
+        return region.popping() <= getattr(self._held, "n", 0)
+
     def wait_for(self, done, timeout=None):
         """Wait in the calling thread until done() is true, collecting results meanwhile.
 
@@ -441,12 +468,11 @@ class Engine:
                 items, event = region.pop_results(512, slice_s, spin, self._seen_event)
                 spin = 0
                 if items:
-                    with self._lock:
-                        self._complete(items)
+                    self._complete_popped(items)
                     if self._fg > 1:
                         region.wake_results()  # another waiting caller may want what we did
-                if event != self._seen_event:
-                    self._handle_workers(event)
+                if event != self._seen_event and not self._handle_workers(event):
+                    time.sleep(0.0002)  # lets the thread holding results complete them
                 if self._overflow:
                     with self._lock:
                         self._flush_overflow()
@@ -487,12 +513,12 @@ class Engine:
                     tick = 0.001
                 items, event = region.pop_results(512, tick, 0, self._seen_event)
                 if items:
-                    with self._lock:
-                        self._complete(items)
+                    self._complete_popped(items)
                     if self._fg:
                         region.wake_results()  # a caller began waiting meanwhile: let it look
-                if event != self._seen_event or self._timed_out:
-                    self._handle_workers(event)
+                if (event != self._seen_event or self._timed_out) and \
+                        not self._handle_workers(event):
+                    time.sleep(0.0002)  # lets the thread holding results complete them
                 if self._timeouts_active():
                     self._check_timeouts()
                 if self._lazy_wake:
@@ -516,28 +542,32 @@ class Engine:
 
     def _on_host_gone(self):
         if self._drain_requested or self._terminated:
-            with self._lock:
-                # Workers exited after the ring drained: deliver what they published, then fail
-                # anything that can no longer complete.
-                items, _ = self._region.pop_results(1 << 20, 0.0, 0, self._region.event)
-                self._complete(items)
-                self._handle_workers(self._region.event)
-                self._fail_all(BrokenProcessPool("the pool shut down before the task completed"))
-            return
+            # Workers exited after the ring drained: deliver what they published (including
+            # results other threads are completing right now), then fail anything that can no
+            # longer complete.
+            give_up = time.monotonic() + 2.0
+            while True:
+                with self._lock:
+                    if self._take_published() or time.monotonic() > give_up:
+                        self._handle_workers(self._region.event)
+                        self._fail_all(
+                            BrokenProcessPool("the pool shut down before the task completed"))
+                        return
+                time.sleep(0.0005)  # the other thread needs self._lock to complete them
         self._break(BrokenProcessPool(
             f"the pool's {self._host_name()} died unexpectedly (status {self._host_status}); "
             f"its workers died with it"))
 
     def _handle_workers(self, event):
+        """Reaps exited workers (failing or re-sending their tasks) and respawns them. Returns
+        False when it must look again later (another thread holds results)."""
         with self._lock:
-            if self._popping:
-                return  # a caller is between popping and completing results; look again next tick
-            self._seen_event = event
-            region = self._region
             # A dead worker may have published its last result just before dying: take every
             # published result first, so that only a task with no result is declared lost.
-            items, _ = region.pop_results(1 << 20, 0.0, 0, event)
-            self._complete(items)
+            if not self._take_published():
+                return False  # another thread is completing results: look again after it
+            self._seen_event = event
+            region = self._region
             respawn = False
             for k in range(self.nworkers):
                 state = region.worker_state(k)
@@ -549,6 +579,7 @@ class Engine:
                     self._worker_pids[k] = state[1]
             if respawn:
                 self._host_wake()
+        return True
 
     def _on_worker_exit(self, k, pid, status, spawn_errno, task_id, item, recovered):
         self._worker_pids.pop(k, None)

@@ -14,12 +14,20 @@
 #define WAIT_SLICE_NS 50000000LL /* 50 ms between signal checks while blocked */
 #define MAX_PARTS 64
 #define GIL_FREE_COPY_BYTES (256 * 1024) /* copies bigger than this run without the GIL */
+#define POP_CLAIMS 32 /* threads of one process waiting in pop_results() at once, tracked */
 
 typedef struct {
   PyObject_HEAD
   ac_region region;
   int owner_pid; /* the process that created the mapping */
   int is_view;   /* views another interpreter's Region: never unmaps (that one owns the mapping) */
+  /* Results taken off the ring and not yet completed, so that the parent never declares a task
+   * lost (or the pool finished) while its result is in another thread's hands: `inflight` counts
+   * pop_results() calls that returned results and have not called pop_done(); `claims` record a
+   * result taken inside a blocking wait (GIL released) until that call holds the GIL again. */
+  _Atomic long inflight;
+  _Atomic uint32_t claims_used; /* bitmap over claims */
+  ac_claim claims[POP_CLAIMS];
 } RegionObject;
 
 #define RegionObject_CAST(op) ((RegionObject *)(op))
@@ -298,6 +306,30 @@ PyDoc_STRVAR(Region_pop_results__doc__,
 "(<0: none) for the first, spinning spin_ns first, and returns early with an empty list when\n"
 "the event word differs from event_seen (a worker changed state). Returns (list, event).");
 
+/* A free claim record for one blocking pop, or NULL when POP_CLAIMS threads wait already (that
+ * thread's pops are then untracked until it holds the GIL again: a narrower guarantee, never a
+ * wrong result). */
+static ac_claim *claim_acquire(RegionObject *self, uint32_t *bit) {
+  uint32_t used = atomic_load(&self->claims_used);
+  while (used != UINT32_MAX) {
+    int i = __builtin_ctz(~used);
+    if (atomic_compare_exchange_weak(&self->claims_used, &used, used | (1u << i))) {
+      *bit = 1u << i;
+      return &self->claims[i];
+    }
+  }
+  return NULL;
+}
+
+static void claim_release(RegionObject *self, ac_claim *claim, uint32_t bit) {
+  if (!claim) return;
+  atomic_store(&claim->id, 0);
+  atomic_store(&claim->block, 0);
+  atomic_store(&claim->pos, 0);
+  atomic_store(&claim->waiting, 0);
+  atomic_fetch_and(&self->claims_used, ~bit);
+}
+
 static PyObject *Region_pop_results(PyObject *op, PyObject *args) {
   RegionObject *self = RegionObject_CAST(op);
   unsigned int max_n, event_seen;
@@ -316,6 +348,8 @@ static PyObject *Region_pop_results(PyObject *op, PyObject *args) {
     ac_watch watch = {&r->hdr->event_word, event_seen};
     int64_t deadline = timeout < 0 ? -1 : ac_now_ns() + (int64_t)(timeout * 1e9);
     int64_t spin = spin_ns;
+    uint32_t bit = 0;
+    ac_claim *claim = claim_acquire(self, &bit);
     for (;;) {
       int64_t slice = WAIT_SLICE_NS;
       if (deadline >= 0) {
@@ -324,11 +358,12 @@ static PyObject *Region_pop_results(PyObject *op, PyObject *args) {
         if (left < slice) slice = left;
       }
       Py_BEGIN_ALLOW_THREADS
-      rc = ac_ring_pop_wait(r->results, &m, buf, NULL, slice, spin, &watch);
+      rc = ac_ring_pop_wait(r->results, &m, buf, claim, slice, spin, &watch);
       Py_END_ALLOW_THREADS
       spin = 0;
       if (rc == -ETIMEDOUT || rc == -EINTR) {
         if (PyErr_CheckSignals() < 0) {
+          claim_release(self, claim, bit);
           Py_DECREF(out);
           return NULL;
         }
@@ -337,6 +372,12 @@ static PyObject *Region_pop_results(PyObject *op, PyObject *args) {
       }
       break;
     }
+    /* Counted in inflight before the claim lets go: with the GIL held, no other thread of this
+     * process runs in between. */
+    if (rc == 0) atomic_fetch_add(&self->inflight, 1);
+    claim_release(self, claim, bit);
+  } else if (rc == 0) {
+    atomic_fetch_add(&self->inflight, 1);
   }
   unsigned int got = 0;
   while (rc == 0) {
@@ -344,6 +385,7 @@ static PyObject *Region_pop_results(PyObject *op, PyObject *args) {
     if (!t || PyList_Append(out, t) < 0) {
       Py_XDECREF(t);
       Py_DECREF(out);
+      atomic_fetch_sub(&self->inflight, 1);
       return NULL;
     }
     Py_DECREF(t);
@@ -353,9 +395,23 @@ static PyObject *Region_pop_results(PyObject *op, PyObject *args) {
   if (rc != 0 && rc != -EAGAIN && rc != -ETIMEDOUT && rc != AC_EEVENT && rc != -EINTR &&
       rc != AC_ECLOSED) {
     Py_DECREF(out);
+    if (got) atomic_fetch_sub(&self->inflight, 1);
     return raise_rc(self, rc, "pop_results");
   }
   return Py_BuildValue("(NI)", out, (unsigned int)atomic_load(&r->hdr->event_word));
+}
+
+static PyObject *Region_pop_done(PyObject *op, PyObject *Py_UNUSED(ignored)) {
+  atomic_fetch_sub(&RegionObject_CAST(op)->inflight, 1);
+  Py_RETURN_NONE;
+}
+
+static PyObject *Region_popping(PyObject *op, PyObject *Py_UNUSED(ignored)) {
+  RegionObject *self = RegionObject_CAST(op);
+  long n = atomic_load(&self->inflight);
+  for (int i = 0; i < POP_CLAIMS; i++)
+    if (atomic_load(&self->claims[i].pos) || atomic_load(&self->claims[i].id)) n++;
+  return PyLong_FromLong(n);
 }
 
 PyDoc_STRVAR(Region_next_task__doc__,
@@ -619,6 +675,11 @@ static PyObject *Region_destroy(PyObject *op, PyObject *Py_UNUSED(ignored)) {
 static PyMethodDef Region_methods[] = {
     {"push_task", Region_push_task, METH_VARARGS, Region_push_task__doc__},
     {"pop_results", Region_pop_results, METH_VARARGS, Region_pop_results__doc__},
+    {"pop_done", Region_pop_done, METH_NOARGS,
+     "pop_done(): the results of a pop_results() call that returned some are all completed."},
+    {"popping", Region_popping, METH_NOARGS,
+     "popping(): how many threads of this process hold results taken off the ring and not yet "
+     "completed (0: every published result is either on the ring or completed)."},
     {"next_task", Region_next_task, METH_VARARGS, Region_next_task__doc__},
     {"send_result", Region_send_result, METH_VARARGS, Region_send_result__doc__},
     {"set_item", Region_set_item, METH_VARARGS, "set_item(k, i): worker k starts item i of a chunk."},

@@ -65,9 +65,6 @@ SKIPS = {
         "test_workers_have_their_own_process_names": _ONE_PROCESS_NAME,
         "test_each_worker_draws_its_own_random_numbers": _PIDS,
         "test_more_processes_than_cores": _PIDS,
-        "test_shutdown_without_wait_still_runs_pending_work":
-            "known bug of the thread backend (open): shutdown(wait=False) can fail pending tasks "
-            "with 'the pool shut down before the task completed'",
         "test_terminate_wakes_callers_waiting_in_other_threads":
             "its tasks register by pid, one for all threads (so only one of the two it waits "
             "for appears), and sleep 60 s: a thread cannot be stopped",
