@@ -44,6 +44,8 @@ typedef struct ac_block {
 int ac_arena_init(ac_arena *a, uint64_t base_off, uint64_t bytes);
 /* Largest payload a single block can carry. */
 uint64_t ac_arena_max_payload(const ac_arena *a);
+/* Bytes of arena a payload of len bytes occupies (its class's block size), 0 if none holds it. */
+uint64_t ac_arena_block_bytes(const ac_arena *a, uint64_t len);
 /* Allocates a block for len payload bytes, state PRIVATE, tagged with owner. Returns the block's
  * offset from the region's start (> 0) or a negative code. */
 int64_t ac_arena_alloc(ac_arena *a, char *base, uint64_t len, uint64_t owner);

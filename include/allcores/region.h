@@ -89,7 +89,9 @@ void ac_region_destroy(ac_region *r);
 /* Sends a message whose payload is the concatenation of parts (total len bytes) on ring q.
  * owner tags an arena block; claim/held record progress for crash repair (may be NULL): *held
  * holds the block offset between allocation and publication. Waits up to timeout_ns for ring space
- * and for arena space. */
+ * and for arena space. On the task ring, a payload waits while tasks hold 3/4 of the arena (unless
+ * the arena is empty): the last quarter is kept for results, so workers can always answer. */
+#define AC_RESULT_RESERVE_DIV 4 /* 1/4 of the arena is kept for results (see region.c) */
 int ac_region_send(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *parts, int nparts,
                    uint64_t owner, _Atomic uint64_t *claim, _Atomic uint64_t *held,
                    int64_t timeout_ns, const ac_watch *watch);

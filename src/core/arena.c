@@ -66,6 +66,11 @@ static uint64_t pop_free(ac_arena *a, char *base, int c) {
   }
 }
 
+uint64_t ac_arena_block_bytes(const ac_arena *a, uint64_t len) {
+  if (len > ac_arena_max_payload(a)) return 0;
+  return UINT64_C(1) << (class_for(len + AC_BLOCK_HEADER) + AC_PAGE_SHIFT);
+}
+
 int64_t ac_arena_alloc(ac_arena *a, char *base, uint64_t len, uint64_t owner) {
   if (len > ac_arena_max_payload(a)) return AC_ETOOBIG;
   int c = class_for(len + AC_BLOCK_HEADER);

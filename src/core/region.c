@@ -75,12 +75,27 @@ static int sleep_ns(int64_t ns) {
   return nanosleep(&ts, NULL) == 0 ? 0 : -errno;
 }
 
-/* Allocates an arena block, waiting (with growing naps) while the arena is full. */
-static int64_t alloc_wait(ac_region *r, uint64_t len, uint64_t owner, int64_t deadline,
-                          const ac_watch *watch) {
+/* Tasks may fill the arena only up to (AC_RESULT_RESERVE_DIV - 1) / AC_RESULT_RESERVE_DIV of it,
+ * unless it is otherwise empty (a single payload that large still goes). The rest is kept for
+ * results: when queued tasks filled the whole arena, a worker could not allocate its result, so
+ * it would never take the next task and free space: a deadlock, not back-pressure. */
+static int tasks_may_take(ac_region *r, uint64_t len) {
+  ac_arena *a = &r->hdr->arena;
+  uint64_t used = atomic_load_explicit(&a->bytes_in_use, memory_order_relaxed);
+  if (used == 0) return 1;
+  uint64_t cap = (a->pages << AC_PAGE_SHIFT) / AC_RESULT_RESERVE_DIV * (AC_RESULT_RESERVE_DIV - 1);
+  return used + ac_arena_block_bytes(a, len) <= cap;
+}
+
+/* Allocates an arena block, waiting (with growing naps) while the arena is full (for a task:
+ * while the part tasks may use is). */
+static int64_t alloc_wait(ac_region *r, int for_task, uint64_t len, uint64_t owner,
+                          int64_t deadline, const ac_watch *watch) {
   int64_t nap = 20000;
   for (;;) {
-    int64_t off = ac_arena_alloc(&r->hdr->arena, r->base, len, owner);
+    int64_t off = AC_ENOSPACE;
+    if (!for_task || tasks_may_take(r, len))
+      off = ac_arena_alloc(&r->hdr->arena, r->base, len, owner);
     if (off != AC_ENOSPACE) return off;
     if (watch && watch->word && atomic_load(watch->word) != watch->seen) return AC_EEVENT;
     if (atomic_load(&r->tasks->closed) && atomic_load(&r->hdr->shutdown) == AC_SHUTDOWN_NOW)
@@ -114,7 +129,7 @@ int ac_region_send(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *pa
     return ac_ring_push_wait(q, msg, buf, claim, timeout_ns, watch);
   }
 
-  int64_t off = alloc_wait(r, total, owner, deadline, watch);
+  int64_t off = alloc_wait(r, q == r->tasks, total, owner, deadline, watch);
   if (off < 0) return (int)off;
   if (held) atomic_store(held, (uint64_t)off);
   char *dst = ac_block_data(r->base, (uint64_t)off);

@@ -171,6 +171,14 @@ static PyObject *block_buffer_new(RegionObject *region, uint64_t block) {
   return (PyObject *)self;
 }
 
+/* True when more than half the arena is in use: the parent then stops pinning arena blocks under
+ * the results it hands out. */
+static int results_pin_too_much(ac_region *r) {
+  ac_arena *a = &r->hdr->arena;
+  return atomic_load_explicit(&a->bytes_in_use, memory_order_relaxed) >
+         (a->pages << AC_PAGE_SHIFT) / 2;
+}
+
 /* Turns a received message into (id, kind, aux, payload bytes) and frees its block. `held` (may
  * be NULL) is the worker record's note of the block, cleared before the block is freed so the
  * parent never frees it a second time after this worker dies. */
@@ -185,10 +193,21 @@ static PyObject *message_tuple(RegionObject *self, const ac_msg *m, const uint8_
                  (unsigned long long)m->id, m->kind, m->len, (unsigned long long)m->block);
     return NULL;
   }
-  if (m->block && (m->kind & KIND_OOB)) {
+  if (m->block && (m->kind & KIND_OOB) && !(held == NULL && results_pin_too_much(r))) {
     /* Zero copy: the block stays alive as long as the view (held stays set: a worker that dies
      * mid-task has its block freed by the parent; send_result clears it without freeing). */
     payload = block_buffer_new(self, m->block);
+  } else if (m->block && (m->kind & KIND_OOB)) {
+    /* The caller keeps so many zero-copy results alive that workers could soon find no room
+     * for theirs (a hang): this one is copied out, into writable memory as a view would be. */
+    ac_block *b = ac_block_at(r->base, m->block);
+    payload = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)b->len);
+    if (payload) {
+      Py_BEGIN_ALLOW_THREADS
+      memcpy(PyByteArray_AS_STRING(payload), ac_block_data(r->base, m->block), b->len);
+      Py_END_ALLOW_THREADS
+    }
+    ac_region_release(r, m->block);
   } else if (m->block) {
     ac_block *b = ac_block_at(r->base, m->block);
     payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)b->len);

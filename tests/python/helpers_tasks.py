@@ -373,3 +373,8 @@ def mutate(buf):
     """Changes its (mutable) argument in place and reports its type."""
     buf[0] = 7
     return type(buf).__name__, buf[0], len(buf)
+
+
+def doubled(a):
+    """A result as big as its argument (a numpy array, received as a view of shared memory)."""
+    return a * 2

@@ -59,3 +59,30 @@ def test_executor_submit_blocks_while_the_workers_are_stuck(allcores_impl, gate)
         feeder.join(10)
         assert blocker.result(30) == gate
         assert sum(f.result(30) for f in futures) == sum(i * i for i in range(N))
+
+
+@pytest.mark.parametrize("kind", ["numpy", "bytes"])
+def test_arguments_far_larger_than_the_region_stream_through_it(allcores_impl, monkeypatch,
+                                                                 kind):
+    """Queued arguments ten times the size of the pool's shared arena, each task answering with
+    a result as big: submit() waits for room, and the workers can always send their results (the
+    arena keeps a part for them), so everything completes instead of deadlocking."""
+    import allcores._engine as engine
+    monkeypatch.setattr(engine, "ARENA_BYTES", 64 << 20)
+    n, size = 80, 6 << 20  # 480 MiB through a 64 MiB arena
+    if kind == "numpy":
+        np = pytest.importorskip("numpy")
+        from helpers_tasks import doubled as task
+        args = [np.full(size // 8, float(i)) for i in range(4)]
+    else:
+        from helpers_tasks import ident as task
+        args = [bytes([i]) * size for i in range(4)]
+    with allcores_impl.pool(2) as pool:
+        futures = [pool.apply_async(task, (args[i % 4],)) for i in range(n)]
+        for i, f in enumerate(futures):
+            out = f.get(50)
+            if kind == "numpy":
+                assert out.shape == args[0].shape and out[0] == out[-1] == 2.0 * (i % 4)
+                assert out.flags.writeable  # as multiprocessing gives it, copied or not
+            else:
+                assert out == args[i % 4]
