@@ -10,6 +10,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SOURCES := $(shell find include src meson.build pyproject.toml -type f -not -path '*/__pycache__/*' 2>/dev/null)
 PYTEST_ARGS ?=
+# The dask cluster tests run on one Python only (about a minute per Python): see backend_impls.py.
+AC_TEST_DASK_PYTHON ?= $(DEFAULT_PY)
+export AC_TEST_DASK_PYTHON
 
 venv_dir = $(if $(filter $(DEFAULT_PY),$(1)),$(VENV),$(VENV)-$(1))
 

@@ -12,6 +12,7 @@ import contextlib
 import copyreg
 import importlib.util
 import multiprocessing
+import os
 import sys
 
 import pytest
@@ -152,6 +153,10 @@ def unavailable(backend):
             return str(exc)
     if backend == "dask" and importlib.util.find_spec("distributed") is None:
         return "dask.distributed is not installed (pip install 'dask[distributed]')"
+    only = os.environ.get("AC_TEST_DASK_PYTHON")
+    if backend == "dask" and only and only != "%d.%d" % sys.version_info[:2]:
+        return (f"make test runs the dask cluster tests on Python {only} only "
+                f"(AC_TEST_DASK_PYTHON): a cluster run costs about a minute per Python")
     return None
 
 

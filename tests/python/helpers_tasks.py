@@ -3,7 +3,6 @@
 They live in an importable module so that workers of every implementation under test (allcores,
 multiprocessing, concurrent.futures, even with the spawn start method) load them by reference.
 """
-import ctypes
 import dataclasses
 import os
 import signal
@@ -130,6 +129,7 @@ def kill_self(_=None):
 def segfault(_=None):
     # Workers inherit pytest's faulthandler, which would print this worker's stack on the test's
     # terminal; the worker dies of SIGSEGV either way.
+    import ctypes  # here, not at the top: Python 3.12 refuses ctypes in a subinterpreter
     import faulthandler
     faulthandler.disable()
     ctypes.string_at(0)
