@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import hashlib
 import multiprocessing
 import os
+import socket
 import sys
 import threading
 import time
@@ -129,16 +130,61 @@ def cpu_verdict(rows, workers):
     return text
 
 
+class _SlowServer:
+    """A TCP server on 127.0.0.1 that answers each request after `delay` seconds, as a remote
+    service would: one thread per connection, so requests overlap on its side too."""
+
+    def __init__(self, delay):
+        self.delay = delay
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = self.sock.getsockname()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn):
+        with conn:
+            request = conn.recv(64)
+            time.sleep(self.delay)
+            conn.sendall(b"reply to " + request)
+
+    def close(self):
+        self.sock.close()
+
+
+def fetch(address) -> bytes:
+    with socket.create_connection(address) as conn:
+        conn.sendall(b"GET")
+        return conn.recv(64)
+
+
 def io_bound(workers: int):
-    print(f"\n2. I/O-bound: {4 * workers} calls of time.sleep(0.1)")
-    tasks = [0.1] * (4 * workers)
-    rows = [_measure("serial", lambda: [sleepy(t) for t in tasks])]
-    with cf.ThreadPoolExecutor(4 * workers) as ex:
-        rows.append(_measure(f"{4 * workers} threads", lambda: list(ex.map(sleepy, tasks))))
+    n = 4 * workers
+    print(f"\n2. I/O-bound: {n} calls of time.sleep(0.1), then {n} requests to a server on "
+          f"127.0.0.1 that answers after 0.1 s")
+    tasks = [0.1] * n
+    rows = [_measure("sleep, serial", lambda: [sleepy(t) for t in tasks])]
+    with cf.ThreadPoolExecutor(n) as ex:
+        rows.append(_measure(f"sleep, {n} threads", lambda: list(ex.map(sleepy, tasks))))
+    server = _SlowServer(0.1)
+    try:
+        addresses = [server.address] * n
+        rows.append(_measure("sockets, serial", lambda: [fetch(a) for a in addresses]))
+        with cf.ThreadPoolExecutor(n) as ex:
+            rows.append(_measure(f"sockets, {n} threads", lambda: list(ex.map(fetch, addresses))))
+    finally:
+        server.close()
     _table(rows, rows[0].wall)
-    print(f"  -> threads overlap waiting ({rows[0].wall / rows[1].wall:.1f}x, "
-          f"{rows[1].cpu / rows[1].wall:.2f} cores): a thread releases the GIL while it sleeps "
-          f"or waits on I/O, so threads are the right tool here.")
+    print(f"  -> threads overlap waiting (sleep {rows[0].wall / rows[1].wall:.1f}x, sockets "
+          f"{rows[2].wall / rows[3].wall:.1f}x, using {rows[3].cpu / rows[3].wall:.2f} cores): a "
+          f"thread releases the GIL while it sleeps or waits on I/O, so threads are the right "
+          f"tool here.")
 
 
 def c_releases_gil(workers: int):
