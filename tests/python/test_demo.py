@@ -48,7 +48,7 @@ def test_cpu_bound_step_has_every_row_and_a_verdict(quick_demo):
 def test_io_and_counter_steps(quick_demo):
     io_block = _section(quick_demo.stdout, 2)
     assert [m["name"] for m in map(ROW.match, io_block.splitlines()) if m] == [
-        "serial", "8 threads"]
+        "sleep, serial", "sleep, 8 threads", "sockets, serial", "sockets, 8 threads"]
     text = quick_demo.stdout
     lost = re.search(r"without a lock: ([\d,]+)", text)
     locked = re.search(r"with a lock:\s+([\d,]+)", text)
