@@ -8,6 +8,11 @@
  * - Every operation is one compare-and-swap, so a process killed at any point can at worst leak
  *   the block it was handling; the owner tag in each header lets the parent reclaim it.
  * - Offsets, never pointers, cross processes: each process maps the region at its own address.
+ * - Free blocks are not merged one by one; instead, when an allocation finds no room while no
+ *   block at all is in use, the arena resets itself to one fresh run (so a large block is always
+ *   available again once everything is free). Every alloc and free passes a gate word (a count
+ *   of processes inside, and the pid of a reset in progress) so that a reset never races with
+ *   them; a reset whose process died is finished by the next allocator that finds it.
  * Errors: ac_arena_alloc returns AC_ETOOBIG when no class can hold len, AC_ENOSPACE when the arena
  * is exhausted right now (retry after frees). */
 #ifndef ALLCORES_ARENA_H
@@ -28,6 +33,8 @@ typedef struct ac_arena {
   _Atomic uint64_t bump;
   _Atomic uint64_t free_head[AC_ARENA_CLASSES]; /* tag << 44 | (page index + 1) */
   _Atomic uint64_t allocs, frees, bytes_in_use;
+  _Atomic uint64_t gate;  /* bit 63: a reset is running, by pid (bits 32-62); bits 0-31: inside */
+  _Atomic uint64_t resets;
 } ac_arena;
 
 typedef struct ac_block {

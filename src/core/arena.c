@@ -2,6 +2,9 @@
 #include "allcores/arena.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include "allcores/errors.h"
 
@@ -17,7 +20,63 @@ int ac_arena_init(ac_arena *a, uint64_t base_off, uint64_t bytes) {
   atomic_store(&a->allocs, 0);
   atomic_store(&a->frees, 0);
   atomic_store(&a->bytes_in_use, 0);
+  atomic_store(&a->gate, 0);
+  atomic_store(&a->resets, 0);
   return 0;
+}
+
+/* --- the gate: allocs and frees against a reset of the whole arena --- */
+
+#define GATE_RESETTING (UINT64_C(1) << 63)
+#define GATE_PID_SHIFT 32
+#define GATE_INSIDE_MASK UINT64_C(0xffffffff)
+
+/* Every free list empty and the bump pointer back at the start: the whole arena is one fresh
+ * run. Idempotent, so that whoever finds a dead resetter can finish its work. */
+static void reset_lists(ac_arena *a) {
+  for (int c = 0; c < AC_ARENA_CLASSES; c++) atomic_store(&a->free_head[c], 0);
+  atomic_store(&a->bump, 0);
+}
+
+static void gate_enter(ac_arena *a) {
+  for (unsigned spins = 0;; spins++) {
+    uint64_t g = atomic_fetch_add(&a->gate, 1);
+    if (!(g & GATE_RESETTING)) return;
+    atomic_fetch_sub(&a->gate, 1);
+    /* A reset takes microseconds; if its process died in it, finish it (once it is seen dead:
+     * kill(pid, 0) fails with ESRCH). */
+    pid_t owner = (pid_t)((g & ~GATE_RESETTING) >> GATE_PID_SHIFT);
+    if (spins > 64 && owner > 0 && kill(owner, 0) < 0 && errno == ESRCH) {
+      uint64_t now = atomic_load(&a->gate);
+      if ((now & ~GATE_INSIDE_MASK) == (g & ~GATE_INSIDE_MASK)) {
+        reset_lists(a);
+        uint64_t want = now;
+        while ((want & ~GATE_INSIDE_MASK) == (g & ~GATE_INSIDE_MASK) &&
+               !atomic_compare_exchange_weak(&a->gate, &want, want & GATE_INSIDE_MASK)) {
+        }
+      }
+    }
+    sched_yield();
+  }
+}
+
+static void gate_leave(ac_arena *a) { atomic_fetch_sub(&a->gate, 1); }
+
+/* Resets the arena if nothing is in use and nobody is inside the gate. Returns 1 if it did. */
+static int try_reset(ac_arena *a) {
+  if (atomic_load(&a->bytes_in_use) != 0) return 0;
+  uint64_t expected = 0;
+  uint64_t mine = GATE_RESETTING | ((uint64_t)(uint32_t)getpid() << GATE_PID_SHIFT);
+  if (!atomic_compare_exchange_strong(&a->gate, &expected, mine)) return 0;
+  /* Nobody is inside and everyone arriving backs off: bytes_in_use cannot change now. */
+  int done = 0;
+  if (atomic_load(&a->bytes_in_use) == 0) {
+    reset_lists(a);
+    atomic_fetch_add_explicit(&a->resets, 1, memory_order_relaxed);
+    done = 1;
+  }
+  atomic_fetch_and(&a->gate, GATE_INSIDE_MASK);
+  return done;
 }
 
 static int class_for(uint64_t total) {
@@ -71,8 +130,22 @@ uint64_t ac_arena_block_bytes(const ac_arena *a, uint64_t len) {
   return UINT64_C(1) << (class_for(len + AC_BLOCK_HEADER) + AC_PAGE_SHIFT);
 }
 
+static int64_t alloc_inside(ac_arena *a, char *base, uint64_t len, uint64_t owner);
+
 int64_t ac_arena_alloc(ac_arena *a, char *base, uint64_t len, uint64_t owner) {
   if (len > ac_arena_max_payload(a)) return AC_ETOOBIG;
+  gate_enter(a);
+  int64_t off = alloc_inside(a, base, len, owner);
+  gate_leave(a);
+  if (off == AC_ENOSPACE && try_reset(a)) {
+    gate_enter(a);
+    off = alloc_inside(a, base, len, owner);
+    gate_leave(a);
+  }
+  return off;
+}
+
+static int64_t alloc_inside(ac_arena *a, char *base, uint64_t len, uint64_t owner) {
   int c = class_for(len + AC_BLOCK_HEADER);
   uint64_t npages = UINT64_C(1) << c;
   uint64_t page;
@@ -128,15 +201,25 @@ int ac_arena_check(const ac_arena *a, const char *base, uint64_t off, uint64_t l
 }
 
 int ac_arena_free(ac_arena *a, char *base, uint64_t off) {
+  gate_enter(a);
   int rc = ac_arena_check(a, base, off, 0);
-  if (rc) return rc;
+  if (rc) {
+    gate_leave(a);
+    return rc;
+  }
   ac_block *b = ac_block_at(base, off);
   uint32_t state = atomic_exchange_explicit(&b->state, AC_BLOCK_FREE, memory_order_acq_rel);
-  if (state == AC_BLOCK_FREE) return AC_ECORRUPT; /* a double free lost the race */
+  if (state == AC_BLOCK_FREE) { /* a double free lost the race */
+    gate_leave(a);
+    return AC_ECORRUPT;
+  }
   int c = (int)b->cls;
   atomic_fetch_add_explicit(&a->frees, 1, memory_order_relaxed);
-  atomic_fetch_sub_explicit(&a->bytes_in_use, (UINT64_C(1) << c) << AC_PAGE_SHIFT,
-                            memory_order_relaxed);
+  /* Pushed before it stops counting as in use: a reset (which needs nothing in use) never sees
+   * a block on its way to a free list. */
   push_free(a, base, (off - a->base_off) >> AC_PAGE_SHIFT, c);
+  atomic_fetch_sub_explicit(&a->bytes_in_use, (UINT64_C(1) << c) << AC_PAGE_SHIFT,
+                            memory_order_release);
+  gate_leave(a);
   return 0;
 }

@@ -222,3 +222,14 @@ def test_queue_pickles_by_reference():
     pickle.loads(blob)
     q.close()
     q.join_thread()
+
+
+def test_a_big_item_fits_again_once_smaller_ones_are_gone():
+    """The queue's memory holds one largest item; after smaller items came and went (splitting
+    it), a largest item must fit again on the empty queue, not wait forever."""
+    q = allcores.Queue(max_item_bytes=8 << 20)
+    for size in (100_000, 3 << 20, 1000):
+        q.put(b"s" * size)
+        assert len(q.get(timeout=10)) == size
+    q.put(b"b" * ((8 << 20) - 4096), timeout=10)
+    assert len(q.get(timeout=10)) == (8 << 20) - 4096
