@@ -12,7 +12,8 @@
  *   block at all is in use, the arena resets itself to one fresh run (so a large block is always
  *   available again once everything is free). Every alloc and free passes a gate word (a count
  *   of processes inside, and the pid of a reset in progress) so that a reset never races with
- *   them; a reset whose process died is finished by the next allocator that finds it.
+ *   them; a reset whose process died is finished by the next allocator that finds it. A process
+ *   killed inside an alloc or free stays counted in the gate, which only disables resets there.
  * Errors: ac_arena_alloc returns AC_ETOOBIG when no class can hold len, AC_ENOSPACE when the arena
  * is exhausted right now (retry after frees). */
 #ifndef ALLCORES_ARENA_H
