@@ -16,10 +16,16 @@ import shlex
 import sys
 import time
 
-from . import bars, report, runner
+from . import bars, plots, report, runner
 from .adapters import ORDER
 from .case import UNAVAILABLE, load
 from .machine import describe
+
+
+def _known_libs(cases):
+    """The libraries of adapters.ORDER, then the other rows cases name (the hand-written
+    shared_memory peer...), so that --libs can leave those out too."""
+    return list(dict.fromkeys([*ORDER, *(lib for c in cases.values() for lib in c.libs)]))
 
 
 def _parser(cases):
@@ -29,10 +35,13 @@ def _parser(cases):
     ap.add_argument("--json", metavar="F", help="write every figure, the machine and packages to F")
     ap.add_argument("--markdown", metavar="F", help="write the tables as Markdown to F "
                     "(BENCHMARKS.md)")
+    ap.add_argument("--plots", metavar="DIR", help="draw the charts (PNG) into DIR (default, "
+                    "with --markdown: benchmarks/plots beside the Markdown file)")
     ap.add_argument("--cases", default=",".join(cases),
                     help=f"comma-separated subset of: {', '.join(cases)}")
-    ap.add_argument("--libs", default=",".join(ORDER),
-                    help=f"comma-separated subset of: {', '.join(ORDER)}")
+    libs = _known_libs(cases)
+    ap.add_argument("--libs", default=",".join(libs),
+                    help=f"comma-separated subset of: {', '.join(libs)}")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                     help="W, the workers of every pool (default: the cores)")
     ap.add_argument("--reps", type=int, help="repetitions of every row (default 3; quick: 1)")
@@ -49,13 +58,25 @@ def _subset(ap, text, known, what):
     return chosen
 
 
+def _draw(doc, folder, base):
+    """The charts into folder; doc["plots"] holds their paths relative to base (the Markdown's
+    folder, which links them), or doc["plots_skipped"] why there are none."""
+    drawn, why = plots.draw(doc, folder)
+    if why:
+        doc["plots_skipped"] = why
+        print(f"charts: {why}")
+        return
+    doc["plots"] = {name: os.path.relpath(path, base or ".") for name, path in drawn.items()}
+    print(f"charts: {', '.join(drawn.values())}")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     cases = load()
     ap = _parser(cases)
     args = ap.parse_args(argv)
     chosen = _subset(ap, args.cases, list(cases), "cases")
-    libs = _subset(ap, args.libs, ORDER, "libraries")
+    libs = _subset(ap, args.libs, _known_libs(cases), "libraries")
     reps = args.reps or (1 if args.quick else 3)
     timeout = args.row_timeout or (60.0 if args.quick else 180.0)
     machine = describe()
@@ -84,6 +105,10 @@ def main(argv=None) -> int:
            "bars": [{"bar": text, "pass": ok, "detail": detail} for text, ok, detail in checks]}
     if report.busy_warning(doc):
         print(report.busy_warning(doc))
+    folder = args.plots or (args.markdown and os.path.join(os.path.dirname(args.markdown),
+                                                             "benchmarks", "plots"))
+    if folder:
+        _draw(doc, folder, os.path.dirname(args.markdown or os.path.join(folder, "x")))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)

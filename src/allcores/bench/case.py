@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 # Modules holding @case definitions, imported in this order (the order of the tables).
 # ALLCORES_BENCH_CASES (comma-separated module names) adds more, for cases kept outside the
 # package (a user's own workload, the tests' misbehaving cases).
-MODULES = ["allcores.bench.pool_cases", "allcores.gil.bench_cases"]
+MODULES = ["allcores.bench.pool_cases", "allcores.bench.scaling_cases",
+           "allcores.bench.transfer_cases", "allcores.bench.counter_cases",
+           "allcores.bench.backend_cases", "allcores.gil.bench_cases"]
 
 
 class Skip(Exception):
@@ -40,7 +42,8 @@ class Case:
     columns: list = field(default_factory=list)  # extra figures shown: (key, header, format)
     fn: object = None
     labels: dict = field(default_factory=dict)   # row names shown instead of the libraries'
-
+    reps: int | None = None      # repetitions of this case (None: the run's); a slow sweep says 1
+    min_python: tuple = ()       # e.g. (3, 12): its rows run under such a Python (pythons.py)
 
     def params_for(self, quick):
         return dict(self.params, **(self.quick if quick else {}))
@@ -51,10 +54,11 @@ UNAVAILABLE: dict[str, str] = {}  # case modules of MODULES that did not import,
 
 
 def case(name, title, *, figure, unit, lower_is_better, libs, params, quick=None, columns=(),
-         labels=None):
+         labels=None, reps=None, min_python=()):
     def register(fn):
         CASES[name] = Case(name, title, figure, unit, lower_is_better, list(libs), dict(params),
-                           dict(quick or {}), list(columns), fn, dict(labels or {}))
+                           dict(quick or {}), list(columns), fn, dict(labels or {}), reps,
+                           tuple(min_python))
         return fn
     return register
 

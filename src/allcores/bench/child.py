@@ -15,7 +15,11 @@ import traceback
 
 def run(spec):
     from .case import Skip, load
-    case = load()[spec["case"]]
+    cases = load()
+    if spec["case"] not in cases:  # a sibling venv's allcores older than this bench's
+        return {"error": f"case {spec['case']!r} is not in the allcores of {sys.executable}: "
+                         "rebuild it (make .venv-3.13/.built)"}
+    case = cases[spec["case"]]
     try:
         return case.fn(spec["lib"], spec["workers"], spec["params"])
     except ImportError as exc:

@@ -49,17 +49,20 @@ def _rows(results, name):
 
 
 def _headers(name, c):
+    """(the figures' headers, the case's title line, the ratio column's header)."""
     case = load().get(name)
     direction = "lower is better" if c["lower_is_better"] else "higher is better"
+    # A case run under another Python (the interpreter backend) says which.
+    python = f" (Python {c['python']})" if c.get("python") else ""
     return ([c["unit"]] + [h for _, h, _ in (case.columns if case else [])],
-            f"{c['title']} [{c['unit']}; {direction}]")
+            f"{c['title']}{python} [{c['unit']}; {direction}]", f"{label('allcores', case)} vs it")
 
 
 def table(results) -> str:
     lines = []
     for name, c in results.items():
-        heads, title = _headers(name, c)
-        head = ["library", *heads, "allcores.Pool vs it", ""]
+        heads, title, versus = _headers(name, c)
+        head = ["library", *heads, versus, ""]
         body = [[lab, v, *cells, ratio, note]
                 for lab, v, cells, ratio, note in _rows(results, name)]
         widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head) - 1)]
@@ -107,15 +110,32 @@ def markdown(doc) -> str:
     if busy_warning(doc):
         lines[-1:-1] = [f"- **{busy_warning(doc)}**"]
     for name, c in results.items():
-        heads, title = _headers(name, c)
-        head = ["library", *heads, "allcores.Pool vs it", "note"]
+        heads, title, versus = _headers(name, c)
+        head = ["library", *heads, versus, "note"]
         lines += [f"## {title}", "", "| " + " | ".join(head) + " |",
                   "|" + "|".join(["---"] + ["---:"] * (len(head) - 2) + ["---"]) + "|"]
         for lab, v, cells, ratio, note in _rows(results, name):
             lines.append("| " + " | ".join([lab, v, *cells, ratio, note]) + " |")
         lines.append("")
+    lines += _charts(doc)
     lines += ["## The issue's bars", "", "allcores.Pool unless the bar names "
               "allcores.ProcessPoolExecutor.", "", "| bar | result | figures |", "|---|---|---|"]
     for b in doc["bars"]:
         lines.append(f"| {b['bar']} | {'PASS' if b['pass'] else 'FAIL'} | {b['detail']} |")
     return "\n".join(lines) + "\n"
+
+
+def _charts(doc):
+    """The charts section: links to the PNGs the run drew (paths relative to the Markdown)."""
+    if doc.get("plots_skipped"):
+        return ["## Charts", "", doc["plots_skipped"] + ".", ""]
+    if not doc.get("plots"):
+        return []
+    lines = ["## Charts", ""]
+    for name, path in doc["plots"].items():
+        lines += [f"![{CHART_TITLES.get(name, name)}]({path})", ""]
+    return lines
+
+
+CHART_TITLES = {"speedup": "CPU-bound speedup against workers",
+                "latency": "one tiny task's round trip", "transfer": "64 MiB transfer rates"}

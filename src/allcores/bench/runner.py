@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 
+from .pythons import python_for
 from .workloads import work
 
 
@@ -36,15 +37,17 @@ def _kill_group(pgid):
         pass
 
 
-def run_row(case, lib, workers, params, timeout):
-    """One row in a fresh process (its own session); returns its figures, or {"error": why} /
-    {"skip": why}. Whatever the row leaves running (a peer's workers) is killed with it."""
+def run_row(case, lib, workers, params, timeout, python=None):
+    """One row in a fresh process (its own session) of `python` (default: this one); returns its
+    figures, or {"error": why} / {"skip": why}. Whatever the row leaves running (a peer's
+    workers) is killed with it."""
     spec = json.dumps({"case": case, "lib": lib, "workers": workers, "params": params})
     fd, path = tempfile.mkstemp(prefix="allcores-bench-", suffix=".json")
     os.close(fd)
     try:
         with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen([sys.executable, "-m", "allcores.bench.child", spec, path],
+            proc = subprocess.Popen([python or sys.executable, "-m", "allcores.bench.child",
+                                     spec, path],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=err, start_new_session=True)
             timed_out = False
@@ -96,11 +99,16 @@ def run(cases, libs, workers, reps, quick, timeout, log):
         samples = {lib: [] for lib in row_libs}
         also = {}
         t0 = time.perf_counter()
-        log(f"  {case.name:8s} ", end="")
-        for rep in range(reps):
+        python, version = python_for(case)
+        log(f"  {case.name:12s} " + (f"(Python {version}) " if python and version else ""),
+            end="")
+        for rep in range(case.reps or reps):
             k = rep % max(1, len(row_libs))
             for lib in row_libs[k:] + row_libs[:k]:
-                out = run_row(case.name, lib, workers, params, timeout)
+                if python is None:  # version says why
+                    out = {"skip": version}
+                else:
+                    out = run_row(case.name, lib, workers, params, timeout, python)
                 for name, figures in out.pop("also", {}).items():
                     also.setdefault(name, []).append(figures)
                 samples[lib].append(out)
@@ -109,5 +117,6 @@ def run(cases, libs, workers, reps, quick, timeout, log):
         rows = {name: summarize(s) for name, s in {**also, **samples}.items()}
         results[case.name] = {"title": case.title, "figure": case.figure, "unit": case.unit,
                               "lower_is_better": case.lower_is_better, "params": params,
+                              "python": version if python else None,
                               "rows": rows, "samples": {**also, **samples}}
     return results

@@ -17,7 +17,49 @@ def work(n):
     return s
 
 
+def timed(fn, *args):
+    """Seconds fn(*args) took (run in the parent, between the pool's calls)."""
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
 def pid_after(delay):
     """Sleeps, then names the worker: spreads a few tasks over every worker of a pool."""
     time.sleep(delay)
     return os.getpid()
+
+
+# --- big payloads (transfer_cases.py) ---------------------------------------------------------
+
+_PAYLOADS = {}
+
+
+def make_payload(kind, nbytes):
+    """A payload of nbytes: bytes, or a numpy uint8 array. Kept per process and reused, so that a
+    transfer's time never includes making (and faulting in) a fresh payload."""
+    key = (kind, nbytes)
+    if key not in _PAYLOADS:
+        if kind == "numpy":
+            import numpy as np
+            _PAYLOADS[key] = np.full(nbytes, 7, dtype=np.uint8)
+        else:
+            _PAYLOADS[key] = b"\x07" * nbytes
+    return _PAYLOADS[key]
+
+
+def size_of(x):
+    """The task "to a worker": receiving the payload is the cost; nothing else is done with it."""
+    return x.nbytes if hasattr(x, "nbytes") else len(x)
+
+
+def payload(spec):
+    """The task "back from a worker": returns the worker's own payload (spec: (kind, nbytes)),
+    made once."""
+    return make_payload(*spec)
+
+
+def ends(a):
+    """The task a shared array is handed to: reads its first and last element (so the mapping
+    is real) and nothing between, since the hand-off, not a scan, is measured."""
+    return int(a[0]) + int(a[-1])

@@ -1,0 +1,106 @@
+"""The cases of issue 6: the CPU-bound case on backend="interpreter" (subinterpreters with their
+own GIL, Python 3.12+) against backend="process", and the memory one more worker costs on each.
+Under a bench on 3.11 their rows run under a newer Python beside it (pythons.py).
+
+CPU: W tasks of ~0.2 s of pure Python through pool.map(work, [n] * W, chunksize=1) on warm pools
+of both backends; each round times one serial call and both maps in rotating order, and the bar
+reads the median of the per-round ratios interpreter / process (the machine's drift cancels).
+
+Memory: see backend_memory.py; per worker = the growth of everything the pool adds to the
+machine from W to 2W workers, divided by W, so that fixed costs cancel out."""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+from .bars import bar, figure
+from .case import case
+from .workloads import pid_after, timed, work
+
+LABELS = {"allcores": "allcores.Pool(backend='interpreter')",
+          "process": "allcores.Pool(backend='process')"}
+NEEDS = (3, 12)
+
+
+def _timed_map(pool, n, workers, expected):
+    t0 = time.perf_counter()
+    out = pool.map(work, [n] * workers, chunksize=1)
+    dt = time.perf_counter() - t0
+    if out != [expected] * workers:
+        raise AssertionError("wrong results")
+    return dt
+
+
+@case("backends", "CPU-bound on subinterpreters against processes: W tasks of ~0.2 s",
+      figure="wall_s", unit="wall s", lower_is_better=True, libs=["allcores"],
+      params={"rounds": 5, "task_s": 0.2}, quick={"rounds": 2, "task_s": 0.03},
+      min_python=NEEDS, labels=LABELS,
+      columns=[("efficiency", "efficiency", "{:.3f}"),
+               ("vs_process", "interpreter / process, paired", "{:.3f}")])
+def backends(lib, workers, p):
+    import allcores
+    n = p["work_n"]
+    expected = work(n)
+    # The process pool first: one made while subinterpreter threads run never gets a working
+    # worker (its template, forked then, dies with "PyThreadState_Get: ... GIL is released").
+    pools = {b: allcores.Pool(workers, backend=b) for b in ("process", "interpreter")}
+    try:
+        for pool in pools.values():  # every worker started and ran tasks
+            pool.map(pid_after, [0.02] * (2 * workers), chunksize=1)
+            pool.map(work, [n // 20] * (2 * workers), chunksize=1)
+        runs = {"serial": [], "interpreter": [], "process": []}
+        steps = [("serial", lambda: timed(work, n))] + [
+            (b, lambda b=b: _timed_map(pools[b], n, workers, expected)) for b in pools]
+        for r in range(p["rounds"]):
+            for name, fn in steps[r % 3:] + steps[:r % 3]:
+                runs[name].append(fn())
+    finally:
+        for pool in pools.values():
+            pool.terminate()
+            pool.join()
+    one = statistics.median(runs["serial"])
+
+    def row(b):
+        wall = statistics.median(runs[b])
+        return {"wall_s": wall, "efficiency": one / wall}
+    return dict(row("interpreter"), vs_process=statistics.median(
+        i / q for i, q in zip(runs["interpreter"], runs["process"])),
+        also={"process": row("process")})
+
+
+def _pool_total(backend, workers):
+    """What a pool of `workers` adds to the machine, measured in a fresh process."""
+    out = subprocess.run([sys.executable, "-m", "allcores.bench.backend_memory", backend,
+                          str(workers)], capture_output=True, text=True, timeout=120)
+    if out.returncode:
+        raise RuntimeError((out.stderr.strip().splitlines() or ["exit status"])[-1][:200])
+    return json.loads(out.stdout)
+
+
+@case("backend_memory", "memory one more worker costs: a subinterpreter against a process",
+      figure="mib", unit="MiB/worker", lower_is_better=True, libs=["allcores"],
+      params={}, min_python=NEEDS, labels=LABELS,
+      columns=[("worker_uss_mib", "a worker process's own USS MiB", "{:.2f}")])
+def backend_memory(lib, workers, p):
+    """One pair of pools (W, then 2W workers) per backend, each in a fresh process; the
+    repetitions of the run give the median over pairs."""
+    rows = {}
+    for b in ("interpreter", "process"):
+        small, big = _pool_total(b, workers), _pool_total(b, 2 * workers)
+        rows[b] = {"mib": (big["total_mib"] - small["total_mib"]) / workers}
+        if big["workers_mib"]:
+            rows[b]["worker_uss_mib"] = statistics.fmean(big["workers_mib"])
+    return dict(rows["interpreter"], also={"process": rows["process"]})
+
+
+@bar("interpreter backend: CPU-bound wall time within 10% of the process backend (3.13)",
+     "backends")
+def _interp_cpu(r):
+    x = figure(r, "backends", "allcores", "vs_process")
+    if x is None:
+        return None
+    py = r["backends"].get("python") or sys.version.split()[0]
+    return x <= 1.10, f"{x:.3f}x the process backend's, paired per round (Python {py})"

@@ -1,0 +1,54 @@
+"""Which Python runs a case's rows. Most run under the bench's own; a case that needs a newer one
+(the interpreter backend: 3.12+) runs under a sibling virtual environment the Makefile builds
+(.venv-3.13, .venv-3.12 beside .venv), so that one `make bench` on .venv (3.11) measures it too.
+ALLCORES_BENCH_PYTHON names another interpreter (with allcores and psutil installed)."""
+from __future__ import annotations
+
+import functools
+import os
+import pathlib
+import subprocess
+import sys
+
+NEWER = ("3.14", "3.13", "3.12")  # preferred first
+
+
+def _candidates():
+    if os.environ.get("ALLCORES_BENCH_PYTHON"):
+        yield os.environ["ALLCORES_BENCH_PYTHON"]
+    here = pathlib.Path(sys.prefix)
+    for v in NEWER:
+        for base in (here.parent, pathlib.Path.cwd()):
+            yield str(base / f".venv-{v}" / "bin" / "python")
+
+
+@functools.lru_cache(maxsize=None)
+def _version(python):
+    """(major, minor, 'X.Y.Z') of a Python that can run the bench's rows, or None."""
+    if not os.access(python, os.X_OK):
+        return None
+    try:
+        out = subprocess.run([python, "-c", "import platform, allcores.bench.child, psutil; "
+                              "print(platform.python_version())"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode:
+        return None
+    text = out.stdout.strip()
+    major, minor = map(int, text.split(".")[:2])
+    return major, minor, text
+
+
+def python_for(case):
+    """(executable, version text) for the case's rows, or (None, why not)."""
+    if not case.min_python or sys.version_info[:2] >= case.min_python:
+        return sys.executable, None
+    need = ".".join(map(str, case.min_python))
+    for python in _candidates():
+        v = _version(python)
+        if v and v[:2] >= case.min_python:
+            return python, v[2]
+    return None, (f"needs Python {need}+ (this is {sys.version.split()[0]}), and no "
+                  f".venv-3.13 or .venv-3.12 with allcores was found beside {sys.prefix} "
+                  f"(make .venv-3.13/.built builds one; ALLCORES_BENCH_PYTHON names another)")
