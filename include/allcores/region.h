@@ -105,6 +105,9 @@ static inline const void *ac_region_payload(ac_region *r, const ac_msg *m, const
 int ac_region_check_msg(ac_region *r, const ac_msg *m);
 /* Frees the arena block of a received message, if any. */
 int ac_region_release(ac_region *r, uint64_t block);
+/* The receiver keeps a received block (a zero-copy view): it is tagged as the parent's, so that
+ * reaping its sender never mistakes it for a result that never arrived. */
+void ac_region_adopt(ac_region *r, uint64_t block);
 
 /* Worker-side steps. Each records what it is doing in the worker's record first. */
 int ac_worker_next_task(ac_region *r, uint32_t k, ac_msg *msg, void *inline_buf, int64_t timeout_ns,
@@ -125,7 +128,9 @@ typedef struct ac_reaped {
 } ac_reaped;
 /* Repairs the rings and frees the blocks a dead worker held, fills *out and sets the slot EMPTY.
  * recovered_inline receives an inline payload (AC_SLOT_INLINE bytes). Returns 1 when slot k was
- * EXITED and has been handled, 0 when there was nothing to do. */
+ * EXITED and has been handled, 0 when there was nothing to do. The parent calls it once every
+ * result it has taken off the ring is handled: a result block the worker published that is in
+ * neither the ring nor the parent's hands (ac_region_adopt) never got there and is freed. */
 int ac_region_reap(ac_region *r, uint32_t k, ac_reaped *out, void *recovered_inline);
 
 /* Parent: asks for a process in slot k / for slot k's process to be killed. The caller then wakes

@@ -121,6 +121,10 @@ void ac_ring_wake_consumers(ac_ring *r);
 /* Number of published-or-claimed items (a snapshot). */
 uint64_t ac_ring_len(const ac_ring *r);
 
+/* Whether a published, not yet taken message of the ring carries arena block `block` (a scan of
+ * the queued slots; for the rare repairs after a death, not for a fast path). */
+int ac_ring_holds_block(ac_ring *r, uint64_t block);
+
 /* Repairs after a participant died. `claim` is the value of its claim word (position + 1).
  * repair_push publishes a tombstone in a slot a dead producer claimed but never published and
  * returns 1; repair_pop releases a slot a dead consumer claimed but never released, copying the

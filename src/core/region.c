@@ -160,6 +160,10 @@ int ac_region_check_msg(ac_region *r, const ac_msg *m) {
   return ac_arena_check(&r->hdr->arena, r->base, m->block, b->len);
 }
 
+void ac_region_adopt(ac_region *r, uint64_t block) {
+  atomic_store(&ac_block_at(r->base, block)->owner, AC_OWNER_PARENT);
+}
+
 int ac_region_release(ac_region *r, uint64_t block) {
   if (block == 0) return 0;
   return ac_arena_free(&r->hdr->arena, r->base, block);
@@ -278,7 +282,13 @@ int ac_region_reap(ac_region *r, uint32_t k, ac_reaped *out, void *recovered_inl
   uint64_t rb = atomic_load(&w->result_block);
   if (rb && ac_arena_check(&r->hdr->arena, r->base, rb, 0) == 0) {
     ac_block *b = ac_block_at(r->base, rb);
-    if (atomic_load(&b->state) == AC_BLOCK_PRIVATE && atomic_load(&b->owner) == ac_owner_tag(k, out->gen))
+    uint32_t state = atomic_load(&b->state);
+    int its_own = atomic_load(&b->owner) == ac_owner_tag(k, out->gen);
+    /* PUBLISHED and still tagged as the worker's: the parent never took it (taking retags it,
+     * see ac_region_adopt), so it either waits in the ring or never got there (the worker died
+     * waiting for room in a full ring, or its push was turned into a tombstone above). */
+    if (its_own && (state == AC_BLOCK_PRIVATE ||
+                    (state == AC_BLOCK_PUBLISHED && !ac_ring_holds_block(r->results, rb))))
       ac_region_release(r, rb);
   }
   /* A task it was taking: if the slot was never released the task never started; give it back. */

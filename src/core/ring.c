@@ -310,6 +310,17 @@ void ac_ring_close(ac_ring *r) {
   ac_futex_wake(&r->space_word, INT_MAX);
 }
 
+int ac_ring_holds_block(ac_ring *r, uint64_t block) {
+  uint64_t end = atomic_load_explicit(&r->enqueue_pos, ACQUIRE);
+  for (uint64_t pos = atomic_load_explicit(&r->dequeue_pos, ACQUIRE); pos < end; pos++) {
+    ac_slot *s = &r->slots[pos & r->mask];
+    if (seq_load(r, s, ACQUIRE) == pos + 1 && s->msg.kind != AC_KIND_TOMBSTONE &&
+        s->msg.block == block)
+      return 1;
+  }
+  return 0;
+}
+
 int ac_ring_repair_push(ac_ring *r, uint64_t claim) {
   if (claim == 0) return 0;
   uint64_t pos = claim - 1;

@@ -196,6 +196,7 @@ static PyObject *message_tuple(RegionObject *self, const ac_msg *m, const uint8_
   if (m->block && (m->kind & KIND_OOB) && !(held == NULL && results_pin_too_much(r))) {
     /* Zero copy: the block stays alive as long as the view (held stays set: a worker that dies
      * mid-task has its block freed by the parent; send_result clears it without freeing). */
+    if (!held) ac_region_adopt(r, m->block);
     payload = block_buffer_new(self, m->block);
   } else if (m->block && (m->kind & KIND_OOB)) {
     /* The caller keeps so many zero-copy results alive that workers could soon find no room

@@ -529,14 +529,51 @@ TEST_IMPL(region_reap_of_a_claim_before_the_cas) {
   ac_region_destroy(&r);
 }
 
+/* A worker killed just after publishing a big result, before clearing its note of the block:
+ * the block is in the ring (reap leaves it to the parent), or already in the parent's hands as a
+ * zero-copy view (adopted: reap leaves it too). */
+TEST_IMPL(region_reap_keeps_a_published_result_block) {
+  for (int adopted = 0; adopted < 2; adopted++) {
+    ac_region r;
+    make_region(&r, 1, 1 << 20);
+    ASSERT_OK(ac_region_request_spawn(&r, 0));
+    ASSERT_OK(ac_region_host_spawned(&r, 0, 1));
+    parent_send(&r, 7, "t", 1);
+    ac_msg m;
+    uint8_t buf[AC_SLOT_INLINE];
+    ASSERT_OK(ac_worker_next_task(&r, 0, &m, buf, 0, 0));
+    static char big[10000];
+    struct iovec iov = {big, sizeof big};
+    ac_msg res = {.id = 7};
+    ASSERT_OK(ac_worker_send_result(&r, 0, &res, &iov, 1, -1));
+    ASSERT_OK(ac_ring_try_pop(r.results, &m, buf, NULL));
+    uint64_t block = m.block;
+    ASSERT_GT(block, 0);
+    if (adopted) {
+      ac_region_adopt(&r, block);
+    } else { /* back into the ring: as if the parent had not popped it yet */
+      ASSERT_OK(ac_ring_try_push(r.results, &m, NULL, NULL));
+    }
+    atomic_store(&r.workers[0].result_block, block); /* died before clearing it */
+    mark_exited(&r, 0, 12345, SIGKILL);
+    ac_reaped out;
+    ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+    ASSERT_EQ(out.task_id, 0);
+    ASSERT_EQ(atomic_load(&ac_block_at(r.base, block)->state), AC_BLOCK_PUBLISHED);
+    if (!adopted) {
+      ASSERT_OK(ac_ring_try_pop(r.results, &m, buf, NULL));
+      ASSERT_EQ(m.block, block);
+    }
+    ASSERT_OK(ac_region_release(&r, block));
+    ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+    ac_region_destroy(&r);
+  }
+}
+
 /* A worker killed while it waits for room in a full result ring with a big result: the block
- * holding that result was allocated and marked published but never entered the ring. Nobody
- * else will ever free it. KNOWN BUG (reported to the lead): reap cannot tell this block from one
- * that reached the ring just before the worker died, because ac_region_send marks the block
- * PUBLISHED before the push and the claim record is cleared when the push gives up on a full
- * ring. Run with AC_TEST_KNOWN_BUGS=1 to see it fail. */
+ * holding that result was allocated and marked published but never entered the ring. Reap frees
+ * it: still tagged as the worker's and not in the ring, the parent never took it. */
 TEST_IMPL(region_reap_frees_a_result_block_stuck_before_a_full_ring) {
-  KNOWN_BUG("result block leaked");
   ac_region r;
   make_region(&r, 1, 1 << 20);
   ASSERT_OK(ac_region_request_spawn(&r, 0));
