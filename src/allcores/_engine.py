@@ -205,7 +205,7 @@ class _CallEntry:
         self.t0 = t0
         self.timeout = timeout
 
-    def deliver(self, engine, kind, payload):
+    def deliver(self, engine, kind, payload, to_feed=None):
         fut = self.future
         if kind & 0xFF == W.R_OK:
             try:
@@ -393,17 +393,22 @@ class Engine:
         pending = self._pending
         now = time.perf_counter_ns()
         ema = self._exec_ema
-        for tid, kind, aux, payload in items:
-            ema = aux if ema is None else 0.9 * ema + 0.1 * aux
-            if kind == W.R_INIT_ERR:
-                self._on_init_error(payload)
-                continue
-            entry = pending.pop(tid, None)
-            if entry is None:
-                continue  # cancelled, timed out, or failed already
-            rtt = now - entry.t0
-            self._rtt_ema = rtt if not self._rtt_ema else 0.8 * self._rtt_ema + 0.2 * rtt
-            entry.deliver(self, kind, payload)
+        to_feed = set()  # map jobs that completed chunks: fed once, after the batch
+        try:
+            for tid, kind, aux, payload in items:
+                ema = aux if ema is None else 0.9 * ema + 0.1 * aux
+                if kind == W.R_INIT_ERR:
+                    self._on_init_error(payload)
+                    continue
+                entry = pending.pop(tid, None)
+                if entry is None:
+                    continue  # cancelled, timed out, or failed already
+                rtt = now - entry.t0
+                self._rtt_ema = rtt if not self._rtt_ema else 0.8 * self._rtt_ema + 0.2 * rtt
+                entry.deliver(self, kind, payload, to_feed)
+        finally:
+            for job in to_feed:
+                job.feed()
         self._exec_ema = ema
         if ema is not None:
             lazy = ema < LAZY_WAKE_BELOW_NS if not self._lazy_wake else ema < EAGER_WAKE_ABOVE_NS

@@ -96,11 +96,11 @@ class _ChunkEntry:
         self.items = items
         self.what = job.fn
 
-    def deliver(self, engine, kind, payload):
+    def deliver(self, engine, kind, payload, to_feed=None):
         if kind & 0xFF == W.R_CHUNK:
             values, errors, elapsed = (_oob.loads(payload) if kind & _oob.KIND_OOB
                                        else ser._loads(payload))
-            self.job.chunk_done(self, values, errors, elapsed)
+            self.job.chunk_done(self, values, errors, elapsed, to_feed)
         else:  # the whole chunk failed before running (e.g. its payload could not be unpickled)
             exc = ser.loads_exception(payload)
             self.job.chunk_failed(self, 0, exc, resubmit=False)
@@ -226,12 +226,17 @@ class MapJob:
             self.sink.done()
             self.engine.job_done(self)
 
-    def chunk_done(self, entry, values, errors, elapsed):
+    def chunk_done(self, entry, values, errors, elapsed, to_feed=None):
+        """to_feed: a set the caller feeds once it has delivered a whole batch of results (one
+        feed() per batch instead of one per chunk), or None to feed now."""
         with self.lock:
             self.inflight -= 1
             self.chunker.observe(len(entry.items), elapsed)
         self.sink.chunk(entry.start, values, errors)
-        self.feed()
+        if to_feed is None:
+            self.feed()
+        else:
+            to_feed.add(self)
 
     def chunk_failed(self, entry, index, exc, resubmit):
         """Item `index` of the chunk failed with exc (the worker died or the task timed out);
