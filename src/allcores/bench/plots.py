@@ -47,8 +47,10 @@ def _latency(plt, doc):
     c = doc["results"]["rtt"]
     pts = _figure("us", c["rows"])
     fig, ax = plt.subplots(figsize=(8, 5))
-    ax.barh([label(lib) for lib, _ in pts], [v for _, v in pts],
-            color=["tab:green" if lib.startswith("allcores") else "tab:gray" for lib, _ in pts])
+    bars = ax.barh([label(lib) for lib, _ in pts], [v for _, v in pts],
+                   color=["tab:green" if lib.startswith("allcores") else "tab:gray"
+                          for lib, _ in pts])
+    ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
     ax.set_xscale("log")
     ax.invert_yaxis()
     ax.set(xlabel="µs, median, log scale",
