@@ -119,7 +119,8 @@ def markdown(doc) -> str:
         lines.append("")
     lines += _charts(doc)
     lines += ["## The issues' bars", "", "allcores.Pool unless the bar names another row "
-              "(allcores.ProcessPoolExecutor, allcores.Counter, the interpreter backend).", "", "| bar | result | figures |", "|---|---|---|"]
+              "(allcores.ProcessPoolExecutor, allcores.Counter, the interpreter backend).", "",
+              "| bar | result | figures |", "|---|---|---|"]
     for b in doc["bars"]:
         lines.append(f"| {b['bar']} | {'PASS' if b['pass'] else 'FAIL'} | {b['detail']} |")
     return "\n".join(lines) + "\n"
