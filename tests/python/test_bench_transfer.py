@@ -25,6 +25,9 @@ def test_a_transfer_row_measures_both_ways(case, lib):
     assert r["to_gbs"] > 0 and r["back_gbs"] > 0 and r["n"] >= 1
     assert r["gbs"] == pytest.approx(min(r["to_gbs"], r["back_gbs"]))
     assert r["to_ms"] == pytest.approx((1 << 20) / r["to_gbs"] / 1e6)
+    if lib == "allcores":  # the machine's limits ride along with allcores' row
+        assert set(r["also"]) == {"copy_mapped", "copy_fresh"}
+        assert all(limit["gbs"] > 0 for limit in r["also"].values())
 
 
 def test_joblib_row_goes_through_its_memmapping():

@@ -19,7 +19,9 @@ from .shm_peer import ShmPool
 from .workloads import ends, make_payload, payload, size_of
 
 PEERS = ["allcores", "ProcessPoolExecutor", "multiprocessing", "joblib", "shm"]
-LABELS = {"shm": ShmPool.label}
+LABELS = {"shm": ShmPool.label,
+          "copy_mapped": "limit: one copy into memory already mapped",
+          "copy_fresh": "limit: one copy into fresh memory (bytes(x), x.copy())"}
 GB = 1e9
 
 
@@ -57,9 +59,28 @@ def _transfer(kind, lib, workers, p):
         back_s, n_back = _seconds(back, p)
     finally:
         a.close()
-    return {"gbs": min(nbytes / to_s, nbytes / back_s) / GB, "to_gbs": nbytes / to_s / GB,
-            "back_gbs": nbytes / back_s / GB, "to_ms": to_s * 1e3, "back_ms": back_s * 1e3,
-            "n": min(n_to, n_back)}
+    out = {"gbs": min(nbytes / to_s, nbytes / back_s) / GB, "to_gbs": nbytes / to_s / GB,
+           "back_gbs": nbytes / back_s / GB, "to_ms": to_s * 1e3, "back_ms": back_s * 1e3,
+           "n": min(n_to, n_back)}
+    if lib == "allcores":
+        out["also"] = _limits(kind, x, p)
+    return out
+
+
+def _limits(kind, x, p):
+    """The machine's limits beside allcores' row (design.md's "limit" column): one copy into
+    memory already mapped (what a sender's copy into the arena can reach), and one into fresh
+    memory, as a receiver pays that builds a new object: a bytes object is always fresh memory,
+    faulted in 4 KiB pages (numpy asks the kernel for huge pages, so its fresh copy is cheaper)."""
+    import numpy as np
+    src = np.frombuffer(x, np.uint8) if kind == "bytes" else x
+    dst = np.ones_like(src)  # touched once, as the arena is
+    fresh = (lambda: bytes(memoryview(x))) if kind == "bytes" else src.copy
+    out = {}
+    for name, fn in (("copy_mapped", lambda: np.copyto(dst, src)), ("copy_fresh", fresh)):
+        rate = src.nbytes / _seconds(fn, dict(p, n=5))[0] / GB
+        out[name] = {"gbs": rate, "to_gbs": rate, "back_gbs": rate}
+    return out
 
 
 TRANSFER = dict(figure="gbs", unit="GB/s, the slower way", lower_is_better=False, libs=PEERS,
