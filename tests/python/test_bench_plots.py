@@ -24,8 +24,10 @@ def run(tmp_path_factory):
     with contextlib.redirect_stdout(out):
         bench.main(["--quick", "--cases", "rtt,scaling,bytes64,numpy64", "--libs",
                     "allcores,multiprocessing,ProcessPoolExecutor,shm",
-                    "--json", str(d / "r.json"), "--markdown", str(d / "BENCHMARKS.md")])
-    return d, json.loads((d / "r.json").read_text()), (d / "BENCHMARKS.md").read_text()
+                    "--json", str(d / "results" / "r.json"),  # a folder not made yet
+                    "--markdown", str(d / "BENCHMARKS.md")])
+    doc = json.loads((d / "results" / "r.json").read_text())
+    return d, doc, (d / "BENCHMARKS.md").read_text()
 
 
 def test_three_valid_pngs_beside_the_markdown(run):

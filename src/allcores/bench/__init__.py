@@ -109,6 +109,9 @@ def main(argv=None) -> int:
                                                              "benchmarks", "plots"))
     if folder:
         _draw(doc, folder, os.path.dirname(args.markdown or os.path.join(folder, "x")))
+    for path in (args.json, args.markdown):  # a run of minutes must not end on a missing folder
+        if path and os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
