@@ -78,11 +78,20 @@ typedef struct ac_claim {
 #define AC_WAIT_SPINNING 1u
 #define AC_WAIT_SLEEPING 2u
 
-/* What a waiting call may watch besides the ring: it returns AC_EEVENT once *word != seen. */
+/* What a waiting call may watch besides the ring: it returns AC_EEVENT once *word != seen, or
+ * *word2 != seen2 (word2 may be NULL; a second word lets a process-local poke end the wait). */
 typedef struct ac_watch {
   _Atomic uint32_t *word;
   uint32_t seen;
+  _Atomic uint32_t *word2;
+  uint32_t seen2;
 } ac_watch;
+
+static inline int ac_watch_fired(const ac_watch *w) {
+  if (!w) return 0;
+  if (w->word && atomic_load_explicit(w->word, memory_order_acquire) != w->seen) return 1;
+  return w->word2 && atomic_load_explicit(w->word2, memory_order_acquire) != w->seen2;
+}
 
 /* Bytes needed for a ring of `capacity` slots (a power of two >= 2). */
 size_t ac_ring_bytes(uint64_t capacity);

@@ -461,7 +461,12 @@ class Engine:
         spin = int(min(MAX_SPIN_NS, 2 * rtt)) if rtt and rtt < 4 * MAX_SPIN_NS else 0
         self._fg += 1
         try:
-            while not done():
+            while True:
+                # Read before done(): a thread that completes our result after done() looked
+                # bumps it (wake_results), which ends the pop_results() wait below at once.
+                poke = region.poke
+                if done():
+                    break
                 slice_s = FG_SLICE_S
                 if deadline is not None:
                     left = deadline - time.monotonic()
@@ -470,7 +475,7 @@ class Engine:
                     slice_s = min(slice_s, left)
                 if self._broken is not None or self._terminated:
                     return done()
-                items, event = region.pop_results(512, slice_s, spin, self._seen_event)
+                items, event = region.pop_results(512, slice_s, spin, self._seen_event, poke)
                 spin = 0
                 if items:
                     self._complete_popped(items)
@@ -521,9 +526,11 @@ class Engine:
                     self._complete_popped(items)
                     if self._fg:
                         region.wake_results()  # a caller began waiting meanwhile: let it look
-                if (event != self._seen_event or self._timed_out) and \
-                        not self._handle_workers(event):
-                    time.sleep(0.0002)  # lets the thread holding results complete them
+                if event != self._seen_event or self._timed_out:
+                    if not self._handle_workers(event):
+                        time.sleep(0.0002)  # lets the thread holding results complete them
+                    elif self._fg:
+                        region.wake_results()  # it may have failed a task a caller waits for
                 if self._timeouts_active():
                     self._check_timeouts()
                 if self._lazy_wake:
@@ -652,6 +659,8 @@ class Engine:
             job.abort(exc)
         for entry in pending.values():
             entry.fail(self, exc)
+        if self._fg:
+            self._region.wake_results()  # callers waiting in wait_for() look at once
 
     def _break(self, exc, cause=None):
         with self._lock:

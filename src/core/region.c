@@ -97,7 +97,7 @@ static int64_t alloc_wait(ac_region *r, int for_task, uint64_t len, uint64_t own
     if (!for_task || tasks_may_take(r, len))
       off = ac_arena_alloc(&r->hdr->arena, r->base, len, owner);
     if (off != AC_ENOSPACE) return off;
-    if (watch && watch->word && atomic_load(watch->word) != watch->seen) return AC_EEVENT;
+    if (ac_watch_fired(watch)) return AC_EEVENT;
     if (atomic_load(&r->tasks->closed) && atomic_load(&r->hdr->shutdown) == AC_SHUTDOWN_NOW)
       return AC_ECLOSED;
     int64_t now = ac_now_ns();

@@ -188,9 +188,7 @@ uint64_t ac_ring_len(const ac_ring *r) {
   return tail > head ? tail - head : 0;
 }
 
-static int watched(const ac_watch *w) {
-  return w && w->word && atomic_load_explicit(w->word, ACQUIRE) != w->seen;
-}
+static int watched(const ac_watch *w) { return ac_watch_fired(w); }
 
 static int64_t remaining(int64_t deadline) {
   if (deadline == INT64_MAX) return -1;

@@ -26,6 +26,7 @@ typedef struct {
    * pop_results() calls that returned results and have not called pop_done(); `claims` record a
    * result taken inside a blocking wait (GIL released) until that call holds the GIL again. */
   _Atomic long inflight;
+  _Atomic uint32_t poke; /* bumped by wake_results(): ends the waits of pop_results() callers */
   _Atomic uint32_t claims_used; /* bitmap over claims */
   ac_claim claims[POP_CLAIMS];
 } RegionObject;
@@ -321,10 +322,12 @@ static PyObject *Region_push_task(PyObject *op, PyObject *args) {
 }
 
 PyDoc_STRVAR(Region_pop_results__doc__,
-"pop_results($self, max_n, timeout, spin_ns, event_seen, /)\n--\n\n"
+"pop_results($self, max_n, timeout, spin_ns, event_seen, poke_seen=None, /)\n--\n\n"
 "Take up to max_n results as a list of (id, kind, aux, payload). Waits up to timeout seconds\n"
 "(<0: none) for the first, spinning spin_ns first, and returns early with an empty list when\n"
-"the event word differs from event_seen (a worker changed state). Returns (list, event).");
+"the event word differs from event_seen (a worker changed state) or, when poke_seen is given,\n"
+"the poke counter differs from it (another thread completed what this one waits for).\n"
+"Returns (list, event).");
 
 /* A free claim record for one blocking pop, or NULL when POP_CLAIMS threads wait already (that
  * thread's pops are then untracked until it holds the GIL again: a narrower guarantee, never a
@@ -355,8 +358,15 @@ static PyObject *Region_pop_results(PyObject *op, PyObject *args) {
   unsigned int max_n, event_seen;
   double timeout;
   long long spin_ns;
-  if (!PyArg_ParseTuple(args, "IdLI:pop_results", &max_n, &timeout, &spin_ns, &event_seen))
+  PyObject *poke_obj = Py_None;
+  if (!PyArg_ParseTuple(args, "IdLI|O:pop_results", &max_n, &timeout, &spin_ns, &event_seen,
+                        &poke_obj))
     return NULL;
+  uint32_t poke_seen = 0;
+  if (poke_obj != Py_None) {
+    poke_seen = (uint32_t)PyLong_AsUnsignedLongMask(poke_obj);
+    if (PyErr_Occurred()) return NULL;
+  }
   ac_region *r = &self->region;
   if (!r->base) return raise_rc(self, AC_ECLOSED, "pop_results");
   PyObject *out = PyList_New(0);
@@ -365,7 +375,8 @@ static PyObject *Region_pop_results(PyObject *op, PyObject *args) {
   ac_msg m;
   int rc = ac_ring_try_pop(r->results, &m, buf, NULL);
   if (rc != 0 && max_n > 0) {
-    ac_watch watch = {&r->hdr->event_word, event_seen};
+    ac_watch watch = {&r->hdr->event_word, event_seen,
+                      poke_obj != Py_None ? &self->poke : NULL, poke_seen};
     int64_t deadline = timeout < 0 ? -1 : ac_now_ns() + (int64_t)(timeout * 1e9);
     int64_t spin = spin_ns;
     uint32_t bit = 0;
@@ -638,6 +649,10 @@ static PyObject *Region_get_event(PyObject *op, void *closure) {
   return PyLong_FromUnsignedLong(atomic_load(&self->region.hdr->event_word));
 }
 
+static PyObject *Region_get_poke(PyObject *op, void *closure) {
+  return PyLong_FromUnsignedLong(atomic_load(&RegionObject_CAST(op)->poke));
+}
+
 static PyObject *Region_get_nworkers(PyObject *op, void *closure) {
   RegionObject *self = RegionObject_CAST(op);
   return PyLong_FromUnsignedLong(self->region.base ? self->region.hdr->nworkers : 0);
@@ -683,6 +698,7 @@ static PyObject *Region_kick(PyObject *op, PyObject *Py_UNUSED(ignored)) {
 
 static PyObject *Region_wake_results(PyObject *op, PyObject *Py_UNUSED(ignored)) {
   RegionObject *self = RegionObject_CAST(op);
+  atomic_fetch_add(&self->poke, 1);
   if (self->region.base) ac_ring_wake_consumers(self->region.results);
   Py_RETURN_NONE;
 }
@@ -719,7 +735,8 @@ static PyMethodDef Region_methods[] = {
      "None in the template when it must exit."},
     {"stats", Region_stats, METH_NOARGS, "Arena and ring counters."},
     {"wake_results", Region_wake_results, METH_NOARGS,
-     "wake_results(): wake every thread waiting on the result ring (to re-check their state)."},
+     "wake_results(): end the waits of pop_results() calls given poke_seen (their callers "
+     "re-check their state) and wake every thread sleeping on the result ring."},
     {"set_lazy_wake", Region_set_lazy_wake, METH_O,
      "set_lazy_wake(flag): tasks are short, so pushes need not wake a sleeper while a worker is "
      "busy (it will be back at once)."},
@@ -732,6 +749,9 @@ static PyMethodDef Region_methods[] = {
 static PyGetSetDef Region_getset[] = {
     {"event", Region_get_event, NULL, "The event word: changes when a worker changes state.", NULL},
     {"nworkers", Region_get_nworkers, NULL, "Number of worker slots.", NULL},
+    {"poke", Region_get_poke, NULL,
+     "Bumped by wake_results(); pass the value read before checking your condition to "
+     "pop_results(), which then returns (empty) as soon as it changes.", NULL},
     {"max_payload", Region_get_max_payload, NULL, "Largest payload one message can carry.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -218,7 +218,14 @@ def test_semaphore_limits_concurrency_across_processes():
     for p in procs:
         p.join()
     assert [p.exitcode for p in procs] == [0] * 4
-    assert worst.value == 2 and sem.get_value() == 2
+    # Never more than 2 inside (whether 2 ever were at once depends on the scheduler: on a
+    # loaded machine the processes may not overlap at all, so only the bound is asserted)...
+    assert 1 <= worst.value <= 2 and sem.get_value() == 2
+    # ... and 2 may be: a third acquire is refused only once two are held.
+    assert sem.acquire(False) and sem.acquire(False) and not sem.acquire(False)
+    sem.release()
+    sem.release()
+    assert sem.get_value() == 2
 
 
 def test_semaphore_api():
