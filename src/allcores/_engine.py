@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import itertools
 import os
+import sys
 import threading
 import time
 import weakref
@@ -674,6 +675,15 @@ class Engine:
     # -- the worker host: a template process forking workers (other backends override) ----
 
     def _host_start(self, initializer, initargs, maxtasks):
+        interp = sys.modules.get("allcores._interp")
+        if interp is not None and interp.subinterpreters_running():
+            # CPython cannot fork a process in which isolated subinterpreters run: the child
+            # aborts in PyOS_AfterFork_Child while deleting them, and the pool would wait for
+            # workers that never come.
+            raise RuntimeError(
+                "cannot start a process pool while a backend='interpreter' pool runs in this "
+                "process: CPython cannot fork a process with live subinterpreters. Create the "
+                "process pool first, or close (and join) the interpreter pool before")
         self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         pid = _core.fork_template()
         if pid == 0:

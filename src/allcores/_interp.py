@@ -81,6 +81,12 @@ def _stop_at_exit():
             pass
 
 
+def subinterpreters_running():
+    """True while a pool of this process runs subinterpreter workers."""
+    return any(t.is_alive() for engine in list(_live_engines)
+               for t in list(getattr(engine, "_threads", {}).values()))
+
+
 def _install_exit_hook():
     global _exit_hook_installed
     if not _exit_hook_installed:

@@ -235,3 +235,19 @@ def test_pools_leave_no_thread_behind():
             assert pool.map(square, range(10)) == [x * x for x in range(10)]
         pool.join()
     wait_until(lambda: threading.active_count() <= before, what="the worker threads' end")
+
+
+@works_here
+def test_a_process_pool_next_to_running_interpreters_is_refused_clearly():
+    """CPython cannot fork a process in which isolated subinterpreters run (the forked template
+    aborts while deleting them, and the process pool would wait forever): refused with a clear
+    error; created first, or once the interpreter pool is joined, it works."""
+    with allcores.Pool(1) as first:
+        with _pool(2) as interp:
+            assert interp.map(square, range(4)) == [0, 1, 4, 9]
+            assert first.map(square, range(4)) == [0, 1, 4, 9]
+            with pytest.raises(RuntimeError, match="process pool first"):
+                allcores.Pool(1)
+        interp.join()
+    with allcores.Pool(1) as later:
+        assert later.map(square, range(4)) == [0, 1, 4, 9]
