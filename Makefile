@@ -51,7 +51,7 @@ ctest:
 fuzz:
 	tools/fuzz.sh long
 
-bench: build
+bench: build .venv-3.13/.built
 	$(PY) -m allcores bench $(BENCH_ARGS)
 
 info: build
