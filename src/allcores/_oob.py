@@ -17,6 +17,7 @@ import io
 import pickle
 import struct
 
+from . import _core
 from . import _serialize as ser
 
 KIND_OOB = 0x200       # message kind bit: the payload is framed as above
@@ -54,11 +55,11 @@ def wants_oob(*objs) -> bool:
 
 
 def _rebuild_bytes(buf):
-    return bytes(buf)
+    return _core.bytes_copy(buf)
 
 
 def _rebuild_bytearray(buf):
-    return bytearray(buf)
+    return _core.bytearray_copy(buf)
 
 
 def _rebuild_memoryview(buf):
@@ -79,8 +80,38 @@ class _Pickler(pickle.Pickler):
         return NotImplemented
 
 
+class _BigBytes:
+    """Stands for a big bytes object while pickling: the pickler never asks reducer_override()
+    about exact bytes (a documented shortcut), so they would be copied in band."""
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+    def __reduce_ex__(self, protocol):
+        return _rebuild_bytes, (pickle.PickleBuffer(self.data),)
+
+
+def _mark_big_bytes(obj, depth=3):
+    """obj with its big bytes (inside tuples, lists and dicts, `depth` levels down: a call's
+    (fn, args, kwargs), a chunk's items and their tuples) replaced by _BigBytes."""
+    t = type(obj)
+    if t is bytes:
+        return _BigBytes(obj) if len(obj) >= OOB_MIN_BYTES else obj
+    if depth == 0:
+        return obj
+    if t is tuple:
+        return tuple(_mark_big_bytes(x, depth - 1) for x in obj)
+    if t is list:
+        return [_mark_big_bytes(x, depth - 1) for x in obj]
+    if t is dict:
+        return {k: _mark_big_bytes(v, depth - 1) for k, v in obj.items()}
+    return obj
+
+
 def dumps(obj) -> list:
     """Pickles obj with its big buffers out of band; returns the payload as a list of parts."""
+    obj = _mark_big_bytes(obj)
     buffers = []
     f = io.BytesIO()
     p = _Pickler(f, ser.PROTOCOL, buffer_callback=buffers.append)

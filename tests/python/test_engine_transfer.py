@@ -86,3 +86,16 @@ def test_memory_flat_over_many_large_transfers(pool):
     st = region.stats()
     assert st["arena_pages_touched"] == touched0  # blocks are reused, no new memory touched
     assert me.memory_info().rss - rss0 < 32 * MB
+
+
+def test_big_bytes_travel_out_of_band():
+    """The pickler never asks reducer_override() about exact bytes: big ones are marked first,
+    so their memory is handed over as a part of the payload (one copy into shared memory), not
+    copied into the pickle stream."""
+    from allcores import _oob
+    big = bytes(range(256)) * 1024
+    parts = _oob.dumps((b"fn", (big, [big]), {"k": big}))
+    assert sum(1 for p in parts if memoryview(p).nbytes == len(big)) == 3
+    assert sum(memoryview(p).nbytes for p in parts) < 4 * len(big)
+    fn, args, kwargs = _oob.loads(b"".join(bytes(p) for p in parts))
+    assert type(args[0]) is bytes and args == (big, [big]) and kwargs == {"k": big}
