@@ -1,6 +1,7 @@
 /* fuzz_arena_ops.c: the arena's alloc/free state machine driven by fuzz input, against a model
  * that predicts every answer: which offset an allocation returns (free stacks are LIFO, then the
- * bump pointer, then a split of the smallest larger free block), AC_ETOOBIG and AC_ENOSPACE
+ * bump pointer, then a split of the smallest larger free block, then a reset of the whole arena
+ * when nothing is in use), AC_ETOOBIG and AC_ENOSPACE
  * exactly when they are due, that live blocks never overlap and keep their bytes, that
  * ac_arena_check accepts exactly the live blocks, and that frees of anything else (twice, an
  * interior or unaligned offset, past the end) are refused. The arena sits in a heap buffer of
@@ -54,6 +55,13 @@ static int64_t predict_alloc(model *m, uint64_t len, uint64_t max_payload, int *
     uint64_t page = m->stack[cc][--m->depth[cc]];
     for (int x = cc - 1; x >= c; x--) push_free(m, page + (UINT64_C(1) << x), x);
     return (int64_t)page;
+  }
+  if (m->in_use == 0 && m->bump != 0) {
+    /* Nothing in use: the arena resets to one fresh run and tries once more (which the bump
+     * pointer, back at 0, satisfies: len fits the arena). */
+    for (int cc = 0; cc < AC_ARENA_CLASSES; cc++) m->depth[cc] = 0;
+    m->bump = 0;
+    return predict_alloc(m, len, max_payload, cls);
   }
   return AC_ENOSPACE;
 }
