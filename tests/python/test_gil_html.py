@@ -115,11 +115,16 @@ def test_chromium_draws_the_timeline(report, tmp_path):
     p = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1300,900", "--hide-scrollbars", path.as_uri())
     assert shot.exists(), p.stderr[-2000:]
     rows = _png_pixels(shot.read_bytes())
-    colours = {tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in PALETTE[:3]}
+    # A lane's colour follows the thread's place in report.threads, which may also list threads
+    # other libraries left in this process (dask's offload pool, tqdm's monitor).
+    spinners = [i for i, t in enumerate(report.threads) if t.name.startswith("spinner-")]
+    assert len(spinners) == 2, [t.name for t in report.threads]
+    colours = {tuple(int(c[i:i + 2], 16) for i in (1, 3, 5))
+               for c in (PALETTE[k % len(PALETTE)] for k in spinners)}
     counts = {c: 0 for c in colours}
     for row in rows:
         for px in row:
             if px in counts:
                 counts[px] += 1
     # Both spinners' holds are drawn, each in its colour, over a visible area.
-    assert sorted(counts.values())[-2] >= 500, counts
+    assert min(counts.values()) >= 500, counts
