@@ -10,9 +10,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SOURCES := $(shell find include src meson.build pyproject.toml -type f -not -path '*/__pycache__/*' 2>/dev/null)
 PYTEST_ARGS ?=
-# The dask cluster tests run on one Python only (about a minute per Python): see backend_impls.py.
-AC_TEST_DASK_PYTHON ?= $(DEFAULT_PY)
-export AC_TEST_DASK_PYTHON
+# The Pool API suite runs on each other backend on one Python only (see backend_impls.py): the
+# interpreter backend where its bar is (3.13), the others on the default Python.
+AC_TEST_BACKEND_PYTHONS ?= thread:$(DEFAULT_PY),interpreter:3.13,dask:$(DEFAULT_PY)
+export AC_TEST_BACKEND_PYTHONS
 
 venv_dir = $(if $(filter $(DEFAULT_PY),$(1)),$(VENV),$(VENV)-$(1))
 
