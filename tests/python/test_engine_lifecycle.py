@@ -97,6 +97,9 @@ PARENT_SCRIPT = textwrap.dedent("""
     pool = allcores.Pool(2)
     pool.apply(sleep_then, (1, 0))
     futs = [pool.submit(sleep_then, i, 30) for i in range(2)]
+    t0 = time.monotonic()  # on a loaded machine the second worker may still be starting
+    while len(pool.worker_pids()) < 2 and time.monotonic() - t0 < 20:
+        time.sleep(0.01)
     print(" ".join(str(p) for p in pool.worker_pids()), flush=True)
     time.sleep(60)
 """)
