@@ -522,6 +522,8 @@ class Engine:
                     tick = min(tick, 0.01)
                 if self._overflow:
                     tick = 0.001
+                elif self._drain_requested and not self._pending:
+                    tick = 0.002  # the host exits any moment now: join() should not wait a tick
                 items, event = region.pop_results(512, tick, 0, self._seen_event)
                 if items:
                     self._complete_popped(items)

@@ -27,16 +27,26 @@ def _maps():
         return sum(1 for _ in f)
 
 
-def test_create_destroy_cycles_leak_nothing():
-    """Pools created and destroyed repeatedly leave no process, fd or mapping behind, and the
-    parent's memory stays flat."""
+_CYCLES_SCRIPT = textwrap.dedent("""
+    import gc, json, os, sys
+    import psutil
+    import allcores
+    from engine_tasks import square
+
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    def maps():
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f)
+
     me = psutil.Process()
-    for _ in range(20):  # warm up allocator and imports
+    for _ in range(20):  # warm up the allocator and imports
         with allcores.Pool(1) as p:
             p.apply(square, (2,))
     gc.collect()
-    fds0, maps0, rss0 = _fds(), _maps(), me.memory_info().rss
-    cycles = int(os.environ.get("ALLCORES_LEAK_CYCLES", "300"))
+    before = fds(), maps(), me.memory_info().rss
+    cycles = int(sys.argv[1])
     for i in range(cycles):
         if i % 2:
             with allcores.Pool(1) as p:
@@ -48,10 +58,29 @@ def test_create_destroy_cycles_leak_nothing():
             p.join()
     del p
     gc.collect()
-    assert me.children(recursive=True) == []
-    assert _fds() <= fds0 + 2
-    assert _maps() <= maps0 + 10
-    growth = me.memory_info().rss - rss0
+    after = fds(), maps(), me.memory_info().rss
+    left = [c.pid for c in me.children(recursive=True)]
+    print(json.dumps({"before": before, "after": after, "left": left}))
+""")
+
+
+def test_create_destroy_cycles_leak_nothing():
+    """Pools created and destroyed repeatedly leave no process, fd or mapping behind, and the
+    parent's memory stays flat. It runs in a fresh interpreter: the test process's own memory
+    (gigabytes after the other tests) would make every fork slow and RSS noisy.
+    ALLCORES_LEAK_CYCLES=10000 gives the issue's figure."""
+    import json
+    cycles = int(os.environ.get("ALLCORES_LEAK_CYCLES", "500"))
+    out = subprocess.run([sys.executable, "-c", _CYCLES_SCRIPT, str(cycles)],
+                         cwd=os.path.dirname(__file__), capture_output=True, text=True,
+                         timeout=280)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    (fds0, maps0, rss0), (fds1, maps1, rss1) = got["before"], got["after"]
+    assert got["left"] == []
+    assert fds1 <= fds0 + 2
+    assert maps1 <= maps0 + 10
+    growth = rss1 - rss0
     assert growth < 20 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over {cycles} pools"
 
 
