@@ -14,6 +14,9 @@ PYTEST_ARGS ?=
 # interpreter backend where its bar is (3.13), the others on the default Python.
 AC_TEST_BACKEND_PYTHONS ?= thread:$(DEFAULT_PY),interpreter:3.13,dask:$(DEFAULT_PY)
 export AC_TEST_BACKEND_PYTHONS
+# The quick bench run (tests/python/test_bench.py, 45 s) likewise runs on the default Python.
+AC_TEST_BENCH_PYTHON ?= $(DEFAULT_PY)
+export AC_TEST_BENCH_PYTHON
 
 venv_dir = $(if $(filter $(DEFAULT_PY),$(1)),$(VENV),$(VENV)-$(1))
 
@@ -42,7 +45,11 @@ $(foreach v,$(PYTHONS),$(eval $(call VENV_RULES,$(v))))
 demo: build
 	$(PY) -m allcores demo
 
-test: ctest pytest
+# The C tests run while the virtual environments are made (pip waits on the network and the
+# disk, the C tests on the CPU); then pytest runs on each Python in turn.
+test:
+	@$(MAKE) --no-print-directory -j4 ctest $(foreach v,$(PYTHONS),$(call venv_dir,$(v))/.built)
+	@$(MAKE) --no-print-directory pytest
 
 pytest: $(addprefix pytest-,$(PYTHONS))
 

@@ -157,6 +157,16 @@ static PyType_Spec BlockBuffer_spec = {
     .slots = BlockBuffer_slots,
 };
 
+int acx_block_buffer_span(ac_module_state *st, PyObject *obj, char **start, Py_ssize_t *len) {
+  if (Py_TYPE(obj) != st->BlockBuffer) return -1;
+  BlockBufferObject *self = (BlockBufferObject *)obj;
+  RegionObject *reg = (RegionObject *)self->region;
+  if (!reg || !reg->region.base) return -1;
+  *start = ac_block_data(reg->region.base, self->block);
+  *len = self->len;
+  return 0;
+}
+
 static PyObject *block_buffer_new(RegionObject *region, uint64_t block) {
   ac_module_state *st = ac_state_from_type(Py_TYPE(region));
   if (!st) return NULL;

@@ -1,6 +1,7 @@
 """Big arguments and results cross through the shared arena: numpy arrays and memoryviews arrive
 as zero-copy views of the receiver's own copy, bytes and bytearrays as themselves; memory stays flat."""
 import gc
+import pickle
 
 import psutil
 import pytest
@@ -28,12 +29,51 @@ def pool():
         yield p
 
 
-@pytest.mark.parametrize("obj", [b"b" * (8 * MB), bytearray(b"a" * (8 * MB))],
-                         ids=["bytes", "bytearray"])
-def test_big_buffers_round_trip_as_themselves(pool, obj):
-    assert pool.apply(describe, (obj,)) == (type(obj).__name__, len(obj))
+def test_big_bytes_arrive_as_bytes_living_in_shared_memory(pool):
+    """No copy on receipt: a big bytes object arrives as a bytes (a subclass, SharedBytes) whose
+    memory is the block it came in; it behaves as bytes and pickles as plain bytes."""
+    obj = bytes(range(256)) * (32 * 1024)
+    assert pool.apply(describe, (obj,)) == ("SharedBytes", len(obj))
     back = pool.apply(ident, (obj,))
-    assert type(back) is type(obj) and back == obj
+    assert isinstance(back, bytes) and type(back) is allcores._core.SharedBytes
+    assert back == obj and hash(back) == hash(obj) and back[-3:] == obj[-3:]
+    assert back.decode("latin-1") == obj.decode("latin-1") and bytes(back) == obj
+    assert type(bytes(back)) is bytes and type(back + b"x") is bytes
+    again = pickle.loads(pickle.dumps(back))
+    assert type(again) is bytes and again == obj
+    assert pool.apply(ident, (back,)) == obj  # and it travels on as bytes
+    with pytest.raises(TypeError):
+        allcores._core.SharedBytes(b"x")
+
+
+def test_big_bytes_outlive_the_pool_and_free_their_block():
+    obj = b"z" * (4 * MB)
+    with allcores.Pool(1) as p:
+        region = p._engine._region
+        backs = [p.apply(ident, (obj,)) for _ in range(3)]
+        in_use = region.stats()["arena_allocs"] - region.stats()["arena_frees"]
+    gc.collect()
+    assert all(b == obj for b in backs)  # the mapping lives as long as they do
+    del backs
+    gc.collect()
+    st = region.stats()
+    assert st["arena_allocs"] - st["arena_frees"] <= in_use - 3
+
+
+def test_big_bytearray_arrives_as_its_own_bytearray(pool):
+    obj = bytearray(b"a" * (8 * MB))
+    assert pool.apply(describe, (obj,)) == ("bytearray", len(obj))
+    back = pool.apply(ident, (obj,))
+    assert type(back) is bytearray and back == obj
+    back.extend(b"more")  # it owns its memory: it can grow
+    assert len(back) == len(obj) + 4
+
+
+def test_shared_bytes_falls_back_to_a_copy_when_its_header_has_no_room():
+    from allcores import _oob
+    data = memoryview(b"q" * (1 << 17))
+    got = _oob._rebuild_bytes(data)  # not a view of an arena block: a plain copy
+    assert type(got) is bytes and got == data
 
 
 def test_numpy_argument_is_a_view_not_a_copy(pool):

@@ -234,7 +234,7 @@ class CountingInput:
 def test_imap_consumes_its_input_lazily(pool, gate):
     """multiprocessing.Pool.imap reads the whole input at once (gh-74028); allcores reads it as
     workers free up, so a huge or endless input does not fill memory."""
-    source = CountingInput(100_000)
+    source = CountingInput(30_000)
     it = pool.imap(functools.partial(gated_square, gate=gate), source, 1)
     assert next(it) == 0 and next(it) == 1
     # items 2 and up block on the gate: nothing consumes results, so input reading must stall
@@ -243,12 +243,12 @@ def test_imap_consumes_its_input_lazily(pool, gate):
     assert source.taken < 10_000
     open_gate(gate)
     total = sum(it)
-    assert source.taken == 100_000
-    assert total == sum(x * x for x in range(2, 100_000))
+    assert source.taken == 30_000
+    assert total == sum(x * x for x in range(2, 30_000))
 
 
 def test_executor_map_consumes_its_input_lazily(allcores_impl, gate):
-    source = CountingInput(50_000)
+    source = CountingInput(30_000)
     with allcores_impl.executor(2) as ex:
         it = ex.map(functools.partial(gated_square, gate=gate), source)
         assert next(it) == 0
@@ -256,7 +256,7 @@ def test_executor_map_consumes_its_input_lazily(allcores_impl, gate):
         threading.Event().wait(0.3)
         assert source.taken < 10_000
         open_gate(gate)
-        assert sum(it) == sum(x * x for x in range(1, 50_000))
+        assert sum(it) == sum(x * x for x in range(1, 30_000))
 
 
 def test_executor_map_of_an_endless_input_can_be_abandoned(allcores_impl):
