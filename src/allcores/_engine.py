@@ -527,6 +527,7 @@ class Engine:
                 items, event = region.pop_results(512, tick, 0, self._seen_event)
                 if items:
                     self._complete_popped(items)
+                    items = None  # the payloads' arena blocks go with their last user, not later
                     if self._fg:
                         region.wake_results()  # a caller began waiting meanwhile: let it look
                 if event != self._seen_event or self._timed_out:

@@ -152,6 +152,9 @@ def main(region, k: int, initializer, initargs, maxtasks) -> int:
                               f"pool's shared region can hold ({region.max_payload} bytes): {exc}")
             send(k, tid, R_ERR, 0, ser.dumps_exception(err, what))
         done += 1
+        # An idle worker must not pin its last task's arena blocks (a big argument, a result
+        # that is a view of it) while it waits for the next task, maybe for ever.
+        task = payload = fn_blob = body = extra = value = values = out = None
     return 0
 
 

@@ -2,6 +2,7 @@
 as zero-copy views of the receiver's own copy, bytes and bytearrays as themselves; memory stays flat."""
 import gc
 import pickle
+import time
 
 import psutil
 import pytest
@@ -112,24 +113,42 @@ def _kw(arrs, scale):
 
 
 def test_memory_flat_over_many_large_transfers(pool):
-    a = np.ones(4 * MB // 8)
+    """Issue 4's bar: 10,000 large transfers (1 MiB numpy arrays and bytes, each way) leave the
+    parent's and the workers' memory flat, touch no new arena memory beyond a few blocks, free
+    every block, and leave nothing in /dev/shm."""
+    import os
+    a = np.ones(MB // 8)
+    b = b"t" * MB
     me = psutil.Process()
-    for _ in range(20):
+    workers = [psutil.Process(pid) for pid in pool._engine.worker_pids()]
+    for _ in range(50):
         pool.apply(ident, (a,))
+        pool.apply(ident, (b,))
     gc.collect()
     rss0 = me.memory_info().rss
+    workers_rss0 = [w.memory_info().rss for w in workers]
+    shm0 = set(os.listdir("/dev/shm"))
     region = pool._engine._region
     touched0 = region.stats()["arena_pages_touched"]
-    for _ in range(500):
-        pool.apply(ident, (a,))
+    for i in range(5000):
+        assert pool.apply(ident, (a,)).shape == a.shape
+        assert len(pool.apply(ident, (b,))) == MB
     gc.collect()
     st = region.stats()
-    # Blocks are reused: 500 round trips of 4 MiB each way (4 GiB in all) touch no new memory
-    # beyond a few blocks (which blocks are free when the next one is taken depends on when
-    # the worker drops its argument, so the high-water mark may still rise by a block or two).
+    # Which blocks are free when the next one is taken depends on when the worker drops its
+    # argument, so the high-water mark may still rise by a block or two: never per transfer.
     grown_mib = (st["arena_pages_touched"] - touched0) * 4096 / MB
     assert grown_mib <= 16, f"{grown_mib:.0f} MiB of new arena memory touched"
+    # Every block is freed, even the last argument of a worker now idle (the worker lets it go
+    # just after it sends its result: give it a moment).
+    deadline = time.monotonic() + 10
+    while region.stats()["arena_allocs"] != region.stats()["arena_frees"]:
+        assert time.monotonic() < deadline, f"blocks never freed: {region.stats()}"
+        time.sleep(0.01)
     assert me.memory_info().rss - rss0 < 32 * MB
+    for w, rss in zip(workers, workers_rss0):
+        assert w.memory_info().rss - rss < 32 * MB
+    assert set(os.listdir("/dev/shm")) == shm0
 
 
 def test_big_bytes_travel_out_of_band():
