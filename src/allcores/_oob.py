@@ -2,16 +2,14 @@
 
 A payload with large bytes, bytearrays, memoryviews or numpy arrays is framed as
 
-    [u32 n][u64 len(stream)][u64 len(buf1)] ... [stream] [pad][buf1] [pad][buf2] ... [0]
+    [u32 n][u64 len(stream)][u64 len(buf1)] ... [stream] [pad][buf1] [pad][buf2] ...
 
-with every buffer 64-byte aligned and at least 64 zero bytes before it (and one after the
-last). The sender hands the parts to the region, which copies them straight into an arena block
-(no intermediate pickle of the data); the receiver unpickles the stream with the buffers as
-zero-copy views of that block, which stays alive while anything received from it does. numpy
-arrays and memoryviews arrive as views of the receiver's own copy in the block (writable, as
-from multiprocessing, with no second copy); bytes arrive as a bytes object that lives in the
-block (_core.SharedBytes, a subclass of bytes: its header goes into the padding before the
-data); a bytearray owns its memory (it can grow), so it is copied.
+with every buffer 64-byte aligned. The sender hands the parts to the region, which copies them
+straight into an arena block (no intermediate pickle of the data); the receiver unpickles the
+stream with the buffers as zero-copy views of that block, which stays alive while any view does.
+numpy arrays and memoryviews arrive as views of the receiver's own copy in the block (writable,
+as from multiprocessing, with no second copy); bytes and bytearray are rebuilt as themselves
+(one copy, in the receiver's memory), as their types own their memory.
 """
 from __future__ import annotations
 
@@ -25,9 +23,8 @@ from . import _serialize as ser
 KIND_OOB = 0x200       # message kind bit: the payload is framed as above
 OOB_MIN_BYTES = 64 * 1024
 ALIGN = 64
-_ZEROS = bytes(2 * ALIGN)
-_BYTES_TYPES = (bytes, _core.SharedBytes)
-_BUFFER_TYPES = (bytes, _core.SharedBytes, bytearray, memoryview)
+_ZEROS = bytes(ALIGN)
+_BUFFER_TYPES = (bytes, bytearray, memoryview)
 
 
 def _is_big(obj) -> bool:
@@ -58,7 +55,7 @@ def wants_oob(*objs) -> bool:
 
 
 def _rebuild_bytes(buf):
-    return _core.shared_bytes(buf)
+    return _core.bytes_copy(buf)
 
 
 def _rebuild_bytearray(buf):
@@ -77,7 +74,7 @@ class _Pickler(pickle.Pickler):
         if t in _BUFFER_TYPES and _is_big(obj):
             if t is memoryview and not obj.contiguous:
                 return NotImplemented
-            rebuild = (_rebuild_bytes if t in _BYTES_TYPES else
+            rebuild = (_rebuild_bytes if t is bytes else
                        _rebuild_bytearray if t is bytearray else _rebuild_memoryview)
             return rebuild, (pickle.PickleBuffer(obj),)
         return NotImplemented
@@ -99,7 +96,7 @@ def _mark_big_bytes(obj, depth=3):
     """obj with its big bytes (inside tuples, lists and dicts, `depth` levels down: a call's
     (fn, args, kwargs), a chunk's items and their tuples) replaced by _BigBytes."""
     t = type(obj)
-    if t in _BYTES_TYPES:
+    if t is bytes:
         return _BigBytes(obj) if len(obj) >= OOB_MIN_BYTES else obj
     if depth == 0:
         return obj
@@ -132,19 +129,12 @@ def dumps(obj) -> list:
     parts = [header, stream]
     at = len(header) + stream.nbytes
     for v in views:
-        pad = _pad(at)
-        parts.append(_ZEROS[:pad])
+        pad = -at % ALIGN
+        if pad:
+            parts.append(_ZEROS[:pad])
         parts.append(v)
         at += pad + v.nbytes
-    if views:
-        parts.append(_ZEROS[:1])
     return parts
-
-
-def _pad(at):
-    """Zero bytes before a buffer that starts after `at` bytes: room for a bytes object's header
-    (see _core.shared_bytes), then up to the next 64-byte boundary."""
-    return ALIGN + (-at % ALIGN)
 
 
 def loads(payload):
@@ -157,7 +147,7 @@ def loads(payload):
     at += lens[0]
     bufs = []
     for size in lens[1:]:
-        at += _pad(at)
+        at += -at % ALIGN
         bufs.append(mv[at:at + size])
         at += size
     return pickle.loads(stream, buffers=bufs)

@@ -5,6 +5,7 @@
 #include "binding.h"
 
 #include <structmember.h>
+#include <unistd.h>
 
 #include "allcores/clock.h"
 #include "allcores/errors.h"
@@ -104,6 +105,7 @@ typedef struct {
   uint64_t block;
   Py_ssize_t len;
   Py_ssize_t exports;
+  pid_t pid; /* the process that received the block: the only one that may free it */
 } BlockBufferObject;
 
 static int BlockBuffer_getbuffer(PyObject *op, Py_buffer *view, int flags) {
@@ -123,7 +125,9 @@ static void BlockBuffer_dealloc(PyObject *op) {
   BlockBufferObject *self = (BlockBufferObject *)op;
   PyTypeObject *tp = Py_TYPE(op);
   RegionObject *reg = (RegionObject *)self->region;
-  if (reg && reg->region.base) {
+  /* A fork child inherits this object but not the block: freeing it there (a child that ends
+   * with sys.exit() deallocates everything) would hand the parent's data to the next payload. */
+  if (reg && reg->region.base && self->pid == getpid()) {
     ac_block *b = ac_block_at(reg->region.base, self->block);
     if (atomic_fetch_sub(&b->refs, 1) == 1) ac_region_release(&reg->region, self->block);
   }
@@ -157,16 +161,6 @@ static PyType_Spec BlockBuffer_spec = {
     .slots = BlockBuffer_slots,
 };
 
-int acx_block_buffer_span(ac_module_state *st, PyObject *obj, char **start, Py_ssize_t *len) {
-  if (Py_TYPE(obj) != st->BlockBuffer) return -1;
-  BlockBufferObject *self = (BlockBufferObject *)obj;
-  RegionObject *reg = (RegionObject *)self->region;
-  if (!reg || !reg->region.base) return -1;
-  *start = ac_block_data(reg->region.base, self->block);
-  *len = self->len;
-  return 0;
-}
-
 static PyObject *block_buffer_new(RegionObject *region, uint64_t block) {
   ac_module_state *st = ac_state_from_type(Py_TYPE(region));
   if (!st) return NULL;
@@ -179,6 +173,7 @@ static PyObject *block_buffer_new(RegionObject *region, uint64_t block) {
   self->block = block;
   self->len = (Py_ssize_t)b->len;
   self->exports = 0;
+  self->pid = getpid();
   return (PyObject *)self;
 }
 
