@@ -28,22 +28,25 @@ static void copy_into(char *dst, const void *src, size_t n) {
   Py_END_ALLOW_THREADS
 }
 
-static PyObject *bytes_copy(PyObject *module, PyObject *arg) {
+static PyObject *copy_as(PyObject *arg, PyObject *(*make)(const char *, Py_ssize_t),
+                         char *(*data)(PyObject *)) {
   Py_buffer view;
   if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-  PyObject *out = PyBytes_FromStringAndSize(NULL, view.len);
-  if (out) copy_into(PyBytes_AS_STRING(out), view.buf, (size_t)view.len);
+  PyObject *out = make(NULL, view.len);
+  if (out) copy_into(data(out), view.buf, (size_t)view.len);
   PyBuffer_Release(&view);
   return out;
 }
 
+static char *bytes_data(PyObject *o) { return PyBytes_AS_STRING(o); }
+static char *bytearray_data(PyObject *o) { return PyByteArray_AS_STRING(o); }
+
+static PyObject *bytes_copy(PyObject *module, PyObject *arg) {
+  return copy_as(arg, PyBytes_FromStringAndSize, bytes_data);
+}
+
 static PyObject *bytearray_copy(PyObject *module, PyObject *arg) {
-  Py_buffer view;
-  if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-  PyObject *out = PyByteArray_FromStringAndSize(NULL, view.len);
-  if (out) copy_into(PyByteArray_AS_STRING(out), view.buf, (size_t)view.len);
-  PyBuffer_Release(&view);
-  return out;
+  return copy_as(arg, PyByteArray_FromStringAndSize, bytearray_data);
 }
 
 static PyMethodDef copy_methods[] = {
