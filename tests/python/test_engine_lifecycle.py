@@ -22,11 +22,6 @@ def _fds():
     return len(os.listdir("/proc/self/fd"))
 
 
-def _maps():
-    with open("/proc/self/maps") as f:
-        return sum(1 for _ in f)
-
-
 _CYCLES_SCRIPT = textwrap.dedent("""
     import gc, json, os, sys
     import psutil
