@@ -10,6 +10,8 @@
  *   exactly which task was running and repair the rings (ac_region_reap).
  * - Payloads: ac_region_send copies the given parts inline into a slot when they fit, else into an
  *   arena block; the receiver gets the block offset and frees it with ac_region_release.
+ * - The memfd stays open with the mapping, so that a receiver can also map part of a block
+ *   privately (ac_region_map_private): a copy-on-write view of the pages, with no copy made.
  * Functions return 0 or a negative code (errors.h, ring.h). */
 #ifndef ALLCORES_REGION_H
 #define ALLCORES_REGION_H
@@ -70,6 +72,7 @@ typedef struct ac_header {
 typedef struct ac_region {
   char *base;
   uint64_t size;
+  int memfd; /* the region's memfd (kept open while mapped: ac_region_map_private), or -1 */
   ac_header *hdr;
   ac_ring *tasks;
   ac_ring *results;
@@ -85,6 +88,16 @@ typedef struct ac_region_config {
 
 int ac_region_create(ac_region *r, const ac_region_config *cfg);
 void ac_region_destroy(ac_region *r);
+
+/* Maps the pages of r holding [at - before, at + len) again, privately (MAP_PRIVATE: copy on
+ * write, so writes through the new mapping never reach the region, and a fork child gets its own
+ * copy of what it writes, as with any private memory). The pages are not copied: until written they
+ * show the region's contents, so the caller keeps the block allocated (nobody else writes it)
+ * while the mapping lives. On success sets *map and *map_len (for munmap) and *at_private, the
+ * address of `at` in the new mapping, and returns 0; else a negative errno (-EBADF without a
+ * memfd, -EINVAL when the range is not inside the region). */
+int ac_region_map_private(const ac_region *r, const char *at, size_t before, size_t len,
+                          void **map, size_t *map_len, char **at_private);
 
 /* Sends a message whose payload is the concatenation of parts (total len bytes) on ring q.
  * owner tags an arena block; claim/held record progress for crash repair (may be NULL): *held

@@ -8,8 +8,9 @@ with every buffer 64-byte aligned. The sender hands the parts to the region, whi
 straight into an arena block (no intermediate pickle of the data); the receiver unpickles the
 stream with the buffers as zero-copy views of that block, which stays alive while any view does.
 numpy arrays and memoryviews arrive as views of the receiver's own copy in the block (writable,
-as from multiprocessing, with no second copy); bytes and bytearray are rebuilt as themselves
-(one copy, in the receiver's memory), as their types own their memory.
+as from multiprocessing, with no second copy). bytes arrive as _core.SharedBytes, a bytes
+subclass living in a private copy-on-write mapping of the block's pages (no copy: see
+src/ext/received_bytes.c); a bytearray can grow, so it must own its memory: it is copied.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ KIND_OOB = 0x200       # message kind bit: the payload is framed as above
 OOB_MIN_BYTES = 64 * 1024
 ALIGN = 64
 _ZEROS = bytes(ALIGN)
-_BUFFER_TYPES = (bytes, bytearray, memoryview)
+_BYTES_TYPES = (bytes, _core.SharedBytes)
+_BUFFER_TYPES = (bytes, _core.SharedBytes, bytearray, memoryview)
 
 
 def _is_big(obj) -> bool:
@@ -55,7 +57,7 @@ def wants_oob(*objs) -> bool:
 
 
 def _rebuild_bytes(buf):
-    return _core.bytes_copy(buf)
+    return _core.shared_bytes(buf)
 
 
 def _rebuild_bytearray(buf):
@@ -74,7 +76,7 @@ class _Pickler(pickle.Pickler):
         if t in _BUFFER_TYPES and _is_big(obj):
             if t is memoryview and not obj.contiguous:
                 return NotImplemented
-            rebuild = (_rebuild_bytes if t is bytes else
+            rebuild = (_rebuild_bytes if t in _BYTES_TYPES else
                        _rebuild_bytearray if t is bytearray else _rebuild_memoryview)
             return rebuild, (pickle.PickleBuffer(obj),)
         return NotImplemented
@@ -96,7 +98,7 @@ def _mark_big_bytes(obj, depth=3):
     """obj with its big bytes (inside tuples, lists and dicts, `depth` levels down: a call's
     (fn, args, kwargs), a chunk's items and their tuples) replaced by _BigBytes."""
     t = type(obj)
-    if t is bytes:
+    if t in _BYTES_TYPES:
         return _BigBytes(obj) if len(obj) >= OOB_MIN_BYTES else obj
     if depth == 0:
         return obj

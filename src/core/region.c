@@ -18,6 +18,7 @@ static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1)
 
 int ac_region_create(ac_region *r, const ac_region_config *cfg) {
   memset(r, 0, sizeof *r);
+  r->memfd = -1;
   if (cfg->nworkers == 0 || cfg->nworkers > AC_MAX_WORKERS) return -EINVAL;
   uint64_t off_workers = align_up(sizeof(ac_header), 64);
   uint64_t off_tasks = align_up(off_workers + cfg->nworkers * sizeof(ac_worker_rec), PAGE);
@@ -35,11 +36,14 @@ int ac_region_create(ac_region *r, const ac_region_config *cfg) {
   }
   void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
   int err = base == MAP_FAILED ? -errno : 0;
-  close(fd);
-  if (err) return err;
+  if (err) {
+    close(fd);
+    return err;
+  }
 
   r->base = base;
   r->size = size;
+  r->memfd = fd;
   r->hdr = base;
   r->workers = (ac_worker_rec *)(r->base + off_workers);
   r->tasks = (ac_ring *)(r->base + off_tasks);
@@ -66,8 +70,28 @@ int ac_region_create(ac_region *r, const ac_region_config *cfg) {
 }
 
 void ac_region_destroy(ac_region *r) {
-  if (r->base) munmap(r->base, r->size);
+  if (r->base) {
+    munmap(r->base, r->size);
+    if (r->memfd >= 0) close(r->memfd);
+  }
   memset(r, 0, sizeof *r);
+  r->memfd = -1;
+}
+
+int ac_region_map_private(const ac_region *r, const char *at, size_t before, size_t len,
+                          void **map, size_t *map_len, char **at_private) {
+  if (r->memfd < 0 || !r->base) return -EBADF;
+  if (at < r->base + before || at + len > r->base + r->size || at - before < r->base)
+    return -EINVAL;
+  uint64_t from = (uint64_t)(at - before - r->base) & ~(PAGE - 1);
+  uint64_t to = align_up((uint64_t)(at + len - r->base), PAGE);
+  void *m = mmap(NULL, to - from, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, r->memfd,
+                 (off_t)from);
+  if (m == MAP_FAILED) return -errno;
+  *map = m;
+  *map_len = to - from;
+  *at_private = (char *)m + ((uint64_t)(at - r->base) - from);
+  return 0;
 }
 
 static int sleep_ns(int64_t ns) {

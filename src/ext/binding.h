@@ -14,6 +14,7 @@ typedef struct {
   PyObject *CorruptError; /* invalid data met in shared memory */
   PyTypeObject *Region;
   PyTypeObject *BlockBuffer;
+  PyTypeObject *SharedBytes; /* bytes received without a copy (received_bytes.c) */
 } ac_module_state;
 
 ac_module_state *ac_get_state(PyObject *module);
@@ -35,6 +36,10 @@ __attribute__((weak)) int acx_register_interp(PyObject *module);
 /* For interp_host.c: the mapping behind a Region (NULL with TypeError otherwise), and a new Region
  * object of `module` that views that mapping without owning it (a subinterpreter's worker). */
 struct ac_region;
+/* For received_bytes.c: when obj is a BlockBuffer of the module whose state is st, sets *r to the
+ * region its block is in and returns 0; else returns -1 (no exception set). */
+int acx_block_buffer_region(ac_module_state *st, PyObject *obj, const struct ac_region **r);
+
 struct ac_region *acx_region_of(PyObject *obj);
 PyObject *acx_region_view(PyObject *module, const struct ac_region *r);
 

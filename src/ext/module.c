@@ -23,6 +23,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->CorruptError);
   Py_VISIT(st->Region);
   Py_VISIT(st->BlockBuffer);
+  Py_VISIT(st->SharedBytes);
   return 0;
 }
 
@@ -32,6 +33,7 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->CorruptError);
   Py_CLEAR(st->Region);
   Py_CLEAR(st->BlockBuffer);
+  Py_CLEAR(st->SharedBytes);
   return 0;
 }
 

@@ -161,6 +161,14 @@ static PyType_Spec BlockBuffer_spec = {
     .slots = BlockBuffer_slots,
 };
 
+int acx_block_buffer_region(ac_module_state *st, PyObject *obj, const struct ac_region **r) {
+  if (Py_TYPE(obj) != st->BlockBuffer) return -1;
+  RegionObject *reg = (RegionObject *)((BlockBufferObject *)obj)->region;
+  if (!reg || !reg->region.base) return -1;
+  *r = &reg->region;
+  return 0;
+}
+
 static PyObject *block_buffer_new(RegionObject *region, uint64_t block) {
   ac_module_state *st = ac_state_from_type(Py_TYPE(region));
   if (!st) return NULL;

@@ -1,6 +1,7 @@
 /* test-region.c: the region: its layout, sending inline and through the arena, the checks on
  * received headers, the worker steps, the worker-slot state machine, and what the parent finds
  * after a worker dies in each window (ac_region_reap). */
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -64,6 +65,45 @@ TEST_IMPL(region_layout) {
   for (uint32_t k = 0; k < 3; k++) ASSERT_EQ(r.workers[k].state, AC_W_EMPTY);
   ac_region_destroy(&r);
   ASSERT_PTR_EQ(r.base, NULL);
+}
+
+TEST_IMPL(region_map_private_is_copy_on_write) {
+  ac_region r;
+  make_region(&r, 1, 4 << 20);
+  static char big[300000];
+  for (size_t i = 0; i < sizeof big; i++) big[i] = (char)(i * 7);
+  struct iovec part = {big, sizeof big};
+  ac_msg m = {.id = 1};
+  ASSERT_OK(ac_region_send(&r, r.tasks, &m, &part, 1, AC_OWNER_PARENT, NULL, NULL, -1, NULL));
+  ac_msg got;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_OK(ac_worker_next_task(&r, 0, &got, buf, 0, 0));
+  char *data = (char *)ac_region_payload(&r, &got, buf) + 1000; /* not page aligned */
+  void *map;
+  size_t map_len;
+  char *priv;
+  ASSERT_OK(ac_region_map_private(&r, data, 48, 5000, &map, &map_len, &priv));
+  ASSERT_EQ((uintptr_t)map % 4096, 0);
+  ASSERT_EQ(map_len % 4096, 0);
+  ASSERT_GE(priv - (char *)map, 48);
+  ASSERT_LE(priv + 5000, (char *)map + map_len);
+  ASSERT_MEM_EQ(priv - 48, data - 48, 5048); /* the same bytes, not copied */
+  priv[0] ^= 1;                              /* a write stays private */
+  priv[-48] ^= 1;
+  ASSERT_EQ(data[0], big[1000]);
+  ASSERT_EQ(data[-48], big[1000 - 48]);
+  ASSERT_EQ(priv[0], (char)(big[1000] ^ 1));
+  ASSERT_EQ(munmap(map, map_len), 0);
+  /* Out of the region, or without a memfd: refused. */
+  ASSERT_EQ(ac_region_map_private(&r, r.base + r.size - 10, 0, 100, &map, &map_len, &priv), -EINVAL);
+  ASSERT_EQ(ac_region_map_private(&r, r.base + 10, 100, 10, &map, &map_len, &priv), -EINVAL);
+  int fd = r.memfd;
+  r.memfd = -1;
+  ASSERT_EQ(ac_region_map_private(&r, data, 0, 10, &map, &map_len, &priv), -EBADF);
+  r.memfd = fd;
+  ac_region_release(&r, got.block);
+  ac_region_destroy(&r);
+  ASSERT_EQ(fcntl(fd, F_GETFD), -1); /* destroy closed the memfd */
 }
 
 TEST_IMPL(region_send_inline_and_through_arena_with_parts) {

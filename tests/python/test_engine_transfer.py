@@ -1,6 +1,7 @@
 """Big arguments and results cross through the shared arena: numpy arrays and memoryviews arrive
 as zero-copy views of the receiver's own copy, bytes and bytearrays as themselves; memory stays flat."""
 import gc
+import pickle
 import time
 
 import psutil
@@ -29,12 +30,78 @@ def pool():
         yield p
 
 
-@pytest.mark.parametrize("obj", [b"b" * (8 * MB), bytearray(b"a" * (8 * MB))],
-                         ids=["bytes", "bytearray"])
-def test_big_buffers_round_trip_as_themselves(pool, obj):
-    assert pool.apply(describe, (obj,)) == (type(obj).__name__, len(obj))
+def test_big_bytes_arrive_as_bytes_without_a_copy(pool):
+    """No copy on receipt: a big bytes object arrives as a bytes (a subclass, SharedBytes) mapped
+    from the block it came in; it behaves as bytes and pickles as plain bytes."""
+    obj = bytes(range(256)) * (32 * 1024)
+    assert pool.apply(describe, (obj,)) == ("SharedBytes", len(obj))
     back = pool.apply(ident, (obj,))
-    assert type(back) is type(obj) and back == obj
+    assert isinstance(back, bytes) and type(back) is allcores._core.SharedBytes
+    assert back == obj and hash(back) == hash(obj) and back[-3:] == obj[-3:]
+    assert back.decode("latin-1") == obj.decode("latin-1") and bytes(back) == obj
+    assert type(bytes(back)) is bytes and type(back + b"x") is bytes
+    again = pickle.loads(pickle.dumps(back))
+    assert type(again) is bytes and again == obj
+    assert pool.apply(ident, (back,)) == obj  # and it travels on as bytes
+    with pytest.raises(TypeError):
+        allcores._core.SharedBytes(b"x")
+
+
+def test_big_bytes_outlive_the_pool_and_free_their_block():
+    obj = b"z" * (4 * MB)
+    with allcores.Pool(1) as p:
+        region = p._engine._region
+        backs = [p.apply(ident, (obj,)) for _ in range(3)]
+        in_use = region.stats()["arena_allocs"] - region.stats()["arena_frees"]
+    gc.collect()
+    assert all(b == obj for b in backs)  # the mapping lives as long as they do
+    del backs
+    gc.collect()
+    st = region.stats()
+    assert st["arena_allocs"] - st["arena_frees"] <= in_use - 3
+
+
+def test_big_bytearray_arrives_as_its_own_bytearray(pool):
+    obj = bytearray(b"a" * (8 * MB))
+    assert pool.apply(describe, (obj,)) == ("bytearray", len(obj))
+    back = pool.apply(ident, (obj,))
+    assert type(back) is bytearray and back == obj
+    back.extend(b"more")  # it owns its memory: it can grow
+    assert len(back) == len(obj) + 4
+
+
+def test_shared_bytes_of_anything_but_an_arena_view_is_a_copy():
+    from allcores import _oob
+    data = memoryview(b"q" * (1 << 17))
+    got = _oob._rebuild_bytes(data)  # not a view of an arena block: a plain copy
+    assert type(got) is bytes and got == data
+
+
+def test_a_fork_child_never_touches_the_parents_received_bytes():
+    """The object lives in private memory: a fork child's reference counting (taking references
+    it never gives back, dropping the ones it inherited) changes nothing in the parent."""
+    import os
+    import sys
+    obj = bytes(range(256)) * 4096
+    with allcores.Pool(1) as p:
+        back = p.apply(ident, (obj,))
+        count = sys.getrefcount(back)
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                keep = [back] * 5  # noqa: F841 - references never given back (os._exit)
+                del back
+                gc.collect()
+            except BaseException:  # noqa: B902
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert sys.getrefcount(back) == count
+        for _ in range(10):
+            p.apply(ident, (obj[::-1],))
+        assert back == obj
 
 
 def test_numpy_argument_is_a_view_not_a_copy(pool):
@@ -106,6 +173,11 @@ def _kw(arrs, scale):
     return int(sum(x.size for x in arrs) + scale.size)
 
 
+def _mappings():
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+
+
 def _ours_in_dev_shm():
     """/dev/shm entries this test process could have made (other jobs on the machine, joblib's
     or loky's, come and go)."""
@@ -130,6 +202,7 @@ def test_memory_flat_over_many_large_transfers(pool):
     rss0 = me.memory_info().rss
     workers_rss0 = [w.memory_info().rss for w in workers]
     shm0 = _ours_in_dev_shm()
+    maps0 = _mappings()
     region = pool._engine._region
     touched0 = region.stats()["arena_pages_touched"]
     for i in range(5000):
@@ -151,6 +224,7 @@ def test_memory_flat_over_many_large_transfers(pool):
     for w, rss in zip(workers, workers_rss0):
         assert w.memory_info().rss - rss < 32 * MB
     assert _ours_in_dev_shm() == shm0
+    assert _mappings() <= maps0 + 10  # received bytes unmap their view when they go
 
 
 def test_big_bytes_travel_out_of_band():
