@@ -77,31 +77,41 @@ def test_shared_bytes_of_anything_but_an_arena_view_is_a_copy():
     assert type(got) is bytes and got == data
 
 
+def _in_fork_child(action):
+    """Runs action() in a fork child, which then leaves at once (no pytest cleanup there)."""
+    import os
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            action()
+        except BaseException:  # noqa: B902
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_a_fork_child_never_touches_the_parents_received_bytes():
     """The object lives in private memory: a fork child's reference counting (taking references
     it never gives back, dropping the ones it inherited) changes nothing in the parent."""
-    import os
     import sys
     obj = bytes(range(256)) * 4096
     with allcores.Pool(1) as p:
-        back = p.apply(ident, (obj,))
-        count = sys.getrefcount(back)
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                keep = [back] * 5  # noqa: F841 - references never given back (os._exit)
-                del back
-                gc.collect()
-            except BaseException:  # noqa: B902
-                code = 1
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert sys.getrefcount(back) == count
+        held = [p.apply(ident, (obj,))]
+        count = sys.getrefcount(held[0])
+        keep = []
+
+        def take_and_drop():
+            keep.extend([held[0]] * 5)  # references never given back (the child leaves)
+            held.clear()
+            gc.collect()
+        _in_fork_child(take_and_drop)
+        after = sys.getrefcount(held[0])  # outside the assert: pytest's rewriting holds a ref
+        assert after == count
         for _ in range(10):
             p.apply(ident, (obj[::-1],))
-        assert back == obj
+        assert held[0] == obj
 
 
 def test_numpy_argument_is_a_view_not_a_copy(pool):
@@ -128,7 +138,6 @@ def test_a_fork_child_dropping_a_received_view_leaves_the_parents_block_alone():
     """A fork child inherits the parent's zero-copy results but not their blocks: when it drops
     them (or ends with sys.exit(), which deallocates everything) the parent's data must not be
     freed and handed to the next payload."""
-    import os
     a = np.arange(MB // 8, dtype=np.float64)
     with allcores.Pool(1) as p:
         region = p._engine._region
@@ -141,21 +150,17 @@ def test_a_fork_child_dropping_a_received_view_leaves_the_parents_block_alone():
         while in_use() != 1:  # the worker lets its argument go just after it sends the result
             assert time.monotonic() < deadline, region.stats()
             time.sleep(0.01)
-        pid = os.fork()
-        if pid == 0:  # the child: drop the inherited view, then leave without pytest's cleanup
-            code = 0
-            try:
-                del back
-                gc.collect()
-            except BaseException:  # noqa: B902
-                code = 1
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        held = [back]
+        del back
+
+        def drop():
+            held.clear()  # the child's only reference: the view is deallocated there
+            gc.collect()
+        _in_fork_child(drop)
         assert in_use() == 1  # the block under `back` is still the parent's
         for _ in range(20):  # payloads that would land in the block had the child freed it
             p.apply(ident, (np.zeros(MB // 8),))
-        np.testing.assert_array_equal(back, a)
+        np.testing.assert_array_equal(held[0], a)
 
 
 def test_memoryview_argument_arrives_as_memoryview(pool):
