@@ -26,7 +26,7 @@ OOB_MIN_BYTES = 64 * 1024
 ALIGN = 64
 _ZEROS = bytes(ALIGN)
 _BYTES_TYPES = (bytes, _core.SharedBytes)
-_BUFFER_TYPES = (bytes, _core.SharedBytes, bytearray, memoryview)
+_BUFFER_TYPES = _BYTES_TYPES + (bytearray, memoryview)
 
 
 def _is_big(obj) -> bool:

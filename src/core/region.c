@@ -81,7 +81,7 @@ void ac_region_destroy(ac_region *r) {
 int ac_region_map_private(const ac_region *r, const char *at, size_t before, size_t len,
                           void **map, size_t *map_len, char **at_private) {
   if (r->memfd < 0 || !r->base) return -EBADF;
-  if (at < r->base + before || at + len > r->base + r->size || at - before < r->base)
+  if (at < r->base + before || at + len > r->base + r->size)
     return -EINVAL;
   uint64_t from = (uint64_t)(at - before - r->base) & ~(PAGE - 1);
   uint64_t to = align_up((uint64_t)(at + len - r->base), PAGE);
