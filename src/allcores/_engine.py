@@ -106,6 +106,7 @@ def _template_main(region, efd, initializer, initargs, maxtasks):
 
 
 _cond_lock = threading.Lock()
+_DONE_STATES = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 
 
 class TaskFuture(Future):
@@ -143,7 +144,7 @@ class TaskFuture(Future):
         with _cond_lock:
             if "_condition" in self.__dict__:
                 return False
-            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED):
+            if self._state in _DONE_STATES:
                 raise InvalidStateError(f"{self._state}: {self!r}")
             self._result = result
             self._exception = exception
@@ -185,14 +186,29 @@ class TaskFuture(Future):
             raise
         return None if end is None else max(0.0, end - time.monotonic())
 
+    def done(self):
+        # One attribute read is atomic: no condition (and no lock) for the common question.
+        return self._state in _DONE_STATES
+
     def result(self, timeout=None):
         if self._state != FINISHED and self._engine is not None:
             timeout = self._wait(timeout)
+        if self._state == FINISHED:  # set before _state: see _finish_unwatched
+            exc = self._exception
+            if exc is None:
+                return self._result
+            try:
+                raise exc
+            finally:
+                # No cycle through the traceback's frame (as Future.result breaks it).
+                self = exc = None  # noqa: F841
         return super().result(timeout)
 
     def exception(self, timeout=None):
         if self._state != FINISHED and self._engine is not None:
             timeout = self._wait(timeout)
+        if self._state == FINISHED:
+            return self._exception
         return super().exception(timeout)
 
 

@@ -22,38 +22,17 @@ from . import _core
 from . import _serialize as ser
 
 KIND_OOB = 0x200       # message kind bit: the payload is framed as above
-OOB_MIN_BYTES = 64 * 1024
+OOB_MIN_BYTES = _core.OOB_MIN_BYTES  # 64 KiB
 ALIGN = 64
 _ZEROS = bytes(ALIGN)
 _BYTES_TYPES = (bytes, _core.SharedBytes)
 _BUFFER_TYPES = _BYTES_TYPES + (bytearray, memoryview)
 
 
-def _is_big(obj) -> bool:
-    t = type(obj)
-    if t in _BUFFER_TYPES:
-        return len(obj) * (obj.itemsize if t is memoryview else 1) >= OOB_MIN_BYTES
-    if t.__module__ == "numpy" and t.__name__ in ("ndarray", "memmap"):
-        return obj.nbytes >= OOB_MIN_BYTES
-    return False
-
-
-def wants_oob(*objs) -> bool:
-    """True when one of objs, or an element one level inside a tuple/list/dict of them, is a big
-    buffer (a cheap, shallow look: tiny-task payloads never pay for a full walk)."""
-    for obj in objs:
-        if _is_big(obj):
-            return True
-        t = type(obj)
-        if t is tuple or t is list:
-            for x in obj:
-                if _is_big(x):
-                    return True
-        elif t is dict:
-            for x in obj.values():
-                if _is_big(x):
-                    return True
-    return False
+# Is obj a big bytes, bytearray, memoryview or numpy array? Does one of objs, or an element one
+# level inside a tuple, list or dict of them, hold one? (C: every payload asks, src/ext/oob_scan.c)
+_is_big = _core.is_big
+wants_oob = _core.wants_oob
 
 
 def _rebuild_bytes(buf):

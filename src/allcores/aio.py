@@ -75,7 +75,7 @@ class AsyncIMapIterator(IMapIterator):
             self._event = asyncio.Event()
         while True:
             self._event.clear()  # before looking: a wake-up after this is never lost
-            with self._cond:
+            with self._lock:
                 ready, got = self._take()
             if ready:
                 break

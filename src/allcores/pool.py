@@ -180,7 +180,9 @@ class IMapIterator:
     def __init__(self, engine, ordered, progress=None):
         self._engine = engine
         self._ordered = ordered
-        self._cond = threading.Condition(threading.Lock())
+        # Guards _ready and the consumer's position. Nobody waits on it: a consumer waits in
+        # engine.wait_for(), which results end (see Engine.wait_for).
+        self._lock = threading.Lock()
         self._ready = {} if ordered else collections.deque()
         self._cur = None   # the run of results being consumed
         self._pos = 0
@@ -198,12 +200,11 @@ class IMapIterator:
 
     # sink side: each entry is a run of results (values, errors) starting at some index
     def chunk(self, start, values, errors):
-        with self._cond:
+        with self._lock:
             if self._ordered:
                 self._ready[start] = (values, errors)
             else:
                 self._ready.append((values, errors))
-            self._cond.notify()
 
     def item(self, index, ok, value):
         if ok:
@@ -212,17 +213,15 @@ class IMapIterator:
             self.chunk(index, [None], {0: value})
 
     def done(self):
-        with self._cond:
+        with self._lock:
             self._done = True
             self._delivered_total = self._job.submitted
-            self._cond.notify_all()
 
     def fail(self, exc):
-        with self._cond:
+        with self._lock:
             self._error = exc
             self._done = True
             self._delivered_total = self._job.submitted if self._job else 0
-            self._cond.notify_all()
 
     # consumer side
     def __iter__(self):
@@ -266,7 +265,7 @@ class IMapIterator:
     def _next_item(self, timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            with self._cond:
+            with self._lock:
                 ready, got = self._take()
             if not ready:
                 left = None if deadline is None else deadline - time.monotonic()

@@ -30,6 +30,7 @@ PyObject *ac_py_raise(PyObject *module, int rc, const char *context);
 int acx_register_region(PyObject *module);
 int acx_register_process(PyObject *module);
 int acx_register_copy(PyObject *module);
+int acx_register_oob_scan(PyObject *module);
 __attribute__((weak)) int acx_register_shared(PyObject *module);
 __attribute__((weak)) int acx_register_interp(PyObject *module);
 
