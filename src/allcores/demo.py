@@ -60,6 +60,29 @@ def _cpu_seconds(pids) -> float:
     return total
 
 
+def _runq_seconds():
+    """Seconds this process's threads (those alive now) have spent runnable but without a CPU:
+    the second field of /proc/self/task/TID/schedstat. None where the kernel does not keep it."""
+    total, seen = 0, False
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+            seen = True
+        except (OSError, IndexError, ValueError):
+            pass  # the thread ended meanwhile
+    return total / 1e9 if seen else None
+
+
+def _n(count, word):
+    """"1 thread", "2 threads"."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 class Row:
     def __init__(self, name, wall, cpu):
         self.name, self.wall, self.cpu = name, wall, cpu
@@ -94,10 +117,10 @@ def cpu_bound(workers: int, task_s: float):
     n = _calibrate(task_s)
     tasks = [n] * (2 * workers)
     print(f"\n1. CPU-bound pure Python: {len(tasks)} calls of spin() ~{task_s:.2f} s each, "
-          f"{workers} workers on {os.cpu_count()} cores")
+          f"{_n(workers, 'worker')} on {os.cpu_count()} cores")
     rows = [_measure("serial", lambda: [spin(t) for t in tasks])]
     with cf.ThreadPoolExecutor(workers) as ex:
-        rows.append(_measure(f"{workers} threads", lambda: list(ex.map(spin, tasks))))
+        rows.append(_measure(_n(workers, "thread"), lambda: list(ex.map(spin, tasks))))
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers) as mp_pool:
         mp_pool.map(spin, [10] * workers)
@@ -132,21 +155,31 @@ def cpu_verdict(rows, workers):
 
 class _SlowServer:
     """A TCP server on 127.0.0.1 that answers each request after `delay` seconds, as a remote
-    service would: one thread per connection, so requests overlap on its side too."""
+    service would: one thread per connection, so requests overlap on its side too. close() ends
+    every thread it started, so that none outlives the step (a later step's GIL timeline would
+    show it as a lane of its own)."""
 
     def __init__(self, delay):
         self.delay = delay
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.address = self.sock.getsockname()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._closing = False
+        self._answers = []
+        self._thread = threading.Thread(target=self._serve, name="demo-server", daemon=True)
+        self._thread.start()
 
     def _serve(self):
         while True:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
-                return  # closed
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+                return
+            if self._closing:  # close()'s wake-up connection
+                conn.close()
+                return
+            t = threading.Thread(target=self._answer, args=(conn,), daemon=True)
+            self._answers.append(t)
+            t.start()
 
     def _answer(self, conn):
         with conn:
@@ -155,6 +188,16 @@ class _SlowServer:
             conn.sendall(b"reply to " + request)
 
     def close(self):
+        # Closing the listening socket does not wake a thread blocked in accept() on Linux: a
+        # connection of our own does, and the thread sees _closing and returns.
+        self._closing = True
+        try:
+            socket.create_connection(self.address, timeout=5).close()
+        except OSError:
+            pass  # the thread is gone already (accept() failed)
+        self._thread.join(timeout=5)
+        for t in self._answers:
+            t.join(timeout=5)
         self.sock.close()
 
 
@@ -171,13 +214,14 @@ def io_bound(workers: int):
     tasks = [0.1] * n
     rows = [_measure("sleep, serial", lambda: [sleepy(t) for t in tasks])]
     with cf.ThreadPoolExecutor(n) as ex:
-        rows.append(_measure(f"sleep, {n} threads", lambda: list(ex.map(sleepy, tasks))))
+        rows.append(_measure(f"sleep, {_n(n, 'thread')}", lambda: list(ex.map(sleepy, tasks))))
     server = _SlowServer(0.1)
     try:
         addresses = [server.address] * n
         rows.append(_measure("sockets, serial", lambda: [fetch(a) for a in addresses]))
         with cf.ThreadPoolExecutor(n) as ex:
-            rows.append(_measure(f"sockets, {n} threads", lambda: list(ex.map(fetch, addresses))))
+            rows.append(_measure(f"sockets, {_n(n, 'thread')}",
+                                 lambda: list(ex.map(fetch, addresses))))
     finally:
         server.close()
     _table(rows, rows[0].wall)
@@ -187,47 +231,132 @@ def io_bound(workers: int):
           f"tool here.")
 
 
+#: Threads that spent at least this share of their runnable time without a CPU were held back
+#: by other work (the doctor's cpu-starved finding uses the same 20%).
+STARVED_SHARE = 0.2
+
+
 def c_releases_gil(workers: int):
     data = os.urandom(32 << 20)
     print(f"\n3. C code that releases the GIL: sha256 of {workers * 4} buffers of 32 MiB")
     tasks = [data] * (workers * 4)
     rows = [_measure("serial", lambda: [digest(d) for d in tasks])]
     with cf.ThreadPoolExecutor(workers) as ex:
-        rows.append(_measure(f"{workers} threads", lambda: list(ex.map(digest, tasks))))
+        list(ex.map(len, tasks[:workers]))  # the threads exist before the run-queue reading
+        runq0 = _runq_seconds()
+        rows.append(_measure(_n(workers, "thread"), lambda: list(ex.map(digest, tasks))))
+        runq1 = _runq_seconds()
     _table(rows, rows[0].wall)
-    used = rows[1].cpu / rows[1].wall
+    starved = None if runq0 is None or runq1 is None else max(0.0, runq1 - runq0)
+    print("  -> " + c_verdict(rows[1], workers, starved, os.getloadavg()[0]))
+
+
+def c_verdict(threads, workers, starved, load):
+    """The line under the hashlib table. Other work is blamed for a low core count only when the
+    threads' measured run-queue time (`starved`, seconds runnable without a CPU) shows it."""
+    used = threads.cpu / threads.wall
+    who = f"{_n(workers, 'thread')} {'uses' if workers == 1 else 'use'}"
+    if workers < 2:
+        return (f"hashlib releases the GIL on big buffers, so threads can use several cores; "
+                f"with one worker there is nothing to run beside it ({used:.2f} cores).")
     if used >= 1.3:
-        print(f"  -> hashlib releases the GIL on big buffers: {workers} threads use {used:.2f} "
-              f"cores without any process.")
-    else:
-        print(f"  -> hashlib releases the GIL on big buffers, so threads may use several cores, "
-              f"but they got only {used:.2f} here: other work held the cores (load average "
-              f"{os.getloadavg()[0]:.1f}).")
+        return (f"hashlib releases the GIL on big buffers: {who} {used:.2f} cores without any "
+                f"process.")
+    text = (f"hashlib releases the GIL on big buffers, so threads can use several cores, but they "
+            f"got only {used:.2f} here")
+    if starved is None:
+        return (text + f": this kernel does not report how long they waited for a CPU, so the "
+                f"cause is not measured (load average {load:.1f}).")
+    share = starved / max(starved + threads.cpu, 1e-9)
+    waited = (f"{starved:.2f} s runnable without a CPU, {share:.0%} of the time they were "
+              f"ready to run")
+    if share >= STARVED_SHARE:
+        return text + f": other work held the cores, the threads waited {waited}."
+    return (text + f", and not for lack of a CPU ({waited}): the hashing itself did not overlap "
+            f"on this machine.")
 
 
-def switch_interval():
-    print("\n4. sys.setswitchinterval: how often a CPU-bound thread must hand the GIL over")
-    n = _calibrate(0.15)
-    saved = sys.getswitchinterval()
+def _two_spinners(n, meter, timeline=False):
+    """Two threads each run spin(n); returns (Row, the GIL meter's report or None)."""
+    threads = [threading.Thread(target=spin, args=(n,), name=f"spinner-{i}") for i in range(2)]
+
+    def run():
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if meter is None:
+        return _measure("2 threads", run), None
+    with meter(timeline=timeline) as m:
+        row = _measure("2 threads", run)
+    return row, m.report()
+
+
+def _meter():
+    """(allcores.gil.meter, None), or (None, why it cannot run here)."""
     try:
-        used = []
-        for interval in (0.005, 0.0005):
-            sys.setswitchinterval(interval)
-            threads = [threading.Thread(target=spin, args=(n,)) for _ in range(2)]
+        from allcores.gil import meter
+    except ImportError as exc:
+        return None, f"the GIL meter is not built in this installation ({exc})"
+    return meter, None
 
-            def run():
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-            row = _measure(f"interval {interval * 1e3:.1f} ms", run)
-            used.append(row.cpu / row.wall)
+
+def switch_interval(thread_s: float = 0.15):
+    print("\n4. sys.setswitchinterval: how often two CPU-bound threads hand the GIL over")
+    meter, why = _meter()
+    n = _calibrate(thread_s)
+    saved = sys.getswitchinterval()
+    runs = []
+    try:
+        for interval in (0.005, 0.0005):
+            sys.setswitchinterval(interval)  # before the meter starts: it reads the interval
+            row, report = _two_spinners(n, meter)
+            switches = None if report is None else report.switches
+            if report is not None and switches is None:
+                why = "; ".join(report.notes) or "the GIL meter could not read the GIL here"
+            runs.append((interval, row, switches, _starved_share(report)))
+            counted = (f"{switches} switches, counted by the GIL meter" if switches is not None
+                       else "switches not measured")
             print(f"  interval {interval * 1e3:4.1f} ms: 2 threads took {row.wall:.2f} s on "
-                  f"{used[-1]:.2f} cores (up to {int(row.wall / interval)} hand-offs)")
+                  f"{row.cpu / row.wall:.2f} cores, {counted}")
     finally:
         sys.setswitchinterval(saved)
-    print(f"  -> a 10x shorter interval means up to 10x more hand-offs, not more cores "
-          f"({used[0]:.2f} then {used[1]:.2f}): only one thread holds the GIL at a time.")
+    print("  -> " + switch_verdict(runs, why))
+    return runs
+
+
+def _starved_share(report):
+    """The spinners' share of their runnable time spent without a CPU, from the meter's
+    per-thread run-queue times; None without a report."""
+    if report is None:
+        return None
+    spinners = [t for t in report.threads if t.name.startswith("spinner-")]
+    waited = sum(t.runq_s for t in spinners)
+    return waited / max(waited + sum(t.cpu_s for t in spinners), 1e-9) if spinners else None
+
+
+def switch_verdict(runs, why=None):
+    """The line under the switch-interval step, from (interval, Row, switches or None, starved
+    share or None) at 5 ms and at 0.5 ms."""
+    (i0, r0, s0, _), (i1, r1, s1, starved) = runs
+    factor = round(i0 / i1)
+    wall = f"wall time {r0.wall:.2f} -> {r1.wall:.2f} s ({(r1.wall / r0.wall - 1) * 100:+.0f}%)"
+    cores = f"cores used {r0.cpu / r0.wall:.2f} -> {r1.cpu / r1.wall:.2f}"
+    if s0 is None or s1 is None:
+        return (f"switches were not counted ({why}); {wall}, {cores}: a shorter interval makes "
+                f"the threads hand the GIL over more often, never run at once.")
+    if s1 >= 1.5 * max(s0, 1):
+        did = (f"a {factor}x shorter interval made {s1 / max(s0, 1):.1f}x more hand-offs "
+               f"({s0} -> {s1})")
+    else:
+        did = (f"the {factor}x shorter interval did not multiply the hand-offs here "
+               f"({s0} -> {s1}): a thread hands over only while the other one, on a CPU, asks "
+               f"for the GIL")
+        if starved is not None and starved >= STARVED_SHARE:
+            did += (f", and other work kept the threads off the CPUs {starved:.0%} of the time "
+                    f"they were ready to run")
+    return (f"{did}; {wall}, {cores}: more hand-offs add no cores, only one thread holds the "
+            f"GIL at a time.")
 
 
 def counter_race():
@@ -276,52 +405,80 @@ def counter_race():
               "once, which a busy machine does not always give; += is still not atomic.")
 
 
-def gil_timeline():
-    try:
-        from allcores import gil
-        meter = gil.meter
-    except (ImportError, AttributeError):
-        print("\n6. GIL timeline: the GIL meter is not built in this installation")
-        return
+def gil_timeline(thread_s: float = 0.3, html: str = "allcores-demo-gil.html"):
+    meter, why = _meter()
+    if meter is None:
+        print(f"\n6. GIL timeline: not measured, {why}")
+        return None
     print("\n6. Who holds the GIL: two CPU-bound threads under the GIL meter")
-    n = _calibrate(0.3)
-    with meter() as m:
-        ts = [threading.Thread(target=spin, args=(n,), name=f"spinner-{i}") for i in range(2)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-    report = m.report()
-    print(f"  GIL held {report.held:.0%}, {report.switches} switches, "
-          f"{report.cores_used:.2f} cores used")
-    print(f"  -> {report.verdict}")
-    path = os.path.abspath("allcores-demo-gil.html")
+    _, report = _two_spinners(_calibrate(thread_s), meter, timeline=True)
+    if report.switches is None:
+        print(f"  GIL not read ({'; '.join(report.notes)}); {report.cores_used:.2f} cores used")
+    else:
+        print(f"  GIL held {report.held:.0%}, {report.switches} switches, "
+              f"{report.cores_used:.2f} cores used")
+    # The verdict's paragraphs (contention, then CPU starvation...) stay under the arrow.
+    print("  -> " + "\n     ".join(p.replace("\n", " ") for p in report.verdict.split("\n\n")))
+    path = os.path.abspath(html)
     try:
         report.to_html(path)
         print(f"  timeline written to {path}")
     except Exception as exc:  # the report is a bonus, never a failure of the demo
         print(f"  (timeline not written: {exc})")
+    return report
+
+
+#: The steps in the order they run, by the name --steps takes.
+STEPS = ["cpu", "io", "c", "switch", "counter", "gil"]
+#: What --quick leaves out (the longer steps; tests run them apart, with small sizes).
+QUICK_SKIPS = ["c", "switch", "gil"]
+
+DESCRIPTION = """allcores demo: the seeds' claims, measured on this machine.
+
+steps: 1 cpu (CPU-bound threads vs processes vs allcores), 2 io (threads overlapping sleeps and
+sockets), 3 c (hashlib releasing the GIL), 4 switch (sys.setswitchinterval, switches counted by
+the GIL meter), 5 counter (the counter race), 6 gil (the GIL timeline and its HTML report)."""
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="allcores demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--task-seconds", type=float, default=0.25)
-    ap.add_argument("--quick", action="store_true", help="smaller runs (for tests)")
+    ap = argparse.ArgumentParser(prog="allcores demo", description=DESCRIPTION,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                    help="processes and threads per pool (default: the CPU count)")
+    ap.add_argument("--task-seconds", type=float, default=0.25,
+                    help="length of one CPU-bound task in step 1 (default 0.25; --quick: 0.05); "
+                         "steps 4 and 6 scale with it")
+    ap.add_argument("--quick", action="store_true",
+                    help="0.05 s tasks, and skips steps 3 (c: hashlib), 4 (switch: "
+                         "sys.setswitchinterval) and 6 (gil: the GIL timeline and its HTML "
+                         "report); for tests")
+    ap.add_argument("--steps", metavar="LIST",
+                    help=f"comma-separated steps to run, of: {', '.join(STEPS)} (default: all; "
+                         f"with --quick: {', '.join(s for s in STEPS if s not in QUICK_SKIPS)})")
+    ap.add_argument("--html", metavar="F", default="allcores-demo-gil.html",
+                    help="where step 6 writes the GIL timeline (default: %(default)s)")
     args = ap.parse_args(argv)
     if args.quick:
         args.task_seconds = 0.05
+    if args.steps:
+        steps = [x for x in args.steps.split(",") if x]
+        unknown = [x for x in steps if x not in STEPS]
+        if unknown:
+            ap.error(f"unknown step(s): {', '.join(unknown)}; known: {', '.join(STEPS)}")
+    else:
+        steps = [x for x in STEPS if not (args.quick and x in QUICK_SKIPS)]
     t0 = time.perf_counter()
     print(f"allcores {allcores.__version__} on Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} cores")
-    cpu_bound(args.workers, args.task_seconds)
-    io_bound(args.workers)
-    if not args.quick:
-        c_releases_gil(args.workers)
-        switch_interval()
-    counter_race()
-    if not args.quick:
-        gil_timeline()
+    run = {"cpu": lambda: cpu_bound(args.workers, args.task_seconds),
+           "io": lambda: io_bound(args.workers),
+           "c": lambda: c_releases_gil(args.workers),
+           "switch": lambda: switch_interval(min(0.15, args.task_seconds)),
+           "counter": counter_race,
+           "gil": lambda: gil_timeline(min(0.3, 2 * args.task_seconds), args.html)}
+    for step in STEPS:
+        if step in steps:
+            run[step]()
     print(f"\ndemo took {time.perf_counter() - t0:.1f} s")
     return 0
 
