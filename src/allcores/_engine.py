@@ -410,20 +410,23 @@ class Engine:
         pending = self._pending
         now = time.perf_counter_ns()
         ema = self._exec_ema
+        rtt_ema = self._rtt_ema
+        init_err = W.R_INIT_ERR
         to_feed = set()  # map jobs that completed chunks: fed once, after the batch
         try:
             for tid, kind, aux, payload in items:
                 ema = aux if ema is None else 0.9 * ema + 0.1 * aux
-                if kind == W.R_INIT_ERR:
+                if kind == init_err:
                     self._on_init_error(payload)
                     continue
                 entry = pending.pop(tid, None)
                 if entry is None:
                     continue  # cancelled, timed out, or failed already
                 rtt = now - entry.t0
-                self._rtt_ema = rtt if not self._rtt_ema else 0.8 * self._rtt_ema + 0.2 * rtt
+                rtt_ema = rtt if not rtt_ema else 0.8 * rtt_ema + 0.2 * rtt
                 entry.deliver(self, kind, payload, to_feed)
         finally:
+            self._rtt_ema = rtt_ema
             for job in to_feed:
                 job.feed()
         self._exec_ema = ema

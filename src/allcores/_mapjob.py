@@ -182,6 +182,12 @@ class MapJob:
                 cap = max(self.window * max(chunker.size, 1), 2 * self.window)
             track = 1 if chunker.track or self.timeout is not None else 0
             pending = engine._pending
+            # A shared-region engine's submit_chunk() inlined: this loop runs once per chunk, i.e.
+            # per item with chunksize=1, where every call counts.
+            kind = W.K_CHUNK | (track << 8)
+            region = getattr(engine, "_region", None)
+            push = region.push_task if region is not None else None
+            overflow = getattr(engine, "_overflow", None)
             while not self.exhausted:
                 if bounded and self.inflight >= limit:
                     break
@@ -215,7 +221,9 @@ class MapJob:
                 tid = engine.new_id()
                 pending[tid] = _ChunkEntry(self, start, items)
                 self.inflight += 1
-                engine.submit_chunk(tid, payload, track)
+                if push is None or overflow or not push(
+                        tid, kind | _oob.KIND_OOB if type(payload) is list else kind, 0, payload, 0.0):
+                    engine.submit_chunk(tid, payload, track)  # queues it without blocking
             finished = self.exhausted and self.inflight == 0 and not self._done_reported
             if finished or failure is not None:
                 self._done_reported = True

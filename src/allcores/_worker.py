@@ -97,7 +97,7 @@ def main(region, k: int, initializer, initargs, maxtasks) -> int:
             what = f"initializer {ser.describe(initializer)}"
             region.send_result(k, 0, R_INIT_ERR, k, ser.dumps_exception(exc, what))
             return EXIT_INIT_FAILED
-    fns: dict[bytes, object] = {}
+    fns: dict[bytes, tuple] = {}  # function pickle -> (function, its name for messages)
     done = 0
     next_task = region.next_task
     send = region.send_result
@@ -114,13 +114,13 @@ def main(region, k: int, initializer, initargs, maxtasks) -> int:
         what = "?"
         try:
             fn_blob, body, extra = _oob.loads(payload) if oob else _loads(payload)
-            fn = fns.get(fn_blob)
-            if fn is None:
+            known = fns.get(fn_blob)
+            if known is None:
                 fn = _loads(fn_blob)
                 if len(fns) > 256:
                     fns.clear()
-                fns[fn_blob] = fn
-            what = ser.describe(fn)
+                known = fns[fn_blob] = (fn, ser.describe(fn))
+            fn, what = known
             if kind == K_CALL:
                 t0 = perf()
                 value = fn(*body, **extra) if extra else fn(*body)

@@ -10,6 +10,7 @@
 #include "allcores/clock.h"
 #include "allcores/errors.h"
 #include "allcores/region.h"
+#include "allcores/spin.h"
 #include "allcores/template.h"
 
 #define WAIT_SLICE_NS 50000000LL /* 50 ms between signal checks while blocked */
@@ -30,6 +31,9 @@ typedef struct {
   _Atomic uint32_t poke; /* bumped by wake_results(): ends the waits of pop_results() callers */
   _Atomic uint32_t claims_used; /* bitmap over claims */
   ac_claim claims[POP_CLAIMS];
+  /* How long this process spins for results (parent) and for tasks (worker): see spin.h. */
+  ac_spin_policy result_spin;
+  ac_spin_policy task_spin;
 } RegionObject;
 
 #define RegionObject_CAST(op) ((RegionObject *)(op))
@@ -391,19 +395,21 @@ static PyObject *Region_pop_results(PyObject *op, PyObject *args) {
     ac_watch watch = {&r->hdr->event_word, event_seen,
                       poke_obj != Py_None ? &self->poke : NULL, poke_seen};
     int64_t deadline = timeout < 0 ? -1 : ac_now_ns() + (int64_t)(timeout * 1e9);
-    int64_t spin = spin_ns;
+    int64_t spin = ac_spin_budget(&self->result_spin, spin_ns);
     uint32_t bit = 0;
     ac_claim *claim = claim_acquire(self, &bit);
     for (;;) {
       int64_t slice = WAIT_SLICE_NS;
+      int64_t start = ac_now_ns();
       if (deadline >= 0) {
-        int64_t left = deadline - ac_now_ns();
+        int64_t left = deadline - start;
         if (left < 0) left = 0;
         if (left < slice) slice = left;
       }
       Py_BEGIN_ALLOW_THREADS
       rc = ac_ring_pop_wait(r->results, &m, buf, claim, slice, spin, &watch);
       Py_END_ALLOW_THREADS
+      if (spin > 0) ac_spin_learn(&self->result_spin, spin_ns, spin, ac_now_ns() - start, rc == 0);
       spin = 0;
       if (rc == -ETIMEDOUT || rc == -EINTR) {
         if (PyErr_CheckSignals() < 0) {
@@ -473,12 +479,14 @@ static PyObject *Region_next_task(PyObject *op, PyObject *args) {
   uint8_t buf[AC_SLOT_INLINE];
   ac_msg m;
   int rc = ac_worker_next_task(r, k, &m, buf, 0, 0);
-  int64_t spin = spin_ns;
+  int64_t spin = ac_spin_budget(&self->task_spin, spin_ns);
   while (rc == -ETIMEDOUT || rc == -EINTR) {
     if (PyErr_CheckSignals() < 0) return NULL;
+    int64_t start = ac_now_ns();
     Py_BEGIN_ALLOW_THREADS
     rc = ac_worker_next_task(r, k, &m, buf, WAIT_SLICE_NS, spin);
     Py_END_ALLOW_THREADS
+    if (spin > 0) ac_spin_learn(&self->task_spin, spin_ns, spin, ac_now_ns() - start, rc == 0);
     spin = 0;
   }
   if (rc == AC_ECLOSED) Py_RETURN_NONE;
