@@ -83,7 +83,7 @@ def measure(title, fn, items, workers):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--tasks", type=int, default=40)
     ap.add_argument("--delay-ms", type=float, default=50.0, help="each task's wait")
     ap.add_argument("--workers", type=int, default=20, help="threads (I/O needs no core each)")

@@ -87,11 +87,31 @@ def main(argv=None):
     print("\n".join(logstats.report(stats)))
     print_table(rows, title="\nwall time (pool start-up included), speedup against serial:")
     say_identical(same, f" ({len(rows)} runs compared exactly)")
-    print(f"-> parsing is pure Python, so threads share one GIL "
-          f"({speedup(rows, 'threads'):.2f}x) while processes use the cores: "
-          f"ProcessPoolExecutor {speedup(rows, 'ProcessPoolExecutor'):.2f}x, "
-          f"allcores.Pool {speedup(rows, 'allcores.Pool'):.2f}x with {args.workers} workers")
+    print("-> " + conclusion(rows, args.workers))
     return 0 if same else 1
+
+
+#: A speedup at least this large counts as a gain; below it, timing noise could explain it.
+GAIN = 1.2
+
+
+def conclusion(rows, workers):
+    """The last line, from the measured speedups: what threads and processes did on this run."""
+    threads = speedup(rows, "threads")
+    pools = {name: speedup(rows, name) for name in ("ProcessPoolExecutor", "allcores.Pool")}
+    both = ", ".join(f"{name} {x:.2f}x" for name, x in pools.items())
+    workers_text = f"{workers} worker{'s' if workers != 1 else ''}"
+    if threads < GAIN:
+        text = f"parsing is pure Python, so threads share one GIL ({threads:.2f}x)"
+    else:
+        text = f"threads gained {threads:.2f}x, though parsing is pure Python under one GIL"
+    if max(pools.values()) >= GAIN:
+        return text + f"; processes use the cores: {both} with {workers_text}"
+    if workers < 2:
+        return text + f"; with {workers_text} processes have no core to add ({both})"
+    return (text + f"; processes did not beat serial on this run ({both} with {workers_text}): "
+            f"they need free cores and a log big enough that parsing outweighs starting the "
+            f"pool (serial took {rows[0][1]:.2f} s; try a bigger --mb)")
 
 
 if __name__ == "__main__":
