@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 
-from .report import label
+from .report import TRANSFER_CASES, label, payload_sizes
 
-CHARTS = {"speedup": "scaling", "latency": "rtt", "transfer": ("bytes64", "numpy64")}
+CHARTS = {"speedup": "scaling", "latency": "rtt", "transfer": TRANSFER_CASES}
 
 
 def machine_tag(doc):
@@ -26,18 +26,37 @@ def _figure(key, rows):
     return [(lib, r[key]) for lib, r in rows.items() if isinstance(r.get(key), (int, float))]
 
 
+def _speedup_points(rows, ws):
+    """{row: [(w, speedup)]}. The ideal row: its speedup at each w (the median over every
+    library's rounds). A library: its ratio to the ideal run of its own rounds times that
+    speedup, so that the chart compares libraries as their paired ratios do, not the moments
+    their raw timings fell on (a library above the ideal line was drift, not speed). Runs
+    without the ratios (older JSON) are drawn from their raw speedups."""
+    ideal = rows.get("ideal", {})
+    out = {}
+    for lib, r in rows.items():
+        pts = []
+        for w in ws:
+            if lib != "ideal" and f"vs_ideal_w{w}" in r and f"speedup_w{w}" in ideal:
+                pts.append((w, r[f"vs_ideal_w{w}"] * ideal[f"speedup_w{w}"]))
+            elif f"speedup_w{w}" in r:
+                pts.append((w, r[f"speedup_w{w}"]))
+        if pts:
+            out[lib] = pts
+    return out
+
+
 def _speedup(plt, doc):
     c = doc["results"]["scaling"]
     fig, ax = plt.subplots(figsize=(8, 5))
     ws = sorted({int(k[len("speedup_w"):]) for r in c["rows"].values() for k in r
                  if k.startswith("speedup_w")})
     ax.plot(ws, ws, "k:", label="linear (w x one core)")
-    for lib, r in c["rows"].items():
-        pts = [(w, r[f"speedup_w{w}"]) for w in ws if f"speedup_w{w}" in r]
-        if pts:
-            style = "k--" if lib == "ideal" else "o-"
-            ax.plot(*zip(*pts), style, label=label(lib), linewidth=3 if lib == "allcores" else 1)
-    ax.set(xlabel="workers (w tasks on w workers)", ylabel="speedup over one serial call",
+    for lib, pts in _speedup_points(c["rows"], ws).items():
+        style = "k--" if lib == "ideal" else "o-"
+        ax.plot(*zip(*pts), style, label=label(lib), linewidth=3 if lib == "allcores" else 1)
+    ax.set(xlabel="workers (w tasks on w workers)",
+           ylabel="speedup over one serial call\n(paired with the ideal run of its rounds)",
            xticks=ws, title=_title(doc, "CPU-bound speedup against workers (higher is better)"))
     ax.legend(fontsize=8)
     return fig
@@ -68,7 +87,7 @@ def _transfer(plt, doc):
         for way in ("to", "back"):
             bars.append((f"{n.rstrip('64')} {c['params']['mib']} MiB {way}",
                          [c["rows"].get(lib, {}).get(f"{way}_gbs", 0) for lib in libs]))
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
     y, h = np.arange(len(libs)), 0.8 / max(1, len(bars))
     for i, (name, values) in enumerate(bars):
         ax.barh(y + i * h, values, h, label=name)
@@ -76,8 +95,11 @@ def _transfer(plt, doc):
                                                  for n in cases[:1]])
     ax.invert_yaxis()
     ax.set(xlabel="GB/s (to a worker; back from it)",
-           title=_title(doc, "big payloads to a worker and back (higher is better)"))
-    ax.legend(fontsize=8)
+           title=_title(doc, f"{payload_sizes(doc, cases)} payloads to a worker and back "
+                             f"(higher is better)"))
+    # Under the axes, one row: inside them it covered the last rows' bars.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
+              frameon=False)
     return fig
 
 
@@ -107,7 +129,7 @@ def draw(doc, folder):
         fig = DRAW[name](plt, doc)
         path = os.path.join(folder, f"{machine_tag(doc)}-{name}.png")
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=100, bbox_inches="tight")  # legends drawn outside the axes
         plt.close(fig)
         out[name] = path
     return out, None

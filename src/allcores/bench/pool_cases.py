@@ -150,16 +150,40 @@ class _Ideal:
         os.close(self.done)
 
 
+def paired_rounds(steps, rounds):
+    """Times every step ({name: fn returning seconds}) once per round, in an order rotated from
+    round to round, after a warm-up round that is not kept (a library's workers, the ideal
+    processes and the parent are all past their first call); returns a dict of seconds per
+    round. The steps of a round meet the same machine: a ratio within a round cancels the drift
+    of a shared VM, which swings single timings by tens of percent."""
+    names = list(steps)
+    for name in names:
+        steps[name]()
+    out = []
+    for r in range(rounds):
+        k = r % len(names)
+        out.append({name: steps[name]() for name in names[k:] + names[:k]})
+    return out
+
+
+def median_round(rounds, key):
+    """The round whose key(round) is the median (the lower middle one of an even count), so
+    that every figure reported from it comes from the same paired timings."""
+    return sorted(rounds, key=key)[(len(rounds) - 1) // 2]
+
+
 @case("cpu", "CPU-bound: W tasks of ~0.2 s pure Python, efficiency = speedup / W",
       figure="efficiency", unit="efficiency", lower_is_better=False, libs=ALL,
-      params={"rounds": 5, "task_s": 0.2}, quick={"rounds": 2, "task_s": 0.05},
+      params={"rounds": 9, "task_s": 0.2}, quick={"rounds": 3, "task_s": 0.05}, reps=1,
       columns=[("wall_s", "wall s", "{:.3f}"), ("speedup", "speedup", "{:.2f}x"),
+               ("ideal_speedup", "ideal, same round", "{:.2f}x"),
                ("vs_ideal", "of ideal", "{:.1%}")])
 def cpu_bound(lib, workers, p):
     """Each round times, in rotating order, one serial call, the ideal row (W calls in W
-    processes started in advance) and the library's map of W calls, so that the machine's drift
-    (a shared VM swings by tens of percent) hits the three alike; vs_ideal is the median of the
-    per-round ratios ideal / library."""
+    processes started in advance) and the library's map of W calls. Every figure of the row
+    comes from one round, the one whose ratio ideal / library is the median: its speedup, the
+    ideal's speedup in the same round and their ratio ("of ideal") agree, which medians taken
+    apart (and over repetitions) did not. One repetition: the pairing is within the rounds."""
     n = p["work_n"]
     ideal = _Ideal(workers, n)
     a = None
@@ -168,7 +192,6 @@ def cpu_bound(lib, workers, p):
         expected = work(n)
         if a.map(work, [n // 10] * workers) != [work(n // 10)] * workers:
             raise AssertionError("wrong results")
-        ideal.run()
 
         def serial():
             t0 = time.perf_counter()
@@ -183,16 +206,12 @@ def cpu_bound(lib, workers, p):
                 raise AssertionError("wrong results")
             return dt
 
-        runs = {"serial": [], "ideal": [], "pool": []}
-        steps = [("serial", serial), ("ideal", ideal.run), ("pool", pool)]
-        for r in range(p["rounds"]):
-            for name, fn in steps[r % 3:] + steps[:r % 3]:
-                runs[name].append(fn())
-        one = statistics.median(runs["serial"])
-        wall = statistics.median(runs["pool"])
-        ideal_s = statistics.median(runs["ideal"])
+        rounds = paired_rounds({"serial": serial, "ideal": ideal.run, "pool": pool},
+                               p["rounds"])
+        m = median_round(rounds, lambda r: r["ideal"] / r["pool"])
+        one, wall, ideal_s = m["serial"], m["pool"], m["ideal"]
         return {"wall_s": wall, "speedup": workers * one / wall, "efficiency": one / wall,
-                "vs_ideal": statistics.median(i / w for i, w in zip(runs["ideal"], runs["pool"])),
+                "ideal_speedup": workers * one / ideal_s, "vs_ideal": ideal_s / wall,
                 "also": {"serial": {"wall_s": workers * one, "speedup": 1.0,
                                     "efficiency": 1 / workers},
                          "ideal": {"wall_s": ideal_s, "speedup": workers * one / ideal_s,

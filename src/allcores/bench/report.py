@@ -48,14 +48,39 @@ def _rows(results, name):
         yield label(lib, case), f"{v:.3f}" if v < 10 else f"{v:,.1f}", cells, ratio, note
 
 
+def size(mib):
+    """1 -> "1 MiB", 1024 -> "1 GiB"."""
+    return f"{mib // 1024} GiB" if mib >= 1024 and mib % 1024 == 0 else f"{mib:g} MiB"
+
+
+def sizes(params):
+    """The payload sizes a case really used, from its parameters ("64 MiB"; "1 GiB against
+    1 MiB"), or "" for a case without any: the titles leave sizes out, since --quick moves
+    smaller payloads than a full run."""
+    if "mib" in params:
+        return size(params["mib"])
+    if "big_mib" in params and "small_mib" in params:
+        return f"{size(params['big_mib'])} against {size(params['small_mib'])}"
+    return ""
+
+
+def payload_sizes(doc, names):
+    """"64 MiB" (or "1 MiB and 64 MiB"): the sizes the cases `names` of a run moved."""
+    found = sorted({doc["results"][n]["params"]["mib"] for n in names
+                    if "mib" in doc["results"].get(n, {}).get("params", {})})
+    return " and ".join(size(m) for m in found)
+
+
 def _headers(name, c):
     """(the figures' headers, the case's title line, the ratio column's header)."""
     case = load().get(name)
     direction = "lower is better" if c["lower_is_better"] else "higher is better"
     # A case run under another Python (the interpreter backend) says which.
     python = f" (Python {c['python']})" if c.get("python") else ""
+    used = sizes(c.get("params", {}))
+    title = f"{c['title']}: {used}" if used else c["title"]
     return ([c["unit"]] + [h for _, h, _ in (case.columns if case else [])],
-            f"{c['title']}{python} [{c['unit']}; {direction}]", f"{label('allcores', case)} vs it")
+            f"{title}{python} [{c['unit']}; {direction}]", f"{label('allcores', case)} vs it")
 
 
 def table(results) -> str:
@@ -133,10 +158,12 @@ def _charts(doc):
     if not doc.get("plots"):
         return []
     lines = ["## Charts", ""]
+    titles = dict(CHART_TITLES, transfer=f"{payload_sizes(doc, TRANSFER_CASES)} transfer rates")
     for name, path in doc["plots"].items():
-        lines += [f"![{CHART_TITLES.get(name, name)}]({path})", ""]
+        lines += [f"![{titles.get(name, name)}]({path})", ""]
     return lines
 
 
 CHART_TITLES = {"speedup": "CPU-bound speedup against workers",
-                "latency": "one tiny task's round trip", "transfer": "64 MiB transfer rates"}
+                "latency": "one tiny task's round trip"}
+TRANSFER_CASES = ("bytes64", "numpy64")  # the cases the transfer chart draws

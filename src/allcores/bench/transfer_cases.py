@@ -1,7 +1,7 @@
 """The transfer cases of issue 4: 64 MiB of bytes and a 64 MiB numpy array to a worker and back,
-and a shared array of 1 MiB and of 1 GiB handed to a task, against ProcessPoolExecutor,
-multiprocessing.Pool, joblib (which memmaps big numpy arrays by itself) and hand-written
-multiprocessing.shared_memory.
+and a shared array of 1 MiB and of 1 GiB handed to a task (smaller with --quick), against
+ProcessPoolExecutor, multiprocessing.Pool, joblib (which memmaps big numpy arrays by itself) and
+hand-written multiprocessing.shared_memory.
 
 The payload is made once per process (workloads.make_payload) and reused: making a fresh 64 MiB
 object faults in 16,384 fresh pages, which costs more than the transfer on these VMs, and is not
@@ -15,6 +15,7 @@ import time
 from .adapters import open_adapter
 from .bars import bar, figure
 from .case import case
+from .report import sizes
 from .shm_peer import ShmPool
 from .workloads import ends, make_payload, payload, size_of
 
@@ -91,22 +92,24 @@ TRANSFER = dict(figure="gbs", unit="GB/s, the slower way", lower_is_better=False
                          ("back_ms", "back ms", "{:.1f}"), ("n", "transfers", "{:.0f}")])
 
 
-@case("bytes64", "64 MiB of bytes to a worker (a task taking it) and back (a task returning it)",
+# The titles leave the sizes out: the tables and charts add the sizes the run really used
+# (report.sizes), since --quick moves 1 MiB where a full run moves 64 MiB.
+@case("bytes64", "bytes to a worker (a task taking it) and back (a task returning it)",
       **TRANSFER)
 def bytes_64(lib, workers, p):
     return _transfer("bytes", lib, workers, p)
 
 
-@case("numpy64", "a 64 MiB numpy array to a worker and back", **TRANSFER)
+@case("numpy64", "a numpy array to a worker and back", **TRANSFER)
 def numpy_64(lib, workers, p):
     return _transfer("numpy", lib, workers, p)
 
 
-@case("shared_array", "a shared array handed to a task: 1 GiB against 1 MiB (µs per hand-off)",
-      figure="us", unit="µs, 1 GiB", lower_is_better=True, libs=["allcores", "shm"],
-      params={"small_mib": 1, "big_mib": 1024, "n": 300},
+@case("shared_array", "a shared array handed to a task, µs per hand-off", figure="us",
+      unit="µs, the big one", lower_is_better=True,
+      libs=["allcores", "shm"], params={"small_mib": 1, "big_mib": 1024, "n": 300},
       quick={"big_mib": 16, "n": 30}, labels=LABELS,
-      columns=[("small_us", "1 MiB µs", "{:.1f}"), ("big_over_small", "1 GiB / 1 MiB", "{:.2f}")])
+      columns=[("small_us", "small µs", "{:.1f}"), ("big_over_small", "big / small", "{:.2f}")])
 def shared_array(lib, workers, p):
     """allcores.shared_array passed as a task's argument; the hand-written peer passes a block's
     name. The two sizes alternate, so that the machine's drift hits both alike."""
@@ -134,11 +137,21 @@ def shared_array(lib, workers, p):
     return {"us": big, "small_us": small, "big_over_small": big / small}
 
 
+def _measured(r, kind, **bar_params):
+    """"" when the case ran with the sizes the bar names; else the sizes it did use (--quick),
+    to go before the bar's figures."""
+    params = r[kind].get("params", {})
+    if all(params.get(k, v) == v for k, v in bar_params.items()):
+        return ""
+    return f"measured at {sizes(params)}, not the bar's size: "
+
+
 def _each_way(r, kind, need):
     to, back = (figure(r, kind, "allcores", k) for k in ("to_gbs", "back_gbs"))
     if to is None or back is None:
         return None
-    return min(to, back) >= need, f"to a worker {to:.2f} GB/s, back {back:.2f} GB/s"
+    return min(to, back) >= need, (f"{_measured(r, kind, mib=64)}to a worker {to:.2f} GB/s, "
+                                   f"back {back:.2f} GB/s")
 
 
 def _vs_ppe(r, kind, need):
@@ -147,7 +160,8 @@ def _vs_ppe(r, kind, need):
     if any(v is None for pair in x for v in pair):
         return None
     (to, back) = (ours / theirs for ours, theirs in x)
-    return min(to, back) >= need, f"to a worker {to:.1f}x, back {back:.1f}x (needs {need:g}x)"
+    return min(to, back) >= need, (f"{_measured(r, kind, mib=64)}to a worker {to:.1f}x, "
+                                   f"back {back:.1f}x (needs {need:g}x)")
 
 
 for _kind, _what in (("bytes64", "64 MiB bytes"), ("numpy64", "64 MiB numpy array")):
@@ -163,4 +177,5 @@ def _shared_constant(r):
     if x is None:
         return None
     big, small = (figure(r, "shared_array", "allcores", k) for k in ("us", "small_us"))
-    return x <= 2, f"{x:.2f}x ({big:.1f} vs {small:.1f} µs)"
+    return x <= 2, (f"{_measured(r, 'shared_array', big_mib=1024, small_mib=1)}{x:.2f}x "
+                    f"({big:.1f} vs {small:.1f} µs)")
