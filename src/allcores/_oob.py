@@ -23,7 +23,7 @@ from . import _serialize as ser
 
 KIND_OOB = 0x200       # message kind bit: the payload is framed as above
 OOB_MIN_BYTES = _core.OOB_MIN_BYTES  # 64 KiB
-ALIGN = 64
+ALIGN = _core.OOB_ALIGN  # 64: see include/allcores/oob_frame.h
 _ZEROS = bytes(ALIGN)
 _BYTES_TYPES = (bytes, _core.SharedBytes)
 _BUFFER_TYPES = _BYTES_TYPES + (bytearray, memoryview)
@@ -61,24 +61,28 @@ class _Pickler(pickle.Pickler):
         return NotImplemented
 
 
-class _BigBytes:
-    """Stands for a big bytes object while pickling: the pickler never asks reducer_override()
-    about exact bytes (a documented shortcut), so they would be copied in band."""
-    __slots__ = ("data",)
+class _BigBuffer:
+    """Stands for a big bytes or bytearray object while pickling: the C pickler never asks
+    reducer_override() about them (bytes: a documented shortcut; bytearray: pickled in band as
+    BYTEARRAY8 first), so they would be copied into the stream."""
+    __slots__ = ("data", "rebuild")
 
-    def __init__(self, data):
+    def __init__(self, data, rebuild):
         self.data = data
+        self.rebuild = rebuild
 
     def __reduce_ex__(self, protocol):
-        return _rebuild_bytes, (pickle.PickleBuffer(self.data),)
+        return self.rebuild, (pickle.PickleBuffer(self.data),)
 
 
 def _mark_big_bytes(obj, depth=3):
-    """obj with its big bytes (inside tuples, lists and dicts, `depth` levels down: a call's
-    (fn, args, kwargs), a chunk's items and their tuples) replaced by _BigBytes."""
+    """obj with its big bytes and bytearrays (inside tuples, lists and dicts, `depth` levels
+    down: a call's (fn, args, kwargs), a chunk's items and their tuples) replaced by _BigBuffer."""
     t = type(obj)
     if t in _BYTES_TYPES:
-        return _BigBytes(obj) if len(obj) >= OOB_MIN_BYTES else obj
+        return _BigBuffer(obj, _rebuild_bytes) if len(obj) >= OOB_MIN_BYTES else obj
+    if t is bytearray:
+        return _BigBuffer(obj, _rebuild_bytearray) if len(obj) >= OOB_MIN_BYTES else obj
     if depth == 0:
         return obj
     if t is tuple:
@@ -103,6 +107,10 @@ def dumps(obj) -> list:
         f = io.BytesIO()
         p = ser._cloudpickle().CloudPickler(f, ser.PROTOCOL, buffer_callback=buffers.append)
         p.dump(obj)
+    if len(buffers) > _core.OOB_MAX_BUFFERS:  # more than a frame may hold: send them in band
+        buffers = []
+        f = io.BytesIO()
+        ser._cloudpickle().CloudPickler(f, ser.PROTOCOL).dump(obj)
     stream = f.getbuffer()
     views = [b.raw() for b in buffers]
     n = len(views)
@@ -119,18 +127,10 @@ def dumps(obj) -> list:
 
 
 def loads(payload):
-    """Unpickles a framed payload (a BlockBuffer, or any bytes-like) without copying its buffers."""
-    mv = memoryview(payload)
-    n, = struct.unpack_from("<I", mv, 0)
-    lens = struct.unpack_from(f"<{n + 1}Q", mv, 4)
-    at = 4 + 8 * (n + 1)
-    stream = mv[at:at + lens[0]]
-    at += lens[0]
-    bufs = []
-    for size in lens[1:]:
-        at += -at % ALIGN
-        bufs.append(mv[at:at + size])
-        at += size
+    """Unpickles a framed payload (a BlockBuffer, or any bytes-like) without copying its buffers.
+    The frame is read by the C core, which checks every length against the payload's own
+    (CorruptError when it does not hold together)."""
+    stream, bufs = _core.oob_split(payload)
     return pickle.loads(stream, buffers=bufs)
 
 

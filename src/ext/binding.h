@@ -31,6 +31,7 @@ int acx_register_region(PyObject *module);
 int acx_register_process(PyObject *module);
 int acx_register_copy(PyObject *module);
 int acx_register_oob_scan(PyObject *module);
+int acx_register_oob_frame(PyObject *module);
 __attribute__((weak)) int acx_register_shared(PyObject *module);
 __attribute__((weak)) int acx_register_interp(PyObject *module);
 

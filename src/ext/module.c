@@ -13,6 +13,7 @@ static int module_exec(PyObject *m) {
   if (acx_register_process(m) < 0) return -1;
   if (acx_register_copy(m) < 0) return -1;
   if (acx_register_oob_scan(m) < 0) return -1;
+  if (acx_register_oob_frame(m) < 0) return -1;
   if (acx_register_shared && acx_register_shared(m) < 0) return -1;
   if (acx_register_interp && acx_register_interp(m) < 0) return -1;
   return 0;
@@ -45,9 +46,12 @@ static PyModuleDef_Slot module_slots[] = {
 #if PY_VERSION_HEX >= 0x030C0000
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
-#if PY_VERSION_HEX >= 0x030D0000
-    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
-#endif
+    /* No {Py_mod_gil, Py_MOD_GIL_NOT_USED}: this module still relies on the GIL. oob_scan.c walks
+     * the caller's lists and dicts through borrowed references (PyList_GET_ITEM, PyDict_Next)
+     * without critical sections, so another thread changing them could free an item under it;
+     * the rest was written for a GIL and not audited without one. A free-threaded build turns
+     * its GIL on when it imports this module (a RuntimeWarning says so), and the thread
+     * backend's workers then take turns (ThreadEngine.parallel is False). */
     {0, NULL},
 };
 
