@@ -21,6 +21,7 @@ SubinterpreterImportError, which names the module and points to backend="process
 """
 from __future__ import annotations
 
+import atexit
 import pickle
 import re
 import sys
@@ -56,15 +57,6 @@ def check_supported():
                            "(allcores._core.InterpWorker): use backend='process'")
 
 
-def _work_around_312():
-    """Python 3.12 (seen on 3.12.1): when a subinterpreter is the first to import hashlib, the
-    process aborts at exit ("free(): invalid pointer"); when the main interpreter imported it
-    first, it does not. Tasks import hashlib more often than not (random, tempfile, secrets,
-    uuid do)."""
-    if sys.version_info < (3, 13):
-        import hashlib  # noqa: F401
-
-
 _live_engines: "weakref.WeakSet[InterpreterEngine]" = weakref.WeakSet()
 _exit_hook_installed = False
 
@@ -91,6 +83,9 @@ def _install_exit_hook():
     global _exit_hook_installed
     if not _exit_hook_installed:
         threading._register_atexit(_stop_at_exit)
+        # Runs after threading joined the workers, before the runtime frees what subinterpreters
+        # left to it (3.12.0-3.12.3 abort there otherwise: see disown_arg_parsers' doc).
+        atexit.register(_core.disown_arg_parsers)
         _exit_hook_installed = True
 
 
@@ -104,7 +99,6 @@ class InterpreterEngine(ThreadEngine):
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
                  task_timeout=None, name="allcores-interpreters"):
         check_supported()
-        _work_around_312()
         _install_exit_hook()
         if task_timeout is not None:
             raise ValueError("backend='interpreter' cannot stop a task that runs too long (a "

@@ -6,7 +6,8 @@
  * a process worker, on the same rings), ends the interpreter and returns. The caller's GIL is
  * released for the whole run. No object crosses between interpreters: only the region's mapping
  * (plain C memory) and bytes copied into C buffers. interrupt() schedules KeyboardInterrupt in the
- * task the worker is running, from any thread.
+ * task the worker is running, from any thread. disown_arg_parsers(), called at exit, works around
+ * a CPython 3.12.0-3.12.3 bug that made the process abort there (see below).
  * Python 3.12 and later; on 3.11 the type exists and run() raises RuntimeError. */
 #include "binding.h"
 
@@ -73,6 +74,75 @@ static void publish(InterpWorkerObject *self, PyInterpreterState *interp) {
   pthread_mutex_unlock(&self->lock);
   PyEval_RestoreThread(ts);
 }
+
+/* CPython 3.12.0-3.12.3 (gh-119213; fixed by gh-119425, merged before 3.12.4): the keyword
+ * tuple of an Argument Clinic parser (`_PyArg_Parser.kwtuple`, a static of a shared stdlib
+ * module such as _pickle or _hashlib) is created on the first call that passes keywords, by the
+ * interpreter making that call. When that is an isolated subinterpreter, the tuple comes from its
+ * own object allocator; at exit the main interpreter frees it (_PyArg_Fini) with the main one,
+ * which hands the foreign pointer to libc: "free(): invalid pointer", exit status 134. Our
+ * workers make such first calls (pickle.loads(stream, buffers=...) on a big argument) and so do
+ * tasks (hashlib, zlib.compress(data, level=1)). The memory itself stays valid (3.12 never
+ * frees a subinterpreter's arenas, gh-113055), so the cure is to keep the main interpreter from
+ * freeing those tuples: a parser whose `initialized` is -1 does not own its tuple, and
+ * _PyArg_Fini leaves it alone. What is disowned: every parser initialized since the first worker
+ * interpreter started (a few hundred bytes each, left to the process's end).
+ *
+ * The parsers initialized so far form a list whose newest node is the head (under CPython's
+ * getargs lock; a node's `next` never changes until _PyArg_Fini). A probe, a parser without
+ * keywords whose tuple is the static empty one (so the probe never owns it), is linked at the
+ * head by its first use: the nodes after it are those initialized before it. */
+#if PY_VERSION_HEX < 0x030D0000
+#define PARSERS_NEED_CARE() (Py_Version < 0x030C0400)
+
+static _PyArg_Parser *parsers_before_workers; /* the probe linked before the first worker */
+
+/* Links a new probe at the head of CPython's parser list and returns it (NULL with an exception
+ * set). The probe stays in the list, so it is never freed. The caller holds a GIL. */
+static _PyArg_Parser *link_probe(void) {
+  static const char *const no_keywords[] = {NULL};
+  _PyArg_Parser *probe = PyMem_RawCalloc(1, sizeof *probe);
+  if (!probe) {
+    PyErr_NoMemory();
+    return NULL;
+  }
+  probe->keywords = no_keywords;
+  probe->fname = "allcores parser probe";
+  probe->kwtuple = PyTuple_New(0); /* the immortal empty tuple, shared by every interpreter */
+  PyObject *unused[1];
+  if (!probe->kwtuple || !_PyArg_UnpackKeywords(NULL, 0, NULL, NULL, probe, 0, 0, 0, unused)) {
+    PyMem_RawFree(probe); /* not linked: parser_init failed before linking it */
+    return NULL;
+  }
+  return probe;
+}
+
+/* Before a worker's interpreter starts (the main GIL held, which orders the workers' calls). */
+static int mark_parsers(void) {
+  if (!PARSERS_NEED_CARE() || parsers_before_workers) return 0;
+  parsers_before_workers = link_probe();
+  return parsers_before_workers ? 0 : -1;
+}
+
+/* At exit, once the worker interpreters ended: disowns the parsers initialized since the first
+ * worker started. Returns how many, or -1 with an exception set. */
+static long disown_parsers(void) {
+  if (!PARSERS_NEED_CARE() || !parsers_before_workers) return 0;
+  _PyArg_Parser *probe = link_probe();
+  if (!probe) return -1;
+  long n = 0;
+  for (_PyArg_Parser *p = probe->next; p && p != parsers_before_workers; p = p->next) {
+    if (p->initialized == 1) { /* it owns its tuple: _PyArg_Fini would free it */
+      p->initialized = -1;     /* still nonzero, "initialized", to every reader */
+      n++;
+    }
+  }
+  return n;
+}
+#else
+static int mark_parsers(void) { return 0; }
+static long disown_parsers(void) { return 0; }
+#endif
 
 /* The pending exception with its traceback, as a malloc'ed UTF-8 string; clears it. */
 static char *take_error_text(void) {
@@ -152,6 +222,10 @@ static PyObject *InterpWorker_run(PyObject *op, PyObject *args) {
   if (k >= owner->hdr->nworkers) {
     PyBuffer_Release(&boot);
     return PyErr_Format(PyExc_IndexError, "worker index %u out of range", k);
+  }
+  if (mark_parsers() < 0) {
+    PyBuffer_Release(&boot);
+    return NULL;
   }
   /* Copies: nothing of this interpreter may be touched from the other one. `region` itself stays
    * alive (the caller's reference), so the mapping outlives the run. */
@@ -254,6 +328,8 @@ static PyObject *InterpWorker_interrupt(PyObject *op, PyObject *Py_UNUSED(ignore
 
 #else /* Python 3.11: no per-interpreter GIL */
 
+static long disown_parsers(void) { return 0; }
+
 static PyObject *InterpWorker_run(PyObject *op, PyObject *args) {
   PyErr_SetString(PyExc_RuntimeError, "subinterpreters with their own GIL need Python 3.12+");
   return NULL;
@@ -267,6 +343,23 @@ PyDoc_STRVAR(InterpWorker_run__doc__, "run($self, region, k, boot, /)\n--\n\nNee
 PyDoc_STRVAR(InterpWorker_interrupt__doc__, "interrupt($self, /)\n--\n\nNeeds Python 3.12+.");
 
 #endif
+
+PyDoc_STRVAR(disown_arg_parsers__doc__,
+"disown_arg_parsers()\n--\n\n"
+"Python 3.12.0-3.12.3 (a no-op elsewhere): keeps the main interpreter from freeing at exit the\n"
+"keyword tuples of argument parsers initialized since the first worker interpreter started (a\n"
+"subinterpreter made some with its own allocator: CPython gh-119213). Call it at exit, after the\n"
+"worker interpreters ended. Returns how many parsers it disowned.");
+
+static PyObject *disown_arg_parsers(PyObject *module, PyObject *Py_UNUSED(ignored)) {
+  long n = disown_parsers();
+  return n < 0 ? NULL : PyLong_FromLong(n);
+}
+
+static PyMethodDef interp_functions[] = {
+    {"disown_arg_parsers", disown_arg_parsers, METH_NOARGS, disown_arg_parsers__doc__},
+    {NULL, NULL, 0, NULL},
+};
 
 static PyObject *InterpWorker_get_running(PyObject *op, void *closure) {
   InterpWorkerObject *self = InterpWorkerObject_CAST(op);
@@ -309,5 +402,5 @@ int acx_register_interp(PyObject *m) {
   if (!type) return -1;
   int rc = PyModule_AddObjectRef(m, "InterpWorker", type);
   Py_DECREF(type);
-  return rc;
+  return rc < 0 ? rc : PyModule_AddFunctions(m, interp_functions);
 }
