@@ -5,7 +5,7 @@ worker loop (_worker.main); only the *host* of the workers changes:
 
     process      forked from a template process (the default; see _engine.Engine)
     thread       threads of this process: for I/O-bound work, and truly parallel on
-                 free-threaded builds (sys._is_gil_enabled() is False)
+                 free-threaded builds (sys._is_gil_enabled() is False: see python_in_parallel)
     interpreter  threads of this process, each running a subinterpreter with its own GIL
                  (Python 3.12+; see _interp.py)
 
@@ -16,6 +16,8 @@ but not the transport:
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 from . import _worker as W
@@ -24,10 +26,30 @@ from ._engine import Engine
 BACKENDS = ("process", "thread", "interpreter", "dask")
 
 
+def python_in_parallel() -> bool:
+    """Whether threads of this process run Python code at the same time: only on a free-threaded
+    build (3.13t) whose GIL is off. Asked each time, not once: such a build turns its GIL back on
+    when it imports an extension module that does not declare it can run without one, and
+    PYTHON_GIL=1 or -X gil=1 keep it on."""
+    gil_enabled = getattr(sys, "_is_gil_enabled", None)  # 3.13+
+    return gil_enabled is not None and not gil_enabled()
+
+
+def default_thread_workers() -> int:
+    """Pool(backend="thread")'s worker count when none is given. Under a GIL the threads serve
+    work that waits (I/O, sleeps, C code releasing the GIL): as concurrent.futures'
+    ThreadPoolExecutor, min(32, cores + 4), so that a few waits do not idle the cores. Without a
+    GIL they also run Python in parallel: one per core, as with processes (more would only
+    contend for the cores)."""
+    cores = os.cpu_count() or 1
+    return cores if python_in_parallel() else min(32, cores + 4)
+
+
 class ThreadEngine(Engine):
     """Workers are threads of this process. They cannot be killed: a task_timeout cannot stop a
     running task, so it is refused, and Ctrl-C cancels what is queued but lets running tasks
-    finish."""
+    finish. `parallel` says whether they run Python at the same time (free-threaded build) or
+    one at a time under the GIL."""
 
     stops_tasks = False  # per-call task_timeout is refused too (Pool checks)
     daemon_threads = True  # a worker thread left running at exit dies with the process
@@ -37,7 +59,16 @@ class ThreadEngine(Engine):
         if task_timeout is not None:
             raise ValueError("backend='thread' cannot stop a running task: task_timeout needs "
                              "backend='process'")
+        if processes is None:
+            processes = default_thread_workers()
         super().__init__(processes, initializer, initargs, maxtasks, None, name)
+
+    @property
+    def parallel(self) -> bool:
+        """True when the workers run Python code at the same time (a free-threaded build whose GIL
+        is off, now); False when they take turns holding the GIL, so that only waits and C code
+        releasing the GIL overlap."""
+        return python_in_parallel()
 
     def _host_start(self, initializer, initargs, maxtasks):
         self._threads: dict[int, threading.Thread] = {}

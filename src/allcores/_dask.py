@@ -46,6 +46,7 @@ class DaskEngine:
     TaskFuture call), on a dask.distributed Client."""
 
     stops_tasks = False  # a task running on a cluster worker cannot be stopped
+    parallel = True  # the cluster's worker processes
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
                  task_timeout=None, name="allcores-dask", *, address=None, client=None):

@@ -95,6 +95,7 @@ class InterpreterEngine(ThreadEngine):
     them."""
 
     daemon_threads = False
+    parallel = True  # each interpreter has a GIL of its own (one worker per core by default)
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
                  task_timeout=None, name="allcores-interpreters"):

@@ -31,6 +31,10 @@ def info() -> int:
     except ImportError:
         pass
     print(f"backends {', '.join(backends)}")
+    from ._backends import default_thread_workers, python_in_parallel
+    print(f"threads  backend='thread' workers "
+          f"{'run Python in parallel' if python_in_parallel() else 'take turns holding the GIL'}"
+          f" ({default_thread_workers()} by default)")
     return 0
 
 
