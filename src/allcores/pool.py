@@ -253,7 +253,11 @@ class IMapIterator:
         return True, (True, values[i])
 
     def _has_ready(self):
-        return bool(self._ready) or self._cur is not None or self._done
+        # Ordered: only the next run counts. Later runs arrive first all the time, and counting
+        # them made the consumer spin through wait_for() until the next one came.
+        if self._cur is not None or self._done:
+            return True
+        return self._next in self._ready if self._ordered else bool(self._ready)
 
     def next(self, timeout=None):
         try:
