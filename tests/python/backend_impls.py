@@ -27,6 +27,10 @@ _PIDS = "workers of this backend are threads of the test process: they share its
 _DASK_PIDS = "the cluster decides which worker runs a task, and it has 2 worker processes " \
              "(test_backend_workers.py checks the behaviour by worker identity)"
 _NO_RECYCLE = "dask workers belong to the cluster: maxtasksperchild cannot replace them"
+_NO_RECYCLE_BATCHES = _NO_RECYCLE + " (test_backend_workers.py's " \
+    "test_tiny_tasks_travel_in_batches_on_every_backend sees dask's batches by the tasks sent)"
+_WAKE_TWIN = " (test_backend_workers.py's twin, with tasks that end by themselves, checks " \
+    "the same on every backend)"
 _MAIN_SCRIPT = "runs a script that uses the default (process) backend: not a backend test"
 _NO_NUMPY = "numpy refuses to load in a subinterpreter (the task fails with " \
             "SubinterpreterImportError: test_backend_interpreter.py checks it)"
@@ -68,7 +72,7 @@ SKIPS = {
         "test_more_processes_than_cores": _PIDS,
         "test_terminate_wakes_callers_waiting_in_other_threads":
             "its tasks register by pid, one for all threads (so only one of the two it waits "
-            "for appears), and sleep 60 s: a thread cannot be stopped",
+            "for appears), and sleep 60 s: a thread cannot be stopped" + _WAKE_TWIN,
     },
     "interpreter": {
         "test_apply_runs_in_another_process": _PIDS,
@@ -101,14 +105,14 @@ SKIPS = {
             "cannot start a process pool there",
         "test_terminate_wakes_callers_waiting_in_other_threads":
             "its tasks register by pid, one for all interpreters, and sleep 60 s in C, which "
-            "terminate() cannot interrupt",
+            "terminate() cannot interrupt" + _WAKE_TWIN,
     },
     "dask": {
         "test_processes_run_at_the_same_time": _DASK_PIDS,
         "test_long_tasks_are_spread_over_the_workers": _DASK_PIDS,
         "test_automatic_chunks_keep_long_tasks_apart": _DASK_PIDS,
-        "test_many_tiny_tasks_are_batched": _NO_RECYCLE,
-        "test_imap_batches_tiny_tasks_automatically": _NO_RECYCLE,
+        "test_many_tiny_tasks_are_batched": _NO_RECYCLE_BATCHES,
+        "test_imap_batches_tiny_tasks_automatically": _NO_RECYCLE_BATCHES,
         "test_maxtasksperchild_replaces_workers": _NO_RECYCLE,
         "test_maxtasksperchild_with_initializer": _NO_RECYCLE,
         "test_maxtasksperchild_map_completes": _NO_RECYCLE,
@@ -134,11 +138,12 @@ SKIPS = {
         "test_more_processes_than_cores":
             "the cluster has 2 worker processes, whatever `processes` asks for",
         "test_tasks_can_use_pools_themselves":
-            "dask workers outlive the pool: the default pool a task starts there stays with the "
-            "worker (and counts as processes left behind)",
+            "its default-pool half: dask workers outlive the pool, so the default pool a task "
+            "starts there stays with the worker (and counts as processes left behind); the "
+            "explicit nested-pool half runs in test_backend_dask.py",
         "test_terminate_wakes_callers_waiting_in_other_threads":
             "dask cannot stop a task running on a cluster worker: its 60 s sleeps would hold "
-            "the cluster's workers after the test",
+            "the cluster's workers after the test" + _WAKE_TWIN,
     },
 }
 
@@ -243,7 +248,10 @@ def backend_impl(name, uses_helpers_tasks=False):
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def backend(request):
-    with backend_impl(request.param, uses_helpers_tasks=True) as impl:
+    """Each backend but process. A test module whose tasks all come from backend_tasks.py sets
+    USES_HELPERS_TASKS = False, so that 3.12's interpreter workers run it too."""
+    uses_helpers = getattr(request.module, "USES_HELPERS_TASKS", True)
+    with backend_impl(request.param, uses_helpers_tasks=uses_helpers) as impl:
         yield impl
 
 

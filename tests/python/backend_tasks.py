@@ -37,6 +37,17 @@ def meet_token(directory, n, _=None, limit=30.0):
     return me
 
 
+def started_then_nap(directory, x, secs=1.0):
+    """Registers this task as running (a file of its own: workers may share a pid), then sleeps
+    secs in short naps (an interpreter worker's interrupt lands between two) and returns x."""
+    with open(os.path.join(directory, f"{worker_token()}-{x}"), "w"):
+        pass
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    return x
+
+
 def interpreter_id(_=None):
     """The id of the interpreter running this task (0: the main interpreter)."""
     try:

@@ -1,7 +1,8 @@
 """backend="dask": the Pool and Executor API on a real dask.distributed cluster (a scheduler and two
 worker processes on 127.0.0.1). What the Pool API tests cannot see: both ways to name the cluster,
 tasks really run in the cluster's workers, the initializer runs there, a user's client is left
-open, a worker that dies fails its task with WorkerLost, and what the backend refuses."""
+open, a worker that dies fails its task with WorkerLost, tasks may run pools of their own, and
+what the backend refuses."""
 import importlib.util
 import os
 
@@ -10,7 +11,7 @@ import pytest
 import allcores
 from backend_impls import dask_cluster
 from backend_tasks import get_state, set_state, square, worker_token
-from helpers_tasks import pid_of
+from helpers_tasks import nested_pool_sum, pid_of
 
 # distributed is imported by the tests only, not at collection (see backend_impls.dask_cluster).
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
@@ -78,6 +79,15 @@ def test_a_worker_that_dies_fails_its_task_with_worker_lost(tmp_path):
             with pytest.raises(allcores.WorkerLost, match="kill_self"):
                 pool.apply(kill_self)
             assert pool.map(square, range(5)) == [0, 1, 4, 9, 16]
+
+
+def test_tasks_can_run_pools_of_their_own(client):
+    """The explicit half of test_tasks_can_use_pools_themselves (its default-pool half is skipped
+    on dask: the default pool would stay with the cluster's worker after the test): a task on a
+    cluster worker opens and closes a process pool there."""
+    with allcores.Pool(2, backend="dask", client=client) as pool:
+        assert pool.map(nested_pool_sum, [3, 4], 1) == [5, 14]
+        assert pool.apply(square, (6,)) == 36
 
 
 def test_what_the_backend_refuses(cluster):

@@ -1,16 +1,19 @@
 """What the Pool API tests check through process ids, checked on every backend through a worker
 token (process, interpreter and thread): work spreads over the workers, runs at the same time,
 maxtasksperchild replaces a worker, tiny tasks travel in batches, a failing initializer breaks
-an executor."""
+an executor, terminate() wakes callers waiting in other threads."""
 import functools
 import os
+import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
 from backend_impls import any_backend  # noqa: F401 - fixture
-from backend_tasks import (fail_init, meet_then_random, meet_token, square, token_after,
-                           worker_token)
+from backend_tasks import (fail_init, meet_then_random, meet_token, square, started_then_nap,
+                           token_after, worker_token)
+from helpers_tasks import wait_until
 
 
 def _recycles(backend):
@@ -80,6 +83,64 @@ def test_many_tiny_tasks_are_batched(any_backend):
         lazily = list(pool.imap(worker_token, range(1000)))
     assert len(tokens) == len(lazily) == 1000
     assert len(set(tokens)) < 100 and len(set(lazily)) < 100
+
+
+def test_tiny_tasks_travel_in_batches_on_every_backend(any_backend):
+    """The same without maxtasksperchild, so that dask is seen too: map and imap with
+    chunksize=None send 2000 tiny items as far fewer tasks (one id per task sent)."""
+    with any_backend.pool(2) as pool:
+        engine = pool._engine
+        sent = []
+        new_id = engine.new_id
+        engine.new_id = lambda: sent.append(1) or new_id()
+        assert pool.map(square, range(2000)) == [x * x for x in range(2000)]
+        in_map = len(sent)
+        assert list(pool.imap(square, range(2000))) == [x * x for x in range(2000)]
+        in_imap = len(sent) - in_map
+    assert 1 <= in_map < 200 and 1 <= in_imap < 200, (in_map, in_imap)
+
+
+WAKE_S = 2.0  # terminate() wakes waiting callers within this
+NAP_S = 3.0  # while running tasks go on for longer where they cannot be stopped
+
+
+@pytest.mark.timeout(60)
+def test_terminate_wakes_callers_waiting_in_other_threads_on_every_backend(any_backend,
+                                                                          tmp_path):
+    """Twin of test_pool_lifecycle.py's (whose tasks register by pid and sleep 60 s): threads
+    blocked in map() and get() when another thread terminates the pool get an exception within
+    WAKE_S, before the running tasks would have ended (thread and dask workers finish them)."""
+    running = str(tmp_path)
+    task = functools.partial(started_then_nap, running, secs=NAP_S)
+    pool = any_backend.pool(2)
+    outcomes = {}
+
+    def wait(name, call):
+        try:
+            outcomes[name] = call()
+        except BaseException as exc:  # what it raised is the outcome
+            outcomes[name] = exc
+        outcomes[name + " woke"] = time.monotonic()
+
+    threads = [threading.Thread(target=wait, args=("map", lambda: pool.map(task, range(4), 1))),
+               threading.Thread(target=wait,
+                                args=("get", lambda: pool.apply_async(task, ("get",)).get()))]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(os.listdir(running)) >= 2, what="the tasks' start")
+    time.sleep(0.2)  # lets both threads reach their wait
+    terminated = time.monotonic()
+    pool.terminate()
+    for t in threads:
+        t.join(WAKE_S + 10)
+    try:
+        assert not any(t.is_alive() for t in threads), "a caller still waits after terminate()"
+        assert isinstance(outcomes["map"], BaseException), outcomes
+        assert isinstance(outcomes["get"], BaseException), outcomes
+        woke = max(outcomes["map woke"], outcomes["get woke"]) - terminated
+        assert woke < WAKE_S, f"callers woke {woke:.2f} s after terminate()"
+    finally:
+        pool.join()
 
 
 def test_two_pools_have_their_own_workers(any_backend):
