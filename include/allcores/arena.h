@@ -13,7 +13,10 @@
  *   available again once everything is free). Every alloc and free passes a gate word (a count
  *   of processes inside, and the pid of a reset in progress) so that a reset never races with
  *   them; a reset whose process died is finished by the next allocator that finds it. A process
- *   killed inside an alloc or free stays counted in the gate, which only disables resets there.
+ *   that marks its entries (ac_arena_set_gate_mark: the pool's workers, in their slot record) and
+ *   is killed inside an alloc or free is taken out of the gate by whoever reaps it
+ *   (ac_arena_repair_gate); one killed in the few instructions between the count and its mark,
+ *   or one that keeps no mark, stays counted, which only disables resets.
  * Errors: ac_arena_alloc returns AC_ETOOBIG when no class can hold len, AC_ENOSPACE when the arena
  * is exhausted right now (retry after frees). */
 #ifndef ALLCORES_ARENA_H
@@ -59,6 +62,11 @@ uint64_t ac_arena_block_bytes(const ac_arena *a, uint64_t len);
 int64_t ac_arena_alloc(ac_arena *a, char *base, uint64_t len, uint64_t owner);
 /* Returns a block to its class. Returns 0, or AC_ECORRUPT for an offset that is not a block. */
 int ac_arena_free(ac_arena *a, char *base, uint64_t off);
+/* This thread's allocs and frees from now on count themselves in *mark while inside the gate
+ * (NULL: no mark). Process-local: a forked child inherits it with its memory. */
+void ac_arena_set_gate_mark(_Atomic uint32_t *mark);
+/* For a process known to be dead whose mark this is: takes its entries out of the gate. */
+void ac_arena_repair_gate(ac_arena *a, _Atomic uint32_t *mark);
 /* Checks that off designates an allocated block of this arena able to hold len bytes. */
 int ac_arena_check(const ac_arena *a, const char *base, uint64_t off, uint64_t len);
 

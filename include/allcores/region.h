@@ -52,7 +52,8 @@ typedef struct ac_worker_rec {
   _Atomic uint64_t tasks_done;
   _Atomic uint64_t item;        /* index of the item being run inside a chunk */
   _Atomic uint32_t busy;        /* counted in the task ring's consumers_busy */
-  uint8_t pad[128 - 100];
+  _Atomic uint32_t arena_gate;  /* its allocs and frees inside the arena's gate (arena.h) */
+  uint8_t pad[128 - 104];
 } ac_worker_rec;
 
 typedef struct ac_header {

@@ -38,10 +38,24 @@ static void reset_lists(ac_arena *a) {
   atomic_store(&a->bump, 0);
 }
 
+/* Counted first, marked after (and unmarked before the count drops): a death between the two
+ * leaves the count too high (resets disabled), never too low (a reset racing an allocation). */
+static __thread _Atomic uint32_t *gate_mark;
+
+void ac_arena_set_gate_mark(_Atomic uint32_t *mark) { gate_mark = mark; }
+
+void ac_arena_repair_gate(ac_arena *a, _Atomic uint32_t *mark) {
+  uint32_t n = atomic_exchange(mark, 0);
+  if (n) atomic_fetch_sub(&a->gate, n);
+}
+
 static void gate_enter(ac_arena *a) {
   for (unsigned spins = 0;; spins++) {
     uint64_t g = atomic_fetch_add(&a->gate, 1);
-    if (!(g & GATE_RESETTING)) return;
+    if (!(g & GATE_RESETTING)) {
+      if (gate_mark) atomic_fetch_add(gate_mark, 1);
+      return;
+    }
     atomic_fetch_sub(&a->gate, 1);
     /* A reset takes microseconds; if its process died in it, finish it (once it is seen dead:
      * kill(pid, 0) fails with ESRCH). */
@@ -60,7 +74,10 @@ static void gate_enter(ac_arena *a) {
   }
 }
 
-static void gate_leave(ac_arena *a) { atomic_fetch_sub(&a->gate, 1); }
+static void gate_leave(ac_arena *a) {
+  if (gate_mark) atomic_fetch_sub(gate_mark, 1);
+  atomic_fetch_sub(&a->gate, 1);
+}
 
 /* Resets the arena if nothing is in use and nobody is inside the gate. Returns 1 if it did. */
 static int try_reset(ac_arena *a) {

@@ -327,6 +327,7 @@ int ac_region_reap(ac_region *r, uint32_t k, ac_reaped *out, void *recovered_inl
 
   if (atomic_exchange(&w->busy, 0)) ac_ring_set_busy(r->tasks, 0);
   ac_ring_repair_wait(r->tasks, &w->take); /* it may have died spinning or asleep for a task */
+  ac_arena_repair_gate(&r->hdr->arena, &w->arena_gate); /* or inside an alloc or free */
   atomic_store(&w->take.pos, 0);
   atomic_store(&w->take.id, 0);
   atomic_store(&w->take.block, 0);

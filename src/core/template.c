@@ -129,6 +129,7 @@ int ac_template_serve(ac_region *r, int request_fd, const ac_fork_hooks *hooks) 
       pid_t pid = fork();
       if (pid == 0) {
         atomic_store(&w->pid, getpid()); /* first: the template finds its children by pid */
+        ac_arena_set_gate_mark(&w->arena_gate); /* a death inside the arena's gate is repaired */
         if (hooks && hooks->child) hooks->child(hooks->ctx);
         if (sfd >= 0) close(sfd);
         if (pfd >= 0) close(pfd);

@@ -676,3 +676,45 @@ TEST_IMPL(region_results_find_arena_room_while_tasks_fill_it) {
   ASSERT_OK(ac_worker_send_result(&r, 0, &res, &iov, 1, 100000000)); /* -ETIMEDOUT: stuck */
   ac_region_destroy(&r);
 }
+
+/* A worker killed inside an arena alloc or free (between the gate's count and its leave): reap
+ * takes it out of the gate, so the arena can reset again and give a large block once everything
+ * is free (without the repair a 32 KiB block never came back after small ones split the arena). */
+TEST_IMPL(region_reap_takes_a_dead_worker_out_of_the_arena_gate) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  ac_arena *a = &r.hdr->arena;
+  ac_worker_rec *w = &r.workers[0];
+  pid_t pid = fork();
+  if (pid == 0) {
+    ac_arena_set_gate_mark(&w->arena_gate); /* as the template does for a new worker */
+    int64_t b = ac_arena_alloc(a, r.base, 100, 1);
+    if (b <= 0 || ac_arena_free(a, r.base, (uint64_t)b) != 0) _exit(2);
+    if (atomic_load(&w->arena_gate) != 0) _exit(3); /* balanced outside the gate */
+    atomic_fetch_add(&a->gate, 1); /* then killed inside one: counted and marked */
+    atomic_fetch_add(&w->arena_gate, 1);
+    _exit(0);
+  }
+  int st;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  ASSERT_EXITED(st, 0);
+  ASSERT_EQ(atomic_load(&a->gate), 1);
+  /* Small blocks split the whole arena; all freed, a big block needs a reset. */
+  enum { N = 64 };
+  int64_t got[N];
+  int n = 0;
+  while (n < N && (got[n] = ac_arena_alloc(a, r.base, 100, 1)) > 0) n++;
+  for (int i = 0; i < n; i++) ASSERT_OK(ac_arena_free(a, r.base, (uint64_t)got[i]));
+  uint64_t max = ac_arena_max_payload(a);
+  ASSERT_EQ(ac_arena_alloc(a, r.base, max, 1), AC_ENOSPACE); /* the stuck gate forbids it */
+  mark_exited(&r, 0, pid, st);
+  ac_reaped out;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+  ASSERT_EQ(atomic_load(&a->gate), 0);
+  ASSERT_EQ(atomic_load(&w->arena_gate), 0);
+  int64_t big = ac_arena_alloc(a, r.base, max, 1);
+  ASSERT_GT(big, 0);
+  ASSERT_OK(ac_arena_free(a, r.base, (uint64_t)big));
+  ac_region_destroy(&r);
+}
