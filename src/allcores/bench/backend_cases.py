@@ -3,8 +3,9 @@ own GIL, Python 3.12+) against backend="process", and the memory one more worker
 Under a bench on 3.11 their rows run under a newer Python beside it (pythons.py).
 
 CPU: W tasks of ~0.2 s of pure Python through pool.map(work, [n] * W, chunksize=1) on warm pools
-of both backends; each round times one serial call and both maps in rotating order, and the bar
-reads the median of the per-round ratios interpreter / process (the machine's drift cancels).
+of both backends; each round times one serial call and both maps in rotating order, and every
+figure comes from the round whose ratio interpreter / process is the median (the machine's drift
+cancels within a round).
 
 Memory: see backend_memory.py; per worker = the growth of everything the pool adds to the
 machine from W to 2W workers, divided by W, so that fixed costs cancel out."""
@@ -18,6 +19,7 @@ import time
 
 from .bars import bar, figure
 from .case import case
+from .pool_cases import median_round, paired_rounds
 from .workloads import pid_after, timed, work
 
 LABELS = {"allcores": "allcores.Pool(backend='interpreter')",
@@ -36,11 +38,14 @@ def _timed_map(pool, n, workers, expected):
 
 @case("backends", "CPU-bound on subinterpreters against processes: W tasks of ~0.2 s",
       figure="wall_s", unit="wall s", lower_is_better=True, libs=["allcores"],
-      params={"rounds": 5, "task_s": 0.2}, quick={"rounds": 2, "task_s": 0.03},
+      params={"rounds": 7, "task_s": 0.2}, quick={"rounds": 2, "task_s": 0.03}, reps=1,
       min_python=NEEDS, labels=LABELS,
       columns=[("efficiency", "efficiency", "{:.3f}"),
-               ("vs_process", "interpreter / process, paired", "{:.3f}")])
+               ("vs_process", "interpreter / process, same round", "{:.3f}")])
 def backends(lib, workers, p):
+    """Each round times, in rotating order, one serial call and both backends' map of W calls;
+    every figure of both rows comes from the one round whose ratio interpreter / process is
+    the median, so the walls shown and their ratio agree (medians taken apart did not)."""
     import allcores
     n = p["work_n"]
     expected = work(n)
@@ -51,24 +56,20 @@ def backends(lib, workers, p):
         for pool in pools.values():  # every worker started and ran tasks
             pool.map(pid_after, [0.02] * (2 * workers), chunksize=1)
             pool.map(work, [n // 20] * (2 * workers), chunksize=1)
-        runs = {"serial": [], "interpreter": [], "process": []}
-        steps = [("serial", lambda: timed(work, n))] + [
-            (b, lambda b=b: _timed_map(pools[b], n, workers, expected)) for b in pools]
-        for r in range(p["rounds"]):
-            for name, fn in steps[r % 3:] + steps[:r % 3]:
-                runs[name].append(fn())
+        steps = {"serial": lambda: timed(work, n)}
+        steps.update({b: lambda b=b: _timed_map(pools[b], n, workers, expected) for b in pools})
+        rounds = paired_rounds(steps, p["rounds"])
     finally:
         for pool in pools.values():
             pool.terminate()
             pool.join()
-    one = statistics.median(runs["serial"])
+    m = median_round(rounds, lambda r: r["interpreter"] / r["process"])
+    one = m["serial"]
 
     def row(b):
-        wall = statistics.median(runs[b])
-        return {"wall_s": wall, "efficiency": one / wall}
-    return dict(row("interpreter"), vs_process=statistics.median(
-        i / q for i, q in zip(runs["interpreter"], runs["process"])),
-        also={"process": row("process")})
+        return {"wall_s": m[b], "efficiency": one / m[b]}
+    return dict(row("interpreter"), vs_process=m["interpreter"] / m["process"],
+                also={"process": row("process")})
 
 
 def _pool_total(backend, workers):
@@ -103,4 +104,4 @@ def _interp_cpu(r):
     if x is None:
         return None
     py = r["backends"].get("python") or sys.version.split()[0]
-    return x <= 1.10, f"{x:.3f}x the process backend's, paired per round (Python {py})"
+    return x <= 1.10, f"{x:.3f}x the process backend's, same round (Python {py})"
