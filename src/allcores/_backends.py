@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from concurrent.futures import CancelledError
 
 from . import _worker as W
 from ._engine import Engine
@@ -135,6 +136,20 @@ class ThreadEngine(Engine):
 
     def worker_pids(self):
         return []
+
+
+def cancel_job(job):
+    """Stops a map whose result was cancelled (an awaiting asyncio task that is cancelled
+    cancels it), as Executor.shutdown(cancel_futures=True) stops queued work: no more of its items
+    are sent, and the engine takes back its chunks sent and not started where it can (dask: off
+    the cluster). Chunks already on a shared region's task ring still run, their results dropped:
+    the ring cannot give back one job's tasks (only all of them, drain_tasks())."""
+    job.abort(CancelledError())
+    engine = job.engine
+    cancel_tasks = getattr(engine, "cancel_tasks", None)
+    if cancel_tasks is not None:
+        cancel_tasks([tid for tid, entry in list(engine._pending.items())
+                      if getattr(entry, "job", None) is job])
 
 
 def make_engine(backend, processes, initializer, initargs, maxtasks, task_timeout, **options):

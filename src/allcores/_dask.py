@@ -336,6 +336,15 @@ class DaskEngine:
     def kill_running(self, task_ids):
         self._cancel_on_cluster(list(task_ids))
 
+    def cancel_tasks(self, task_ids):
+        """Takes these tasks back from the cluster (one running on a worker finishes there, its
+        result dropped); their outcome is CancelledError."""
+        with self._lock:
+            entries = [self._pending.pop(t) for t in task_ids if t in self._pending]
+            self._cancel_on_cluster(list(task_ids))
+        for entry in entries:
+            entry.fail(self, CancelledError())
+
     @property
     def broken(self):
         return self._broken

@@ -101,6 +101,13 @@ class MapResult(ApplyResult):
         self._progress = progress
         self._lock = threading.Lock()
         super().__init__(fut, callback, error_callback)
+        fut.add_done_callback(self._stop_if_cancelled)
+
+    def _stop_if_cancelled(self, fut):
+        """A cancelled result (as asyncio cancels an awaited one) stops its map."""
+        if fut.cancelled() and self._job is not None:
+            from ._backends import cancel_job
+            cancel_job(self._job)
 
     def _bind(self, job):
         self._job = job

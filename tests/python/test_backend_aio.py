@@ -3,12 +3,14 @@ event loop (the proof: the coroutine that opens the gate a task waits for runs w
 result is awaited)."""
 import asyncio
 import functools
+import os
+import time
 
 import pytest
 
 import allcores.aio
 from backend_impls import any_backend  # noqa: F401 - fixture
-from backend_tasks import square
+from backend_tasks import square, started_then_nap
 from helpers_tasks import add, gated_square, open_gate, raise_value_error, wait_for_file
 
 
@@ -129,6 +131,34 @@ def test_async_imap_of_an_endless_input_can_be_abandoned(pool):
 
     assert asyncio.run(main()) == [x * x for x in range(20)]
     assert pool.apply(square, (3,)) == 9
+
+
+@pytest.mark.timeout(60)
+def test_cancelling_an_awaited_map_stops_it(any_backend, tmp_path):
+    """asyncio.wait_for(pool.map_async(...), t) that runs out cancels the map: no more of its
+    items are sent, and dask takes back those it had queued. (A process, thread or interpreter
+    pool still runs the chunks already on its task ring: at most a window of them, 64 here.)"""
+    started = tmp_path / "started"
+    started.mkdir()
+    n = 2000  # 0.05 s each on 2 workers: 50 s if the map were not stopped
+    task = functools.partial(started_then_nap, str(started), secs=0.05)
+
+    async def main(pool):
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(pool.map_async(task, range(n), 1), 0.3)
+        t0 = time.monotonic()
+        assert await allcores.aio.apply(pool, square, 3) == 9
+        return time.monotonic() - t0
+
+    with any_backend.pool(2) as pool:
+        waited = asyncio.run(main(pool))
+        ran = len(os.listdir(started))
+        assert pool.map(square, range(4)) == [0, 1, 4, 9]
+    assert len(os.listdir(started)) == ran  # nothing of the map ran after the next call
+    if any_backend.name == "dask":
+        assert waited < 1.0 and ran < 20, (waited, ran)
+    else:
+        assert waited < 10 and ran < 200, (waited, ran)
 
 
 def test_run_in_executor(any_backend):
