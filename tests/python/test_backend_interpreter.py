@@ -75,41 +75,46 @@ def test_maxtasksperchild_starts_a_fresh_interpreter():
     assert len(set(ids)) == 3
 
 
+def _assert_names_itself(exc, module):
+    assert isinstance(exc, allcores._interp.SubinterpreterImportError)
+    assert isinstance(exc, ImportError)
+    assert exc.name.split(".")[0] == module, exc.name
+    assert f"{module} cannot be used in a subinterpreter" in str(exc)
+    assert "backend='process'" in str(exc)
+
+
+@works_here
+def test_numpy_refused_in_subinterpreters_names_itself():
+    """numpy does not declare per-interpreter GIL support (numpy 2.x): a task that imports it
+    fails with an ImportError naming numpy's extension module and pointing to
+    backend='process'; the pool goes on. (When a numpy release loads there, this fails: the
+    docs' list of refused modules needs updating then.)"""
+    pytest.importorskip("numpy")
+    with _pool(1) as pool:
+        with pytest.raises(ImportError) as info:
+            pool.apply(numpy_sum, (10,))
+        _assert_names_itself(info.value, "numpy")
+        assert info.value.name.startswith("numpy.")  # its extension module, not numpy itself
+        assert pool.apply(square, (7,)) == 49
+
+
 @works_here
 def test_a_module_refused_in_subinterpreters_names_itself():
-    """numpy (and any C extension without per-interpreter GIL support) cannot load in an
-    isolated interpreter: the task fails with an ImportError that names it and points to
-    backend='process'; the pool goes on."""
+    """Any C extension without per-interpreter GIL support: the first of these importable
+    here."""
     candidates = ["_testsinglephase", "_curses", "readline"]
-    try:
-        import numpy  # noqa: F401
-        numpy_present = True
-    except ImportError:
-        numpy_present = False
     with _pool(1) as pool:
-        refused = None
         for name in candidates:
             try:
                 __import__(name)
             except ImportError:
                 continue
-            try:
+            with pytest.raises(ImportError) as info:
                 pool.apply(import_module, (name,))
-            except ImportError as exc:
-                refused = (name, exc)
-                break
-        if refused is None:
-            pytest.skip(f"none of {candidates} is refused in a subinterpreter here")
-        name, exc = refused
-        assert isinstance(exc, allcores._interp.SubinterpreterImportError)
-        assert name in str(exc) and "backend='process'" in str(exc)
-        if numpy_present:
-            try:
-                pool.apply(numpy_sum, (10,))
-            except ImportError as exc:
-                assert "numpy cannot be used in a subinterpreter" in str(exc)
-                assert "backend='process'" in str(exc)
-        assert pool.apply(square, (7,)) == 49
+            _assert_names_itself(info.value, name)
+            assert pool.apply(square, (7,)) == 49
+            return
+    pytest.skip(f"none of {candidates} is importable here")
 
 
 @works_here
