@@ -528,12 +528,18 @@ class Engine:
                             self._check_timeouts()
                         if self._host_status is None and self._host_gone():
                             self._on_host_gone()
+                        if self._closing and not self._drain_requested and not self._jobs:
+                            with self._lock:
+                                self._maybe_drain()
                         if self._finished():
                             break
                         continue
                 if self._overflow:
                     with self._lock:
                         self._flush_overflow()
+                if self._closing and not self._drain_requested and not self._jobs:
+                    with self._lock:
+                        self._maybe_drain()  # one that had to wait for the overflow
                 tick = IDLE_TICK_S if not self._lazy_wake else LAZY_TICK_S
                 if self.task_timeout is not None:
                     tick = min(tick, max(0.005, self.task_timeout / 4))
@@ -767,22 +773,22 @@ class Engine:
         self._host_close()
 
     def close(self):
-        """No new work; workers exit once every queued task is done."""
+        """No new work; workers exit once every queued task is done. Maps in progress go on:
+        a lazy one (imap) keeps reading its input as its results are consumed, until join()."""
         with self._lock:
             self._closing = True
-            if self._jobs:
-                for job in list(self._jobs):
-                    job.feed_all()
             self._maybe_drain()
 
     def _maybe_drain(self):
+        """Under self._lock: once closing and no map feeds any more, close the task ring. Tasks
+        still waiting in the overflow must reach the ring first: while some do, the collector
+        calls this again after flushing (nothing waits here, under the lock)."""
         if self._closing and not self._jobs and not self._drain_requested:
-            self._drain_requested = True
-            # Queued tasks waiting in the overflow must reach the ring before it closes.
-            while self._overflow:
+            if self._overflow:
                 self._flush_overflow()
                 if self._overflow:
-                    time.sleep(0.001)
+                    return
+            self._drain_requested = True
             self._region.shutdown(1)
             self._host_wake()
 
@@ -804,6 +810,12 @@ class Engine:
         self.join()
 
     def join(self, timeout=None):
+        if self._closing and self._jobs and not self._terminated:
+            # Lazy maps stop waiting for their consumer: their results wait in their iterators
+            # (as multiprocessing's do), or, for an iterator the program dropped, no more of the
+            # input is read (see MapJob.finish).
+            for job in list(self._jobs):
+                job.finish()
         t = self._collector_thread
         if t is not threading.current_thread():
             t.join(timeout)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import threading
 import time
+import weakref
+from concurrent.futures import CancelledError
 
 from . import _oob
 from . import _serialize as ser
 from . import _worker as W
+from .errors import TaskTimeout, WorkerLost
 
 # Work per chunk the chunker aims for: large against the ~20-50 µs a chunk costs to send and
 # collect, small enough that the last chunks still spread over every worker.
@@ -84,17 +88,47 @@ class FixedChunker:
         return self.per_item_ns is None or self.per_item_ns >= TRACK_ITEMS_ABOVE_NS
 
 
-class _ChunkEntry:
-    """A pending chunk in the engine: items[start:start+len] of a job."""
-    __slots__ = ("job", "start", "items", "what", "t0", "timeout")
+class _AllFailed:
+    """The errors of a chunk whose every item failed with one exception: a dict of n entries
+    would cost n (terminate() failing large chunks item by item took seconds)."""
+    __slots__ = ("exc", "n")
 
-    def __init__(self, job, start, items):
+    def __init__(self, exc, n):
+        self.exc = exc
+        self.n = n
+
+    def __bool__(self):
+        return True
+
+    def __len__(self):
+        return self.n
+
+    def __contains__(self, i):
+        return True
+
+    def __getitem__(self, i):
+        return self.exc
+
+    def __setitem__(self, i, value):
+        pass
+
+    def __iter__(self):
+        return iter(range(self.n))
+
+
+class _ChunkEntry:
+    """A pending chunk in the engine: items[start:start+len] of a job. track: the worker records
+    which item runs (without it, a worker's death cannot be pinned on one item)."""
+    __slots__ = ("job", "start", "items", "what", "t0", "timeout", "track")
+
+    def __init__(self, job, start, items, track):
         self.t0 = time.perf_counter_ns()
         self.timeout = job.timeout
         self.job = job
         self.start = start
         self.items = items
         self.what = job.fn
+        self.track = track
 
     def deliver(self, engine, kind, payload, to_feed=None):
         if kind & 0xFF == W.R_CHUNK:
@@ -106,8 +140,16 @@ class _ChunkEntry:
             self.job.chunk_failed(self, 0, exc, resubmit=False)
 
     def fail(self, engine, exc, item=None):
-        # Only the item that was running fails; the others run again.
-        self.job.chunk_failed(self, item or 0, exc, resubmit=True)
+        if isinstance(exc, (WorkerLost, TaskTimeout)):  # its worker died or was killed
+            if not self.track and len(self.items) > 1:
+                # The worker ran it at full speed, recording no item: run it again tracked, so
+                # that a second death is pinned on the one item that causes it.
+                self.job.chunk_retry(self)
+            else:
+                # Only the item that was running fails; the others run again.
+                self.job.chunk_failed(self, item or 0, exc, resubmit=True)
+        else:  # cancelled, or the pool broke: every item fails
+            self.job.chunk_failed(self, 0, exc, resubmit=False)
 
 
 class MapJob:
@@ -115,9 +157,14 @@ class MapJob:
 
     The sink has: chunk(start, values, errors) for a chunk's outcomes (errors maps an index in
     the chunk to an exception or its pickled form: see item_error), item(index, ok, value) for
-    one item, done() once all items are delivered,
-    and fail(exc) when the input itself failed (the iterable raised, or a chunk cannot be
-    pickled). For an ordered map the sink decides what an item's error means.
+    one item, done() once all items are delivered, and fail(exc) when the input iterable raised
+    or the map was stopped (then `stopped` is true: outcomes still missing never come). An item
+    that cannot be pickled fails alone, at its position. For an ordered map the sink decides
+    what an item's error means.
+
+    A lazy job holds its sink (the consumer's iterator) only weakly while it waits for the
+    consumer with nothing in flight, so that an iterator the program dropped is freed: its
+    __del__ calls abandon(), and the rest of the input is never read.
     """
 
     def __init__(self, engine, fn, iterable, chunksize, star, sink, *, lazy, window=None,
@@ -130,6 +177,8 @@ class MapJob:
         if timeout is not None and timeout <= 0:
             raise ValueError("task_timeout must be positive")
         self.timeout = timeout  # per item; items are then tracked one by one in the worker
+        # Items run tracked whenever a timeout applies: the limit is per item.
+        self.track_all = timeout is not None or getattr(engine, "task_timeout", None) is not None
         self.lock = threading.RLock()
         total = None
         if not lazy:
@@ -139,9 +188,9 @@ class MapJob:
         self.total = total
         self.it = iter(iterable)
         self.exhausted = False
-        self.aborted = False
-        self.submitted = 0       # items sent
-        self.delivered = 0       # items whose outcome reached the sink
+        self.aborted = False     # outcomes no longer wanted: nothing more is sent or resent
+        self.stopped = False     # abort()ed: the sink waits for no missing outcome
+        self.submitted = 0       # items sent, or failed at once (unpicklable)
         self.consumed = 0        # items the consumer took (lazy sinks report it)
         self.inflight = 0        # chunks in flight
         n = engine.nworkers
@@ -156,7 +205,8 @@ class MapJob:
         self.lazy = lazy
         self.max_ahead = None
         self._done_reported = False
-        self.unbounded = False
+        self.unbounded = False   # feed_all(): no window, no wait for the consumer
+        self.eager = False       # finish(): no wait for the consumer
         self.starved = False
         engine._jobs.add(self)
         if timeout is not None:
@@ -167,72 +217,125 @@ class MapJob:
         return self
 
     def feed(self):
-        finished = False
-        failure = None
-        with self.lock:
-            if self.aborted:
+        """Sends chunks while the window and the consumer allow."""
+        try:
+            finished = False
+            failure = None
+            bad = None
+            with self.lock:
+                if self.aborted:
+                    return
+                sink = self.sink
+                if type(sink) is weakref.ref:
+                    sink = sink()
+                    if sink is None:
+                        return  # dropped: its __del__ calls abandon()
+                    self.sink = sink
+                self.starved = False
+                engine = self.engine
+                chunker = self.chunker
+                bounded = not self.unbounded
+                limit = self.window if chunker.measured else engine.nworkers
+                cap = None
+                if self.lazy and bounded and not self.eager:
+                    cap = max(self.window * max(chunker.size, 1), 2 * self.window)
+                track = 1 if chunker.track or self.track_all else 0
+                pending = engine._pending
+                # A shared-region engine's submit_chunk() inlined: this loop runs once per
+                # chunk, i.e. per item with chunksize=1, where every call counts.
+                kind = W.K_CHUNK | (track << 8)
+                region = getattr(engine, "_region", None)
+                push = region.push_task if region is not None else None
+                overflow = getattr(engine, "_overflow", None)
+                while not self.exhausted:
+                    if bounded and self.inflight >= limit:
+                        break
+                    if cap is not None and self.submitted - self.consumed >= cap:
+                        # The consumer lags: note_consumed() resumes feeding.
+                        self.starved = True
+                        break
+                    size = chunker.next_size(self.submitted)
+                    try:
+                        items = list(itertools.islice(self.it, size))
+                    except Exception as exc:  # the input iterable failed
+                        self.exhausted = True
+                        failure = exc
+                        break
+                    if not items:
+                        self.exhausted = True
+                        break
+                    start = self.submitted
+                    try:
+                        payload = ser.dumps_chunk(self.fn_blob, self.fn, items, self.star)
+                        size = _oob.total(payload) if type(payload) is list else len(payload)
+                        if size > engine.max_payload:
+                            raise self._too_big(f"a chunk of {len(items)} items", size)
+                    except Exception:
+                        bad = self._send_one_by_one(start, items)
+                        break
+                    tid = engine.new_id()
+                    pending[tid] = _ChunkEntry(self, start, items, track)
+                    self.inflight += 1
+                    # Counted once registered: the sink waits for every item counted here.
+                    self.submitted = start + len(items)
+                    if push is None or overflow or not push(
+                            tid, kind | _oob.KIND_OOB if type(payload) is list else kind, 0,
+                            payload, 0.0):
+                        engine.submit_chunk(tid, payload, track)  # queues it without blocking
+                if failure is not None:
+                    self._done_reported = True
+                elif bad is None:
+                    finished = self.exhausted and self.inflight == 0 and not self._done_reported
+                    if finished:
+                        self._done_reported = True
+                    elif self.starved and self.inflight == 0:
+                        # Waiting for the consumer with nothing in flight: hold it weakly, so
+                        # that a dropped iterator is freed (its last reference goes as this
+                        # returns).
+                        self.sink = weakref.ref(sink)
+            if bad is not None:
+                for index, exc in bad:
+                    sink.item(index, False, exc)
+                if not self.aborted:
+                    self.feed()  # feed on past the failed items
                 return
-            self.starved = False
-            engine = self.engine
-            chunker = self.chunker
-            bounded = not self.unbounded
-            limit = self.window if chunker.measured else engine.nworkers
-            cap = None
-            if self.lazy and bounded:
-                cap = max(self.window * max(chunker.size, 1), 2 * self.window)
-            track = 1 if chunker.track or self.timeout is not None else 0
-            pending = engine._pending
-            # A shared-region engine's submit_chunk() inlined: this loop runs once per chunk, i.e.
-            # per item with chunksize=1, where every call counts.
-            kind = W.K_CHUNK | (track << 8)
-            region = getattr(engine, "_region", None)
-            push = region.push_task if region is not None else None
-            overflow = getattr(engine, "_overflow", None)
-            while not self.exhausted:
-                if bounded and self.inflight >= limit:
-                    break
-                if cap is not None and self.submitted - self.consumed >= cap:
-                    self.starved = True  # the consumer lags: note_consumed() resumes feeding
-                    break
-                size = chunker.next_size(self.submitted)
-                try:
-                    items = list(itertools.islice(self.it, size))
-                except BaseException as exc:  # noqa: B902 - the input iterable failed
-                    self.exhausted = self.aborted = True
-                    failure = exc
-                    break
-                if not items:
-                    self.exhausted = True
-                    break
-                start = self.submitted
-                self.submitted = start + len(items)
-                try:
-                    payload = ser.dumps_chunk(self.fn_blob, self.fn, items, self.star)
-                    size = _oob.total(payload) if type(payload) is list else len(payload)
-                    if size > engine.max_payload:
-                        raise MemoryError(
-                            f"a chunk of {len(items)} items of a map over {ser.describe(self.fn)} "
-                            f"takes {size} bytes, more than the pool's shared region can "
-                            f"hold ({engine.max_payload} bytes)")
-                except BaseException as exc:  # noqa: B902
-                    self.exhausted = self.aborted = True
-                    failure = exc
-                    break
+            if failure is not None:
+                sink.fail(failure)
+                self.engine.job_done(self)
+            elif finished:
+                sink.done()
+                self.engine.job_done(self)
+            return
+        except BaseException:  # noqa: B902 - Ctrl-C in the caller's thread: stop this map
+            # The sink must not wait for items this call took but never sent.
+            self.abort(CancelledError())
+            raise
+
+    def _too_big(self, what, size):
+        return MemoryError(
+            f"{what} of a map over {ser.describe(self.fn)} takes {size} bytes, more than the "
+            f"pool's shared region can hold ({self.engine.max_payload} bytes)")
+
+    def _send_one_by_one(self, start, items):
+        """A chunk that cannot be pickled: sends its items one by one; returns [(index, exc)]
+        for those that cannot be sent, which fail alone (as an unpicklable task does)."""
+        engine = self.engine
+        bad = []
+        for i, item in enumerate(items):
+            try:
+                payload = ser.dumps_chunk(self.fn_blob, self.fn, [item], self.star)
+                size = _oob.total(payload) if type(payload) is list else len(payload)
+                if size > engine.max_payload:
+                    raise self._too_big(f"item {start + i}", size)
+            except Exception as exc:
+                bad.append((start + i, exc))
+            else:
                 tid = engine.new_id()
-                pending[tid] = _ChunkEntry(self, start, items)
+                engine._pending[tid] = _ChunkEntry(self, start + i, [item], 1)
                 self.inflight += 1
-                if push is None or overflow or not push(
-                        tid, kind | _oob.KIND_OOB if type(payload) is list else kind, 0, payload, 0.0):
-                    engine.submit_chunk(tid, payload, track)  # queues it without blocking
-            finished = self.exhausted and self.inflight == 0 and not self._done_reported
-            if finished or failure is not None:
-                self._done_reported = True
-        if failure is not None:
-            self.sink.fail(failure)
-            self.engine.job_done(self)
-        elif finished:
-            self.sink.done()
-            self.engine.job_done(self)
+                engine.submit_chunk(tid, payload, 1)
+            self.submitted = start + i + 1
+        return bad
 
     def chunk_done(self, entry, values, errors, elapsed, to_feed=None):
         """to_feed: a set the caller feeds once it has delivered a whole batch of results (one
@@ -248,30 +351,45 @@ class MapJob:
 
     def chunk_failed(self, entry, index, exc, resubmit):
         """Item `index` of the chunk failed with exc (the worker died or the task timed out);
-        items before it are lost with the worker's result, items after it never ran."""
+        items before it are lost with the worker's result, items after it never ran. Without
+        resubmit (cancelled, the pool broke), every item fails with exc."""
         with self.lock:
             self.inflight -= 1
         start = entry.start
-        n = len(entry.items)
+        items = entry.items
+        n = len(items)
         if resubmit and not self.aborted and n > 1:
             # Items before `index` may have run, but their results died with the worker, and
             # items after it never ran: only the one that was running fails; the rest run again.
-            redo = [i for i in range(n) if i != index]
-            for i in redo:
-                self._resubmit(start + i, entry.items[i])
+            if index:
+                self._resubmit(start, items[:index])
+            if index + 1 < n:
+                self._resubmit(start + index + 1, items[index + 1:])
             self.sink.item(start + index, False, exc)
+        elif n == 1:
+            self.sink.item(start, False, exc)
         else:
-            for i in range(n):
-                self.sink.item(start + i, False, exc)
+            self.sink.chunk(start, [None] * n, _AllFailed(exc, n))
         self.feed()
 
-    def _resubmit(self, index, item):
+    def chunk_retry(self, entry):
+        """The worker died running an untracked chunk: run it again, tracked."""
+        with self.lock:
+            self.inflight -= 1
+        if self.aborted:
+            n = len(entry.items)
+            self.sink.chunk(entry.start, [None] * n, _AllFailed(CancelledError(), n))
+        else:
+            self._resubmit(entry.start, entry.items)
+        self.feed()
+
+    def _resubmit(self, start, items):
         engine = self.engine
-        payload = ser.dumps_chunk(self.fn_blob, self.fn, [item], self.star)
+        payload = ser.dumps_chunk(self.fn_blob, self.fn, items, self.star)
         tid = engine.new_id()
         with self.lock:
             self.inflight += 1
-        engine._pending[tid] = _ChunkEntry(self, index, [item])
+        engine._pending[tid] = _ChunkEntry(self, start, items, 1)
         engine.submit_chunk(tid, payload, 1)
 
     def note_consumed(self, n=1):
@@ -280,15 +398,43 @@ class MapJob:
             self.feed()
 
     def feed_all(self):
-        """The pool is closing: queue everything that is left now."""
+        """Queue everything that is left now (no window, no wait for the consumer)."""
         self.unbounded = True
         self.feed()
+
+    def finish(self):
+        """The pool is joined: feed the rest without waiting for the consumer (results wait
+        in the sink, as multiprocessing's do), within the window. A dropped iterator's job is
+        abandoned instead: nothing would ever consume an endless input's results."""
+        if self.lazy:
+            with self.lock:
+                # Referenced by self.sink and the stack only: dropped while chunks were in
+                # flight (else it would be held weakly and gone already).
+                dropped = type(self.sink) is not weakref.ref and sys.getrefcount(self.sink) <= 2
+            if dropped:
+                self.abandon()
+                return
+        self.eager = True
+        self.feed()
+
+    def abandon(self):
+        """The consumer dropped the iterator: read no more input (chunks in flight finish)."""
+        with self.lock:
+            self.aborted = self.exhausted = True
+        self.engine.job_done(self)
 
     def abort(self, exc=None):
         with self.lock:
             self.aborted = True
             self.exhausted = True
-        if exc is not None and not self._done_reported:
-            self._done_reported = True
-            self.sink.fail(exc)
+            self.stopped = True
+            sink = self.sink
+            report = exc is not None and not self._done_reported
+            if report:
+                self._done_reported = True
+        if report:
+            if type(sink) is weakref.ref:
+                sink = sink()
+            if sink is not None:
+                sink.fail(exc)
         self.engine.job_done(self)

@@ -187,8 +187,10 @@ class IMapIterator:
     def __init__(self, engine, ordered, progress=None):
         self._engine = engine
         self._ordered = ordered
-        # Guards _ready and the consumer's position. Nobody waits on it: a consumer waits in
-        # engine.wait_for(), which results end (see Engine.wait_for).
+        # Guards the consumers' position (_cur, _pos, _next). Nobody waits on it: a consumer
+        # waits in engine.wait_for(), which results end (see Engine.wait_for). The sink side
+        # takes no lock: one dict or deque operation each, and it may run in the consumer's own
+        # thread while that holds the lock (Ctrl-C inside next() stops the map).
         self._lock = threading.Lock()
         self._ready = {} if ordered else collections.deque()
         self._cur = None   # the run of results being consumed
@@ -207,11 +209,10 @@ class IMapIterator:
 
     # sink side: each entry is a run of results (values, errors) starting at some index
     def chunk(self, start, values, errors):
-        with self._lock:
-            if self._ordered:
-                self._ready[start] = (values, errors)
-            else:
-                self._ready.append((values, errors))
+        if self._ordered:
+            self._ready[start] = (values, errors)
+        else:
+            self._ready.append((values, errors))
 
     def item(self, index, ok, value):
         if ok:
@@ -219,16 +220,25 @@ class IMapIterator:
         else:
             self.chunk(index, [None], {0: value})
 
+    # _done is set last: whoever sees it set sees the rest.
     def done(self):
-        with self._lock:
-            self._done = True
-            self._delivered_total = self._job.submitted
+        self._delivered_total = self._job.submitted
+        self._done = True
 
     def fail(self, exc):
-        with self._lock:
-            self._error = exc
-            self._done = True
-            self._delivered_total = self._job.submitted if self._job else 0
+        job = self._job
+        self._error = exc
+        # A stopped map's missing outcomes never come: the consumer ends at the first gap.
+        self._delivered_total = None if job is None or job.stopped else job.submitted
+        self._done = True
+
+    def __del__(self):
+        job = self._job
+        if job is not None and not job.exhausted:
+            try:
+                job.abandon()  # dropped unfinished: read no more of its input
+            except Exception:
+                pass
 
     # consumer side
     def __iter__(self):

@@ -29,6 +29,36 @@ def test_unpicklable_argument_in_map(pool):
     assert pool.map(square, [1, 2]) == [1, 4]
 
 
+@pytest.mark.parametrize("api", ["imap", "imap_unordered", "executor_map"])
+@pytest.mark.parametrize("chunksize", [1, 3, None])
+def test_unpicklable_item_in_a_lazy_map_fails_at_its_position(pool, api, chunksize):
+    # The chunk that could not be pickled was counted as sent: the iterator waited for ever.
+    items = [1, 2, threading.Lock(), 4, 5]
+    if api == "executor_map":
+        with allcores.ProcessPoolExecutor(2) as ex:
+            it = ex.map(ident, items, chunksize=chunksize or 1)
+            assert [next(it), next(it)] == [1, 2]
+            with pytest.raises(allcores.PicklingError, match=r"cannot send item .*lock"):
+                next(it)
+            assert list(ex.map(square, [1, 2])) == [1, 4]
+        return
+    it = getattr(pool, api)(ident, items, chunksize)
+    outcomes = []
+    for _ in range(len(items)):
+        try:
+            outcomes.append(next(it))
+        except allcores.PicklingError as exc:
+            assert "lock" in str(exc)
+            outcomes.append("error")
+    with pytest.raises(StopIteration):
+        next(it)
+    if api == "imap":
+        assert outcomes == [1, 2, "error", 4, 5]
+    else:
+        assert sorted(outcomes, key=str) == sorted([1, 2, "error", 4, 5], key=str)
+    assert pool.map(square, [1, 2]) == [1, 4]
+
+
 def test_unpicklable_function(pool):
     lock = threading.Lock()
     fut = pool.submit(lambda: lock.acquire())

@@ -2,6 +2,7 @@
 the caller: submit() blocks while the pool's queue is full, and everything completes once the
 workers move again. (multiprocessing and concurrent.futures queue without bound.)
 """
+import itertools
 import threading
 
 import pytest
@@ -86,3 +87,59 @@ def test_arguments_far_larger_than_the_region_stream_through_it(allcores_impl, m
                 assert out.flags.writeable  # as multiprocessing gives it, copied or not
             else:
                 assert out == args[i % 4]
+
+
+class _Counted:
+    """An endless input that counts the items read from it."""
+
+    def __init__(self):
+        self.read = 0
+
+    def __iter__(self):
+        while True:
+            self.read += 1
+            yield self.read
+
+
+def test_close_keeps_back_pressure_on_a_live_imap(allcores_impl):
+    # close() used to queue the whole rest of the input (an endless one: for ever, gigabytes).
+    src = _Counted()
+    pool = allcores_impl.pool(2)
+    try:
+        it = pool.imap(square, src)
+        assert [next(it) for _ in range(10)] == [x * x for x in range(1, 11)]
+        pool.close()  # returns at once
+        assert [next(it) for _ in range(1000)] == [x * x for x in range(11, 1011)]
+        assert src.read < 2_000_000  # read as consumed (at most a window ahead)
+    finally:
+        pool.terminate()
+
+
+def test_join_after_close_cancels_a_dropped_endless_imap(allcores_impl):
+    src = _Counted()
+    pool = allcores_impl.pool(2)
+    it = pool.imap(square, src)
+    assert next(it) == 1
+    del it  # dropped, as a `break` out of its loop does
+    pool.close()
+    pool.join()  # returns: nobody can consume the rest
+    read = src.read
+    assert read < 1_000_000
+
+
+def test_close_then_join_then_iterate(allcores_impl):
+    # multiprocessing's order of calls still works: join() feeds the rest without the consumer.
+    pool = allcores_impl.pool(2)
+    it = pool.imap(square, iter(range(5000)))
+    pool.close()
+    pool.join()
+    assert list(it) == [x * x for x in range(5000)]
+
+
+def test_close_while_iterating_lazily(allcores_impl):
+    pool = allcores_impl.pool(2)
+    src = _Counted()
+    it = pool.imap_unordered(square, itertools.takewhile(lambda x: x <= 50_000, src))
+    pool.close()
+    assert sorted(it) == [x * x for x in range(1, 50_001)]
+    pool.join()

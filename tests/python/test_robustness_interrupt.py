@@ -266,3 +266,59 @@ def test_one_ctrl_c_stops_a_program(allcores_impl, tmp_path, running_dir, api, t
     for pid in workers:
         wait_until(lambda: process_gone(pid, zombie_ok=True), limit=5,
                    what=f"the exit of worker {pid}")
+
+
+@pytest.mark.parametrize("api", ["imap", "imap_unordered", "executor_map", "map"])
+def test_ctrl_c_while_the_caller_feeds_a_map(allcores_impl, monkeypatch, api):
+    # A SIGINT that lands while the caller's thread pickles a chunk was taken for a failure of
+    # the input, and the iterator waited for items counted but never sent: for ever.
+    from allcores import _mapjob
+    real = _mapjob.ser.dumps_chunk
+    calls = [0]
+
+    def dumps_chunk(*args):
+        calls[0] += 1
+        if calls[0] == 20:
+            raise KeyboardInterrupt  # what the signal handler raises at that moment
+        return real(*args)
+
+    monkeypatch.setattr(_mapjob.ser, "dumps_chunk", dumps_chunk)
+    if api == "executor_map":
+        owner = allcores.ProcessPoolExecutor(2)
+        run = functools.partial(owner.map, square, range(1000), chunksize=1)
+    else:
+        owner = allcores_impl.pool(2)
+        run = functools.partial(getattr(owner, api), square, range(1000), 1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            for _ in run():
+                pass
+        monkeypatch.setattr(_mapjob.ser, "dumps_chunk", real)
+        pool_map = owner.map if api != "executor_map" else \
+            (lambda f, xs: list(owner.map(f, xs)))
+        assert pool_map(square, range(100)) == [x * x for x in range(100)]
+    finally:
+        if api == "executor_map":
+            owner.shutdown(cancel_futures=True)
+        else:
+            owner.terminate()
+
+
+def test_an_interrupted_imap_ends_instead_of_waiting(allcores_impl):
+    # The abort that Ctrl-C causes runs in the consumer's own thread, maybe while it holds the
+    # iterator's lock; after it, the iterator ends (with CancelledError) rather than wait for
+    # outcomes of tasks that were stopped.
+    from concurrent.futures import CancelledError
+    p = allcores_impl.pool(2)
+    try:
+        it = p.imap(functools.partial(T.sleep_then, secs=5.0), range(4), 1)
+        with it._lock:
+            p._engine.interrupt()  # used to block on the lock, for ever
+        got = []
+        with pytest.raises(CancelledError):
+            for x in it:
+                got.append(x)
+        assert got == []
+        assert p.map(square, range(10)) == [x * x for x in range(10)]
+    finally:
+        p.terminate()

@@ -204,3 +204,19 @@ def test_idle_worker_killed_from_outside_is_replaced(pool, tmp_path):
     assert pool.map(square, range(100), 1) == [x * x for x in range(100)]
     after = set(pool.map(functools.partial(T.meet, str(tmp_path / "b")), [2, 2], 1))
     assert len(after) == 2 and victim not in after
+
+
+def test_automatic_chunks_blame_the_item_that_killed_its_worker(pool):
+    # Tiny tasks run in large chunks that record no item: the parent blamed another item and
+    # the guilty one ran again, killing a second worker. Such a chunk now runs again tracked.
+    n, bad = 60_000, 50_000
+    it = pool.imap(functools.partial(T.die_on, bad=bad, how="exit"), range(n))
+    lost = []
+    for i in range(n):
+        try:
+            assert next(it) == i * i
+        except allcores.WorkerLost as exc:
+            lost.append(i)
+            assert "exit code 5" in str(exc) or "5" in str(exc)
+    assert lost == [bad]
+    assert pool.map(square, range(100)) == [x * x for x in range(100)]
