@@ -8,7 +8,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from ._engine import Engine
 from ._mapjob import MapJob
-from .pool import IMapIterator
+from .pool import IMapIterator, _check_timeout
 
 __all__ = ["ProcessPoolExecutor"]
 
@@ -61,15 +61,19 @@ class ProcessPoolExecutor(Executor):
 
     submit.__doc__ = Executor.submit.__doc__
 
-    def map(self, fn, *iterables, timeout=None, chunksize=None, buffersize=None):
+    def map(self, fn, *iterables, timeout=None, chunksize=None, buffersize=None,
+            task_timeout=None):
         """Returns an iterator equivalent to map(fn, *iterables), run in the workers.
 
         The input is consumed lazily: only a bounded number of tasks run ahead of the consumer.
         timeout (seconds, from this call) bounds the wait for each next result; on expiry the
-        iterator raises TimeoutError and the remaining tasks are cancelled.
+        iterator raises TimeoutError and the remaining tasks are cancelled. task_timeout bounds
+        each item's run time (TaskTimeout at its position; its worker is replaced), as Pool's
+        maps do.
         """
         if chunksize is not None and chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
+        task_timeout = _check_timeout(task_timeout, self._engine)
         with self._shutdown_lock:
             if self._engine.broken is not None:
                 raise BrokenProcessPool(str(self._engine.broken))
@@ -79,7 +83,7 @@ class ProcessPoolExecutor(Executor):
         it = _ExecutorMapIterator(self._engine, True)
         window = max(1, buffersize) if buffersize else None
         job = MapJob(self._engine, fn, zip(*iterables), chunksize, True, it, lazy=True,
-                     window=window)
+                     window=window, timeout=task_timeout)
         it._bind(job)
         job.start()
         return self._results(it, job, deadline)

@@ -91,6 +91,17 @@ def test_executor_task_timeout(allcores_impl):
         assert list(ex.map(square, range(4))) == [0, 1, 4, 9]
 
 
+def test_executor_map_task_timeout(allcores_impl):
+    with allcores_impl.executor(2) as ex:
+        it = ex.map(functools.partial(T.sleep_on, slow=2), range(5), task_timeout=0.3)
+        assert [next(it), next(it)] == [0, 1]
+        with pytest.raises(allcores.TaskTimeout):
+            next(it)
+        assert list(ex.map(square, range(4))) == [0, 1, 4, 9]
+        with pytest.raises(ValueError):
+            ex.map(square, range(4), task_timeout=0)
+
+
 @pytest.mark.parametrize("bad", [0, -1])
 def test_task_timeout_must_be_positive(allcores_impl, bad):
     with allcores_impl.pool(1) as pool:
