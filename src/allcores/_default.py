@@ -20,6 +20,8 @@ def default_pool() -> Pool:
         pool = _pool
         if pool is None or _owner_pid != os.getpid() or pool._state != RUN or \
                 pool._engine.broken is not None:
+            if pool is not None and _owner_pid == os.getpid() and pool._state == RUN:
+                pool.terminate()  # a broken pool: stopped, not dropped running
             pool = _pool = Pool()
             _owner_pid = os.getpid()
         return pool

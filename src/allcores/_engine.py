@@ -81,7 +81,7 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _template_main(region, efd, initializer, initargs, maxtasks):
+def _template_main(region, efd, initializer, initargs, maxtasks, log_init_errors=False):
     """Runs in the template process; never returns."""
     code = 70
     try:
@@ -94,7 +94,7 @@ def _template_main(region, efd, initializer, initargs, maxtasks):
             import multiprocessing
             # as multiprocessing names its pool workers, so tasks can tell them apart
             multiprocessing.current_process().name = f"AllcoresPoolWorker-{k + 1}"
-            code = W.main(region, k, initializer, initargs, maxtasks)
+            code = W.main(region, k, initializer, initargs, maxtasks, log_init_errors)
     except BaseException:  # noqa: B902
         try:
             import traceback
@@ -272,7 +272,8 @@ class Engine:
     """One pool's processes and transport. Thread-safe."""
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
-                 task_timeout=None, name="allcores"):
+                 task_timeout=None, name="allcores", *, log_init_errors=False,
+                 finish_at_exit=False):
         if processes is None:
             processes = os.cpu_count() or 1
         if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
@@ -285,6 +286,11 @@ class Engine:
             raise ValueError("task_timeout must be positive")
         self.nworkers = processes
         self.task_timeout = task_timeout
+        self.maxtasks = maxtasks
+        # concurrent.futures' behaviours: a failing initializer is logged (in the worker, to the
+        # "concurrent.futures" logger), and queued work is finished at interpreter exit.
+        self._log_init_errors = log_init_errors
+        self.finish_at_exit = finish_at_exit
         self._timed_entries = 0            # pending entries with a timeout of their own
         self._pid = os.getpid()
         self._region = _core.Region(processes, TASK_SLOTS, RESULT_SLOTS, ARENA_BYTES)
@@ -381,19 +387,30 @@ class Engine:
 
     def _push(self, tid, kind, payload, block=True):
         region = self._region
-        if not self._overflow and region.push_task(tid, kind, 0, payload, 0.0):
-            return
-        if not block or self._overflow or threading.current_thread() is self._collector_thread:
-            # The collector must never block on a full ring: it is what drains the results
-            # the workers are waiting to publish.
-            self._overflow.append((tid, kind, payload))
-            return
-        while not region.push_task(tid, kind, 0, payload, 0.1):
-            if self._broken is not None or self._terminated:
-                entry = self._pending.pop(tid, None)
-                if entry is not None:
-                    entry.fail(self, BrokenProcessPool("the pool stopped before the task was queued"))
+        try:
+            if not self._overflow and region.push_task(tid, kind, 0, payload, 0.0):
                 return
+            if not block or self._overflow or threading.current_thread() is self._collector_thread:
+                # The collector must never block on a full ring: it is what drains the results
+                # the workers are waiting to publish.
+                self._overflow.append((tid, kind, payload))
+                return
+            while not region.push_task(tid, kind, 0, payload, 0.1):
+                if self._broken is not None or self._terminated:
+                    self._refuse(tid)
+                    return
+        except _core.ClosedError:  # the pool broke or stopped since the caller checked
+            self._refuse(tid)
+
+    def _refuse(self, tid):
+        """Fails task tid, which the pool stopped or broke before it could be queued."""
+        entry = self._pending.pop(tid, None)
+        if entry is not None:
+            broken = self._broken
+            exc = BrokenProcessPool(str(broken) if broken is not None else
+                                    "the pool stopped before the task was queued")
+            exc.__cause__ = broken
+            entry.fail(self, exc)
 
     def _flush_overflow(self):
         ov = self._overflow
@@ -715,7 +732,8 @@ class Engine:
         self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         pid = _core.fork_template()
         if pid == 0:
-            _template_main(self._region, self._efd, initializer, initargs, maxtasks)
+            _template_main(self._region, self._efd, initializer, initargs, maxtasks,
+                           self._log_init_errors)
         self._template_pid = pid
 
     def _host_name(self):
@@ -784,6 +802,10 @@ class Engine:
         still waiting in the overflow must reach the ring first: while some do, the collector
         calls this again after flushing (nothing waits here, under the lock)."""
         if self._closing and not self._jobs and not self._drain_requested:
+            if self.maxtasks is not None and self._pending and not self._broken:
+                # A worker that reaches its task limit must still be replaced while tasks are
+                # queued: the ring closes once every task has completed (the collector asks again).
+                return
             if self._overflow:
                 self._flush_overflow()
                 if self._overflow:
@@ -873,7 +895,36 @@ def _entry_what(entry, item):
     return f"task {desc}" + (f" (item {item} of its chunk)" if item else "")
 
 
+_interpreter_exiting = False
+
+
+def interpreter_exiting():
+    """True once the interpreter began to exit (threading's exit hooks ran)."""
+    return _interpreter_exiting
+
+
+def _python_exit():
+    """Runs before atexit's hooks, as concurrent.futures' own: from here on no executor takes new
+    work, and an executor the program left open finishes what it was given (its futures
+    complete) before the interpreter goes on exiting."""
+    global _interpreter_exiting
+    _interpreter_exiting = True
+    engines = [e for e in list(_live_engines)
+               if e.finish_at_exit and e._pid == os.getpid() and not e._terminated]
+    for engine in engines:
+        try:
+            engine.close()
+        except Exception:
+            pass
+    for engine in engines:
+        try:
+            engine.join()
+        except Exception:
+            pass
+
+
 def _atexit():
+    """Pools left running are terminated at exit, as multiprocessing's finalizers do."""
     for engine in list(_live_engines):
         try:
             if engine._pid == os.getpid():
@@ -884,4 +935,5 @@ def _atexit():
 
 import atexit  # noqa: E402
 
+threading._register_atexit(_python_exit)
 atexit.register(_atexit)

@@ -99,13 +99,20 @@ def _run_chunk_tracked(region, k, fn, items, star, what):
     return values, errors
 
 
-def main(region, k: int, initializer, initargs, maxtasks) -> int:
+def main(region, k: int, initializer, initargs, maxtasks, log_init_errors=False) -> int:
     """Runs worker slot k. Returns the process exit code."""
     forks = _forks[0]
     if initializer is not None:
         try:
             initializer(*initargs)
         except BaseException as exc:  # noqa: B902
+            if log_init_errors:  # as concurrent.futures' workers report it
+                try:
+                    import logging
+                    logging.getLogger("concurrent.futures").critical(
+                        "Exception in initializer:", exc_info=True)
+                except BaseException:  # noqa: B902 - the parent still learns of the failure
+                    pass
             what = f"initializer {ser.describe(initializer)}"
             region.send_result(k, 0, R_INIT_ERR, k, ser.dumps_exception(exc, what))
             return EXIT_INIT_FAILED

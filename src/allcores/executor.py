@@ -6,9 +6,9 @@ import time
 from concurrent.futures import Executor, TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 
-from ._engine import Engine
+from ._engine import Engine, interpreter_exiting
 from ._mapjob import MapJob
-from .pool import IMapIterator, _check_timeout
+from .pool import IMapIterator, _check_timeout, _chunksize, _start_job
 
 __all__ = ["ProcessPoolExecutor"]
 
@@ -46,9 +46,11 @@ class ProcessPoolExecutor(Executor):
             from ._backends import make_engine
             self._engine = make_engine(backend, max_workers, initializer, initargs,
                                        max_tasks_per_child, task_timeout, **backend_options)
+            self._engine.finish_at_exit = True
         else:
             self._engine = Engine(max_workers, initializer, initargs, max_tasks_per_child,
-                                  task_timeout, name="allcores-executor")
+                                  task_timeout, name="allcores-executor", log_init_errors=True,
+                                  finish_at_exit=True)
         self._max_workers = self._engine.nworkers
 
     def submit(self, fn, /, *args, **kwargs):
@@ -57,6 +59,8 @@ class ProcessPoolExecutor(Executor):
                 raise BrokenProcessPool(str(self._engine.broken))
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
+            if interpreter_exiting():
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             return self._engine.submit_call(fn, args, kwargs or None)
 
     submit.__doc__ = Executor.submit.__doc__
@@ -79,13 +83,17 @@ class ProcessPoolExecutor(Executor):
                 raise BrokenProcessPool(str(self._engine.broken))
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
+            if interpreter_exiting():
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         deadline = None if timeout is None else time.monotonic() + timeout
         it = _ExecutorMapIterator(self._engine, True)
         window = max(1, buffersize) if buffersize else None
-        job = MapJob(self._engine, fn, zip(*iterables), chunksize, True, it, lazy=True,
+        job = MapJob(self._engine, fn, zip(*iterables), _chunksize(chunksize, self._engine),
+                     True, it, lazy=True,
                      window=window, timeout=task_timeout)
         it._bind(job)
-        job.start()
+        _start_job(job, self._engine,
+                   lambda: RuntimeError("cannot schedule new futures after shutdown"))
         return self._results(it, job, deadline)
 
     def _results(self, it, job, deadline):
@@ -113,9 +121,11 @@ class ProcessPoolExecutor(Executor):
     shutdown.__doc__ = Executor.shutdown.__doc__
 
     def __del__(self):
+        # As concurrent.futures: an executor dropped without shutdown() still finishes the
+        # work it was given (its futures complete), then its workers exit.
         engine = getattr(self, "_engine", None)
         if engine is not None and not getattr(self, "_shutdown", True):
             try:
-                engine.terminate()
+                engine.close()
             except Exception:
                 pass

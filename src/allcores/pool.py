@@ -12,9 +12,12 @@ import collections
 import multiprocessing
 import threading
 import time
+import warnings
 from concurrent.futures import CancelledError
 from concurrent.futures._base import FINISHED
+from concurrent.futures.process import BrokenProcessPool
 
+from . import _core
 from ._engine import Engine, TaskFuture
 from ._mapjob import MapJob, item_error
 
@@ -330,6 +333,25 @@ def _check_timeout(t, engine):
     return t
 
 
+def _start_job(job, engine, stopped=lambda: ValueError("Pool not running")):
+    """Starts a map job; a pool that broke or stopped meanwhile says so in the public terms."""
+    try:
+        job.start()
+    except _core.ClosedError:
+        broken = engine.broken
+        if broken is not None:
+            raise BrokenProcessPool(str(broken)) from broken
+        raise stopped() from None
+
+
+def _chunksize(chunksize, engine):
+    """With a task limit per worker, automatic chunking sends one item per task: the limit
+    counts items, so a worker is replaced after that many items, as with concurrent.futures."""
+    if chunksize is None and getattr(engine, "maxtasks", None) is not None:
+        return 1
+    return chunksize
+
+
 def _progress_bar(progress, total):
     if not progress:
         return None
@@ -374,6 +396,9 @@ class Pool:
     def _check_running(self):
         if self._state != RUN:
             raise ValueError("Pool not running")
+        broken = self._engine.broken
+        if broken is not None:  # as apply() says it: every call, maps included
+            raise BrokenProcessPool(str(broken)) from broken
 
     def apply(self, func, args=(), kwds={}, *, task_timeout=None):
         """Call func(*args, **kwds) in a worker and return its result."""
@@ -400,10 +425,11 @@ class Pool:
             iterable = list(iterable)
         result = MapResult(self._engine, callback, error_callback,
                            _progress_bar(progress, len(iterable)))
-        job = MapJob(self._engine, func, iterable, chunksize, star, result, lazy=False,
+        job = MapJob(self._engine, func, iterable, _chunksize(chunksize, self._engine), star,
+                     result, lazy=False,
                      timeout=_check_timeout(task_timeout, self._engine))
         result._bind(job)
-        job.start()
+        _start_job(job, self._engine)
         return result
 
     def map(self, func, iterable, chunksize=None, progress=False, *, task_timeout=None):
@@ -431,10 +457,11 @@ class Pool:
         self._check_running()
         total = len(iterable) if progress and hasattr(iterable, "__len__") else None
         it = IMapIterator(self._engine, ordered, _progress_bar(progress, total))
-        job = MapJob(self._engine, func, iterable, chunksize, star, it, lazy=True,
+        job = MapJob(self._engine, func, iterable, _chunksize(chunksize, self._engine), star,
+                     it, lazy=True,
                      timeout=_check_timeout(task_timeout, self._engine))
         it._bind(job)
-        job.start()
+        _start_job(job, self._engine)
         return it
 
     def imap(self, func, iterable, chunksize=None, progress=False, *, task_timeout=None):
@@ -477,8 +504,12 @@ class Pool:
         raise NotImplementedError(
             "pool objects cannot be passed between processes or pickled")
 
-    def __del__(self):
+    def __del__(self, _warn=warnings.warn):
         if getattr(self, "_state", None) == RUN and getattr(self, "_engine", None) is not None:
+            # As multiprocessing.Pool: a running pool dropped without close() warns, and its
+            # finalizer terminates it.
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning,
+                  source=self)
             try:
                 self.terminate()
             except Exception:
