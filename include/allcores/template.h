@@ -28,6 +28,21 @@ typedef struct ac_fork_hooks {
  * template when it must exit, or another negative code on a fatal error. hooks may be NULL. */
 int ac_template_serve(ac_region *r, int request_fd, const ac_fork_hooks *hooks);
 
+/* Template side, once, before ac_template_serve: the template and its workers must not keep the
+ * program's descriptors open (a pipe whose reader waits for end-of-file, a socket, a file the
+ * program closes later). Every descriptor but stdin/out/err, keep_fd, the region's memfd and
+ * shared memory (memfds, which hold no peer waiting) is replaced by /dev/null: the number stays
+ * taken, so a stale file object in a worker can never write into a file opened later under the
+ * same number. Returns how many were replaced, or a negative errno. */
+int ac_template_isolate_fds(const ac_region *r, int keep_fd);
+
+/* Parent side, after the template died: its workers died with it (PR_SET_PDEATHSIG), and nobody
+ * reaped them into the region. Marks slot k EXITED with wait_status (as the template would have)
+ * when it held a live worker, so that ac_region_reap repairs what that worker held and a new
+ * template can fill the slot. The caller makes sure the worker is dead first. Returns 1 when
+ * marked, 0 when the slot held no live worker. */
+int ac_template_orphaned(ac_region *r, uint32_t k, int wait_status);
+
 /* Parent side: wakes the template so it looks at spawn and kill requests and the shutdown word. */
 int ac_template_notify(int request_fd);
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import itertools
 import os
+import signal
 import sys
 import threading
 import time
@@ -612,6 +613,8 @@ class Engine:
                             BrokenProcessPool("the pool shut down before the task completed"))
                         return
                 time.sleep(0.0005)  # the other thread needs self._lock to complete them
+        if type(self)._host_start is Engine._host_start and self._restart_template():
+            return
         self._break(BrokenProcessPool(
             f"the pool's {self._host_name()} died unexpectedly (status {self._host_status}); "
             f"its workers died with it"))
@@ -730,11 +733,46 @@ class Engine:
                 "process: CPython cannot fork a process with live subinterpreters. Create the "
                 "process pool first, or close (and join) the interpreter pool before")
         self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._template_args = (initializer, initargs, maxtasks, self._log_init_errors)
+        self._template_deaths = []
+        self._fork_template()
+
+    def _fork_template(self):
         pid = _core.fork_template()
         if pid == 0:
-            _template_main(self._region, self._efd, initializer, initargs, maxtasks,
-                           self._log_init_errors)
+            _template_main(self._region, self._efd, *self._template_args)
         self._template_pid = pid
+
+    def _restart_template(self):
+        """The template died (killed, the OOM killer) and its workers with it. As when a worker
+        dies: only the tasks they ran fail (WorkerLost), a task taken but not started is given
+        back, and a new template forks every worker again. Returns False (the pool breaks)
+        when templates keep dying: more than 3 in 10 seconds."""
+        now = time.monotonic()
+        self._template_deaths = [t for t in self._template_deaths if now - t < 10.0] + [now]
+        if len(self._template_deaths) > 3 or self._broken is not None or self._terminated:
+            return False
+        region = self._region
+        orphans = []
+        for k in range(self.nworkers):
+            state = region.worker_state(k)
+            if state[0] in (ST_STARTING, ST_IDLE) and state[1] > 0:
+                orphans.append((k, state[1]))
+        # They were sent SIGKILL as the template died; nothing is repaired before they are gone.
+        deadline = now + 5.0
+        for _k, pid in orphans:
+            while _process_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.001)
+        for k, _pid in orphans:
+            region.orphaned(k, signal.SIGKILL)
+        while not self._handle_workers(region.event):
+            time.sleep(0.0002)  # another thread completes results first
+        with self._lock:
+            if self._broken is not None or self._terminated:
+                return False
+            self._host_status = None
+        self._fork_template()
+        return True
 
     def _host_name(self):
         return f"template process {self._template_pid}"
@@ -887,6 +925,21 @@ class Engine:
 
     def worker_pids(self):
         return [p for p in (self._region.worker_state(k)[1] for k in range(self.nworkers)) if p > 0]
+
+
+def _process_alive(pid):
+    """False once pid has exited (a zombie counts as exited)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the number went to another user's process: ours is gone
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
 
 
 def _entry_what(entry, item):

@@ -2,10 +2,14 @@
  * leave nothing behind when the pool or its parent goes away. */
 #include "allcores/template.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -26,6 +30,50 @@ int ac_template_notify(int request_fd) {
   while (n < 0 && errno == EINTR);
   /* EAGAIN means the counter is already non-zero: the template is awake or will be. */
   return n < 0 && errno != EAGAIN ? -errno : 0;
+}
+
+static int is_memfd(int fd) {
+  char path[32], target[16];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n < 0) return 0;
+  target[n] = 0;
+  return strncmp(target, "/memfd:", 7) == 0;
+}
+
+int ac_template_isolate_fds(const ac_region *r, int keep_fd) {
+  int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0) return -errno;
+  DIR *dir = opendir("/proc/self/fd");
+  if (!dir) {
+    int e = errno;
+    close(null_fd);
+    return -e;
+  }
+  int replaced = 0;
+  struct dirent *de;
+  while ((de = readdir(dir)) != NULL) {
+    if (de->d_name[0] < '0' || de->d_name[0] > '9') continue;
+    int fd = atoi(de->d_name);
+    if (fd <= 2 || fd == keep_fd || fd == r->memfd || fd == null_fd || fd == dirfd(dir)) continue;
+    if (is_memfd(fd)) continue;
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) continue;
+    if (dup3(null_fd, fd, (flags & FD_CLOEXEC) ? O_CLOEXEC : 0) == fd) replaced++;
+  }
+  closedir(dir);
+  close(null_fd);
+  return replaced;
+}
+
+int ac_template_orphaned(ac_region *r, uint32_t k, int wait_status) {
+  if (k >= r->hdr->nworkers) return -EINVAL;
+  ac_worker_rec *w = &r->workers[k];
+  uint32_t st = atomic_load(&w->state);
+  if (st != AC_W_STARTING && st != AC_W_IDLE) return 0;
+  atomic_store(&w->wait_status, wait_status);
+  atomic_store(&w->state, AC_W_EXITED);
+  return 1;
 }
 
 static int find_worker(ac_region *r, pid_t pid) {

@@ -631,6 +631,22 @@ static PyObject *Region_reap(PyObject *op, PyObject *arg) {
                        (unsigned long long)out.task_id, (unsigned long long)out.item, recovered);
 }
 
+PyDoc_STRVAR(Region_orphaned__doc__,
+"orphaned($self, k, wait_status, /)\n--\n\n"
+"Parent, after the template died: mark slot k's worker (dead with it) exited with wait_status,\n"
+"so that reap() repairs what it held. Returns False when the slot held no live worker.");
+
+static PyObject *Region_orphaned(PyObject *op, PyObject *args) {
+  RegionObject *self = RegionObject_CAST(op);
+  unsigned int k;
+  int status;
+  if (!PyArg_ParseTuple(args, "Ii:orphaned", &k, &status)) return NULL;
+  if (check_worker(self, k) < 0) return NULL;
+  int rc = ac_template_orphaned(&self->region, k, status);
+  if (rc < 0) return raise_rc(self, rc, "orphaned");
+  return PyBool_FromLong(rc);
+}
+
 static PyObject *Region_request_spawn(PyObject *op, PyObject *arg) {
   RegionObject *self = RegionObject_CAST(op);
   unsigned long k = PyLong_AsUnsignedLong(arg);
@@ -791,6 +807,7 @@ static PyMethodDef Region_methods[] = {
     {"set_item", (PyCFunction)(void (*)(void))Region_set_item, METH_FASTCALL, "set_item(k, i): worker k starts item i of a chunk."},
     {"worker_state", Region_worker_state, METH_O, Region_worker_state__doc__},
     {"reap", Region_reap, METH_O, Region_reap__doc__},
+    {"orphaned", Region_orphaned, METH_VARARGS, Region_orphaned__doc__},
     {"request_spawn", Region_request_spawn, METH_O, "request_spawn(k): ask for a process in slot k."},
     {"request_kill", Region_request_kill, METH_O, "request_kill(k): ask the template to kill worker k."},
     {"host_spawned", Region_host_spawned, METH_VARARGS,
@@ -855,6 +872,7 @@ static PyObject *Region_template_serve(PyObject *op, PyObject *arg) {
   if (fd == -1 && PyErr_Occurred()) return NULL;
   if (!self->region.base) return raise_rc(self, AC_ECLOSED, "template_serve");
   ac_fork_hooks hooks = {hook_prepare, hook_parent, hook_child, NULL};
+  (void)ac_template_isolate_fds(&self->region, fd); /* best effort: the pool works without it */
   /* The template is single-threaded and holds the GIL throughout: the fork hooks need it. */
   int rc = ac_template_serve(&self->region, fd, &hooks);
   if (rc >= 0) return PyLong_FromLong(rc);

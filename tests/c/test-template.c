@@ -1,8 +1,12 @@
 /* test-template.c: the template process: spawning workers (the index returned in each child),
  * exit statuses, kill requests, shutdown DRAIN and NOW, fork hooks, and parent death. No
  * Python here: the hooks are plain C or NULL. */
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -290,4 +294,96 @@ TEST_IMPL_TIMEOUT(template_and_workers_exit_when_parent_dies, 20000) {
     usleep(2000);
   }
   ac_region_destroy(r);
+}
+
+/* The template keeps none of the program's descriptors: a pipe's write end the program closes
+ * later gives its reader end-of-file while the template lives. The region's memfd, the request
+ * fd, stdin/out/err and other shared memory (memfds) stay. */
+TEST_IMPL_TIMEOUT(template_isolate_fds_keeps_only_what_the_pool_needs, 20000) {
+  ac_region r;
+  ac_region_config cfg = {1, 16, 16, 1 << 20};
+  ASSERT_OK(ac_region_create(&r, &cfg));
+  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  int other_mem = memfd_create("other", MFD_CLOEXEC);
+  int p[2], go[2];
+  ASSERT_OK(pipe(p));
+  ASSERT_OK(pipe(go));
+  ASSERT_GE(efd, 0);
+  ASSERT_GE(other_mem, 0);
+  pid_t child = fork();
+  if (child == 0) {
+    close(go[1]);
+    int n = ac_template_isolate_fds(&r, efd);
+    char target[64];
+    int ok = n >= 2;  /* at least the pipe's ends */
+    ssize_t len;
+    ok = ok && fcntl(efd, F_GETFD) >= 0 && fcntl(r.memfd, F_GETFD) >= 0;
+    char path[32];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", p[1]);
+    len = readlink(path, target, sizeof target - 1);
+    ok = ok && len > 0 && (target[len] = 0, strcmp(target, "/dev/null") == 0);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", other_mem);
+    len = readlink(path, target, sizeof target - 1);
+    ok = ok && len > 0 && (target[len] = 0, strncmp(target, "/memfd:", 7) == 0);
+    char c;
+    (void)!read(go[0], &c, 1); /* lives on until the parent has read end-of-file */
+    _exit(ok ? 0 : 1);
+  }
+  close(go[0]);
+  close(p[1]);
+  char c;
+  ASSERT_EQ(read(p[0], &c, 1), 0); /* end-of-file: the child holds no write end any more */
+  close(go[1]);
+  ASSERT_EXITED(ac_test_wait(child, 5000), 0);
+  close(p[0]);
+  close(efd);
+  close(other_mem);
+  ac_region_destroy(&r);
+}
+
+/* True while pid is a process that has not exited (zombies have). */
+static int runs(pid_t pid) {
+  char path[64], state = 0;
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  int ok = fscanf(f, "%*d %*s %c", &state) == 1 && state != 'Z' && state != 'X';
+  fclose(f);
+  return ok;
+}
+
+/* The template dies (SIGKILL) and its workers with it: the parent marks their slots exited,
+ * reaps them (the task one ran comes back as its task id), and a new template fills them. */
+TEST_IMPL_TIMEOUT(template_death_then_orphaned_slots_are_reaped_and_refilled, 20000) {
+  pool *p = start_pool(2, 2, NULL);
+  ac_region *r = &p->r;
+  send_kind(r, 7, TASK_HANG);
+  int busy = find_worker(r, runs_task, 7);
+  pid_t w0 = r->workers[0].pid, w1 = r->workers[1].pid;
+  kill(p->tpl, SIGKILL);
+  ASSERT_EQ(waitpid(p->tpl, NULL, 0), p->tpl);
+  /* PR_SET_PDEATHSIG: both workers get SIGKILL; they are reaped by the runner (a subreaper). */
+  int64_t end = ac_now_ns() + 5000000000LL;
+  while (runs(w0) || runs(w1)) {
+    if (ac_now_ns() > end) FAIL("the workers outlived their template by %d s", 5);
+    usleep(1000);
+  }
+  for (uint32_t k = 0; k < 2; k++) {
+    ASSERT_EQ(ac_template_orphaned(r, k, SIGKILL), 1);
+    ASSERT_EQ(ac_template_orphaned(r, k, SIGKILL), 0); /* not live any more */
+    ac_reaped out;
+    uint8_t buf[AC_SLOT_INLINE];
+    ASSERT_EQ(ac_region_reap(r, k, &out, buf), 1);
+    ASSERT_EQ(out.wait_status, SIGKILL);
+    ASSERT_EQ(out.task_id, (int)k == busy ? 7u : 0u);
+    ASSERT_OK(ac_region_request_spawn(r, k));
+  }
+  p->tpl = start_template(r, p->efd, NULL);
+  for (uint32_t k = 0; k < 2; k++) wait_state(r, k, AC_W_IDLE);
+  send_kind(r, 8, TASK_ECHO);
+  ac_msg m;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_OK(ac_ring_pop_wait(r->results, &m, buf, NULL, 5000000000LL, 0, NULL));
+  ASSERT_EQ(m.id, 8);
+  stop_pool(p, AC_SHUTDOWN_DRAIN);
 }

@@ -190,12 +190,49 @@ def test_failed_initializer_makes_every_call_raise_broken_process_pool(allcores_
         pool.shutdown() if api == "executor" else pool.terminate()
 
 
+def _kill_template(pool):
+    """Kills the pool's template process; returns once a new one runs (or the pool broke)."""
+    engine = pool._engine
+    old = engine._template_pid
+    os.kill(old, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while engine._template_pid == old and engine.broken is None:
+        assert time.monotonic() < deadline, "the pool never noticed its template's death"
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("api", ["pool", "executor"])
-def test_killed_template_makes_every_call_raise_broken_process_pool(allcores_impl, api):
+def test_pool_survives_the_death_of_its_template(allcores_impl, api):
+    from allcores import WorkerLost
+    from helpers_tasks import sleep_then
     pool = allcores_impl.executor(2) if api == "executor" else allcores_impl.pool(2)
     try:
         assert pool.submit(square, 3).result(timeout=30) == 9
-        os.kill(pool._engine._template_pid, signal.SIGKILL)
+        running = [pool.submit(sleep_then, i, 30) for i in range(2)]
+        deadline = time.monotonic() + 30
+        while not all(f.running() for f in running):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        queued = [pool.submit(square, i) for i in range(6)]
+        _kill_template(pool)
+        for f in running:  # only the tasks whose workers died with it fail
+            with pytest.raises(WorkerLost):
+                f.result(timeout=30)
+        assert [f.result(timeout=30) for f in queued] == [i * i for i in range(6)]
+        for name, call in _calls(pool, api == "executor").items():
+            call()
+        assert pool._engine.broken is None
+    finally:
+        pool.shutdown() if api == "executor" else pool.terminate()
+
+
+@pytest.mark.parametrize("api", ["pool", "executor"])
+def test_templates_that_keep_dying_break_the_pool(allcores_impl, api):
+    pool = allcores_impl.executor(2) if api == "executor" else allcores_impl.pool(2)
+    try:
+        for _ in range(4):
+            assert pool.submit(square, 3).result(timeout=30) == 9
+            _kill_template(pool)
         _wait_broken(pool)
         for name, call in _calls(pool, api == "executor").items():
             with pytest.raises(BrokenProcessPool):
@@ -220,3 +257,43 @@ def test_failed_initializer_is_logged_for_the_executor(impl):
     assert "BrokenProcessPool" in proc.stdout, (proc.stdout, proc.stderr)
     assert "Exception in initializer:" in proc.stderr, proc.stderr
     assert "init failed on purpose" in proc.stderr, proc.stderr
+
+
+# -- the processes a pool forks keep none of the program's descriptors ---------------------------
+
+@pytest.mark.parametrize("api", ["pool", "executor"])
+def test_pipe_closed_by_the_program_gives_eof_while_the_pool_lives(allcores_impl, api):
+    import select
+    r, w = os.pipe()
+    pool = allcores_impl.executor(2) if api == "executor" else allcores_impl.pool(2)
+    try:
+        assert pool.submit(square, 4).result(timeout=30) == 16  # the workers are up
+        os.close(w)
+        ready, _, _ = select.select([r], [], [], 30)
+        assert ready, "the pool's processes keep the pipe's write end open"
+        assert os.read(r, 1) == b""
+    finally:
+        os.close(r)
+        pool.shutdown() if api == "executor" else pool.terminate()
+
+
+def test_shared_objects_made_before_the_pool_still_work_in_workers(allcores_impl):
+    import allcores
+    global _COUNTER
+    _COUNTER = allcores.Counter()
+    try:
+        with allcores_impl.pool(2) as pool:
+            back = pool.map(_bump_inherited, range(10), 1)
+        assert _COUNTER.value == 10
+        assert back[0].value == 10  # sent back from a worker: the same memory
+    finally:
+        _COUNTER = None
+
+
+_COUNTER = None
+
+
+def _bump_inherited(_):
+    global _COUNTER
+    _COUNTER += 1
+    return _COUNTER
