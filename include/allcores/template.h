@@ -28,13 +28,14 @@ typedef struct ac_fork_hooks {
  * template when it must exit, or another negative code on a fatal error. hooks may be NULL. */
 int ac_template_serve(ac_region *r, int request_fd, const ac_fork_hooks *hooks);
 
-/* Template side, once, before ac_template_serve: the template and its workers must not keep the
- * program's descriptors open (a pipe whose reader waits for end-of-file, a socket, a file the
- * program closes later). Every descriptor but stdin/out/err, keep_fd, the region's memfd and
- * shared memory (memfds, which hold no peer waiting) is replaced by /dev/null: the number stays
- * taken, so a stale file object in a worker can never write into a file opened later under the
- * same number. Returns how many were replaced, or a negative errno. */
-int ac_template_isolate_fds(const ac_region *r, int keep_fd);
+/* Template side, once, before ac_template_serve: the template and its workers must not keep open
+ * the program's pipes and sockets (a reader waiting for end-of-file that never comes, a peer that
+ * never sees the connection close). Every pipe and socket but stdin/out/err and the nkeep
+ * descriptors in keep is replaced by /dev/null: the number stays taken, so a stale file object in
+ * a worker can never write into something opened later under the same number. Files, shared
+ * memory and other descriptors stay (tasks write through inherited file objects, such as a
+ * logging handler's, as in any fork). Returns how many were replaced, or a negative errno. */
+int ac_template_isolate_fds(const int *keep, int nkeep);
 
 /* Parent side, after the template died: its workers died with it (PR_SET_PDEATHSIG), and nobody
  * reaped them into the region. Marks slot k EXITED with wait_status (as the template would have)

@@ -88,6 +88,7 @@ def _template_main(region, efd, initializer, initargs, maxtasks, log_init_errors
     try:
         import gc
         gc.freeze()  # objects inherited from the parent are never traversed, so never copied
+        _core.isolate_fds([efd] + _std_stream_fds())
         k = region.template_serve(efd)
         if k is None:
             code = 0
@@ -104,6 +105,19 @@ def _template_main(region, efd, initializer, initargs, maxtasks, log_init_errors
             pass
     finally:
         os._exit(code)
+
+
+def _std_stream_fds():
+    """The descriptors behind sys.stdin/stdout/stderr (maybe redirected, as pytest's capture
+    does): what tasks print must still reach the program's output."""
+    fds = []
+    for stream in (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__,
+                   sys.__stderr__):
+        try:
+            fds.append(stream.fileno())
+        except Exception:  # closed, None, or no descriptor behind it
+            pass
+    return fds
 
 
 _cond_lock = threading.Lock()

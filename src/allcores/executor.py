@@ -8,7 +8,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from ._engine import Engine, interpreter_exiting
 from ._mapjob import MapJob
-from .pool import IMapIterator, _check_timeout, _chunksize, _start_job
+from .pool import IMapIterator, _check_timeout, _start_job
 
 __all__ = ["ProcessPoolExecutor"]
 
@@ -46,7 +46,9 @@ class ProcessPoolExecutor(Executor):
             from ._backends import make_engine
             self._engine = make_engine(backend, max_workers, initializer, initargs,
                                        max_tasks_per_child, task_timeout, **backend_options)
-            self._engine.finish_at_exit = True
+            # As concurrent.futures' executors: finish what was given before the interpreter
+            # exits (not for a dask cluster, which may be gone by then).
+            self._engine.finish_at_exit = backend != "dask"
         else:
             self._engine = Engine(max_workers, initializer, initargs, max_tasks_per_child,
                                   task_timeout, name="allcores-executor", log_init_errors=True,
@@ -88,8 +90,11 @@ class ProcessPoolExecutor(Executor):
         deadline = None if timeout is None else time.monotonic() + timeout
         it = _ExecutorMapIterator(self._engine, True)
         window = max(1, buffersize) if buffersize else None
-        job = MapJob(self._engine, fn, zip(*iterables), _chunksize(chunksize, self._engine),
-                     True, it, lazy=True,
+        if chunksize is None and self._engine.maxtasks is not None:
+            # max_tasks_per_child counts items, as concurrent.futures' (chunksize 1) does: no
+            # automatic batching then.
+            chunksize = 1
+        job = MapJob(self._engine, fn, zip(*iterables), chunksize, True, it, lazy=True,
                      window=window, timeout=task_timeout)
         it._bind(job)
         _start_job(job, self._engine,

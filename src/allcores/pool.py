@@ -344,14 +344,6 @@ def _start_job(job, engine, stopped=lambda: ValueError("Pool not running")):
         raise stopped() from None
 
 
-def _chunksize(chunksize, engine):
-    """With a task limit per worker, automatic chunking sends one item per task: the limit
-    counts items, so a worker is replaced after that many items, as with concurrent.futures."""
-    if chunksize is None and getattr(engine, "maxtasks", None) is not None:
-        return 1
-    return chunksize
-
-
 def _progress_bar(progress, total):
     if not progress:
         return None
@@ -425,8 +417,7 @@ class Pool:
             iterable = list(iterable)
         result = MapResult(self._engine, callback, error_callback,
                            _progress_bar(progress, len(iterable)))
-        job = MapJob(self._engine, func, iterable, _chunksize(chunksize, self._engine), star,
-                     result, lazy=False,
+        job = MapJob(self._engine, func, iterable, chunksize, star, result, lazy=False,
                      timeout=_check_timeout(task_timeout, self._engine))
         result._bind(job)
         _start_job(job, self._engine)
@@ -457,8 +448,7 @@ class Pool:
         self._check_running()
         total = len(iterable) if progress and hasattr(iterable, "__len__") else None
         it = IMapIterator(self._engine, ordered, _progress_bar(progress, total))
-        job = MapJob(self._engine, func, iterable, _chunksize(chunksize, self._engine), star,
-                     it, lazy=True,
+        job = MapJob(self._engine, func, iterable, chunksize, star, it, lazy=True,
                      timeout=_check_timeout(task_timeout, self._engine))
         it._bind(job)
         _start_job(job, self._engine)

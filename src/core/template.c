@@ -8,11 +8,11 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,16 +32,13 @@ int ac_template_notify(int request_fd) {
   return n < 0 && errno != EAGAIN ? -errno : 0;
 }
 
-static int is_memfd(int fd) {
-  char path[32], target[16];
-  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-  ssize_t n = readlink(path, target, sizeof target - 1);
-  if (n < 0) return 0;
-  target[n] = 0;
-  return strncmp(target, "/memfd:", 7) == 0;
+static int kept(int fd, const int *keep, int nkeep) {
+  for (int i = 0; i < nkeep; i++)
+    if (keep[i] == fd) return 1;
+  return 0;
 }
 
-int ac_template_isolate_fds(const ac_region *r, int keep_fd) {
+int ac_template_isolate_fds(const int *keep, int nkeep) {
   int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null_fd < 0) return -errno;
   DIR *dir = opendir("/proc/self/fd");
@@ -55,8 +52,9 @@ int ac_template_isolate_fds(const ac_region *r, int keep_fd) {
   while ((de = readdir(dir)) != NULL) {
     if (de->d_name[0] < '0' || de->d_name[0] > '9') continue;
     int fd = atoi(de->d_name);
-    if (fd <= 2 || fd == keep_fd || fd == r->memfd || fd == null_fd || fd == dirfd(dir)) continue;
-    if (is_memfd(fd)) continue;
+    if (fd <= 2 || fd == null_fd || fd == dirfd(dir) || kept(fd, keep, nkeep)) continue;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) continue;
     int flags = fcntl(fd, F_GETFD);
     if (flags < 0) continue;
     if (dup3(null_fd, fd, (flags & FD_CLOEXEC) ? O_CLOEXEC : 0) == fd) replaced++;

@@ -29,6 +29,31 @@ static PyObject *fork_template(PyObject *module, PyObject *Py_UNUSED(ignored)) {
   return PyLong_FromLong(pid);
 }
 
+PyDoc_STRVAR(isolate_fds__doc__,
+"isolate_fds(keep)\n--\n\n"
+"In a template process: replace every pipe and socket but stdin/out/err and the descriptors in\n"
+"keep (a sequence of ints) by /dev/null, so the program's pipes and sockets see their peers\n"
+"close. Returns how many were replaced.");
+
+static PyObject *isolate_fds(PyObject *module, PyObject *arg) {
+  PyObject *seq = PySequence_Fast(arg, "isolate_fds: keep must be a sequence of ints");
+  if (!seq) return NULL;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  if (n > 64) n = 64;
+  int keep[64];
+  for (Py_ssize_t i = 0; i < n; i++) {
+    keep[i] = (int)PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+    if (keep[i] == -1 && PyErr_Occurred()) {
+      Py_DECREF(seq);
+      return NULL;
+    }
+  }
+  Py_DECREF(seq);
+  int rc = ac_template_isolate_fds(keep, (int)n);
+  if (rc < 0) return ac_py_raise(module, rc, "isolate_fds");
+  return PyLong_FromLong(rc);
+}
+
 static PyObject *notify(PyObject *module, PyObject *arg) {
   int fd = (int)PyLong_AsLong(arg);
   if (fd == -1 && PyErr_Occurred()) return NULL;
@@ -43,6 +68,7 @@ static PyObject *now_ns(PyObject *module, PyObject *Py_UNUSED(ignored)) {
 
 static PyMethodDef process_methods[] = {
     {"fork_template", fork_template, METH_NOARGS, fork_template__doc__},
+    {"isolate_fds", isolate_fds, METH_O, isolate_fds__doc__},
     {"notify", notify, METH_O, "notify(fd): wake the template process listening on eventfd fd."},
     {"now_ns", now_ns, METH_NOARGS, "CLOCK_MONOTONIC in nanoseconds (the clock worker records use)."},
     {NULL, NULL, 0, NULL},

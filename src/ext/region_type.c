@@ -872,7 +872,6 @@ static PyObject *Region_template_serve(PyObject *op, PyObject *arg) {
   if (fd == -1 && PyErr_Occurred()) return NULL;
   if (!self->region.base) return raise_rc(self, AC_ECLOSED, "template_serve");
   ac_fork_hooks hooks = {hook_prepare, hook_parent, hook_child, NULL};
-  (void)ac_template_isolate_fds(&self->region, fd); /* best effort: the pool works without it */
   /* The template is single-threaded and holds the GIL throughout: the fork hooks need it. */
   int rc = ac_template_serve(&self->region, fd, &hooks);
   if (rc >= 0) return PyLong_FromLong(rc);

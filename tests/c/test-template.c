@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -296,49 +298,51 @@ TEST_IMPL_TIMEOUT(template_and_workers_exit_when_parent_dies, 20000) {
   ac_region_destroy(r);
 }
 
-/* The template keeps none of the program's descriptors: a pipe's write end the program closes
- * later gives its reader end-of-file while the template lives. The region's memfd, the request
- * fd, stdin/out/err and other shared memory (memfds) stay. */
-TEST_IMPL_TIMEOUT(template_isolate_fds_keeps_only_what_the_pool_needs, 20000) {
-  ac_region r;
-  ac_region_config cfg = {1, 16, 16, 1 << 20};
-  ASSERT_OK(ac_region_create(&r, &cfg));
-  int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  int other_mem = memfd_create("other", MFD_CLOEXEC);
-  int p[2], go[2];
+/* The template keeps none of the program's pipes or sockets: a pipe's write end the program
+ * closes later gives its reader end-of-file while the template lives. Kept: stdin/out/err, the
+ * descriptors asked for, files and shared memory (memfds). */
+TEST_IMPL_TIMEOUT(template_isolate_fds_replaces_pipes_and_sockets, 20000) {
+  int p[2], go[2], kept_pipe[2], sv[2];
   ASSERT_OK(pipe(p));
   ASSERT_OK(pipe(go));
-  ASSERT_GE(efd, 0);
-  ASSERT_GE(other_mem, 0);
+  ASSERT_OK(pipe(kept_pipe));
+  ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+  int mem = memfd_create("other", MFD_CLOEXEC);
+  int file = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(mem, 0);
+  ASSERT_GE(file, 0);
   pid_t child = fork();
   if (child == 0) {
     close(go[1]);
-    int n = ac_template_isolate_fds(&r, efd);
-    char target[64];
-    int ok = n >= 2;  /* at least the pipe's ends */
-    ssize_t len;
-    ok = ok && fcntl(efd, F_GETFD) >= 0 && fcntl(r.memfd, F_GETFD) >= 0;
-    char path[32];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", p[1]);
-    len = readlink(path, target, sizeof target - 1);
-    ok = ok && len > 0 && (target[len] = 0, strcmp(target, "/dev/null") == 0);
-    snprintf(path, sizeof path, "/proc/self/fd/%d", other_mem);
-    len = readlink(path, target, sizeof target - 1);
-    ok = ok && len > 0 && (target[len] = 0, strncmp(target, "/memfd:", 7) == 0);
+    int keep[2] = {go[0], kept_pipe[1]};
+    int n = ac_template_isolate_fds(keep, 2);
+    struct stat st;
+    int ok = n >= 4; /* the pipe's two ends, the kept pipe's read end, one socket at least */
+    ok = ok && fstat(p[1], &st) == 0 && S_ISCHR(st.st_mode);        /* /dev/null */
+    ok = ok && fstat(sv[1], &st) == 0 && S_ISCHR(st.st_mode);
+    ok = ok && fstat(kept_pipe[1], &st) == 0 && S_ISFIFO(st.st_mode);
+    ok = ok && fstat(mem, &st) == 0 && S_ISREG(st.st_mode);
+    ok = ok && fstat(file, &st) == 0 && S_ISREG(st.st_mode);
+    ok = ok && (fcntl(p[1], F_GETFD) & FD_CLOEXEC) == 0;         /* inheritable stays so */
+    ok = ok && (fcntl(sv[1], F_GETFD) & FD_CLOEXEC) != 0;
     char c;
     (void)!read(go[0], &c, 1); /* lives on until the parent has read end-of-file */
     _exit(ok ? 0 : 1);
   }
   close(go[0]);
   close(p[1]);
+  close(sv[1]);
   char c;
-  ASSERT_EQ(read(p[0], &c, 1), 0); /* end-of-file: the child holds no write end any more */
+  ASSERT_EQ(read(p[0], &c, 1), 0);  /* end-of-file: the child holds no write end any more */
+  ASSERT_EQ(read(sv[0], &c, 1), 0); /* the peer closed */
   close(go[1]);
   ASSERT_EXITED(ac_test_wait(child, 5000), 0);
   close(p[0]);
-  close(efd);
-  close(other_mem);
-  ac_region_destroy(&r);
+  close(sv[0]);
+  close(kept_pipe[0]);
+  close(kept_pipe[1]);
+  close(mem);
+  close(file);
 }
 
 /* True while pid is a process that has not exited (zombies have). */

@@ -65,12 +65,12 @@ def test_executor_max_tasks_per_child_counts_items_of_a_map(impl):
     assert len(set(pids)) == 20
 
 
-def test_pool_maxtasksperchild_map_completes_after_close(allcores_impl):
-    pool = allcores_impl.pool(2, maxtasksperchild=1)
-    result = pool.map_async(pid_of, range(12))
+def test_pool_maxtasksperchild_map_completes_after_close(impl):
+    pool = impl.pool(2, maxtasksperchild=1)
+    result = pool.map_async(square, range(12), 1)
     pool.close()
     pool.join()
-    assert len(set(result.get(timeout=30))) == 12
+    assert result.get(timeout=30) == [i * i for i in range(12)]
 
 
 # -- interpreter exit ----------------------------------------------------------------------------
@@ -297,3 +297,27 @@ def _bump_inherited(_):
     global _COUNTER
     _COUNTER += 1
     return _COUNTER
+
+
+# -- forks while other threads run ---------------------------------------------------------------
+
+def test_templates_forked_while_threads_run_give_no_fork_warning(allcores_impl):
+    """os.fork() warns (DeprecationWarning, Python 3.12+) in a process running other threads;
+    the template forks, made with CPython's fork hooks, never do: not for a pool started while
+    another pool's collector thread and a thread of the program run, not for a new template."""
+    import threading
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, args=(60,))
+    other.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with allcores_impl.pool(1) as first, allcores_impl.pool(1) as second:
+                assert first.apply(square, (2,)) == 4
+                assert second.apply(square, (3,)) == 9
+                _kill_template(second)
+                assert second.apply(square, (4,)) == 16
+                assert second._engine.broken is None
+    finally:
+        stop.set()
+        other.join(timeout=30)
