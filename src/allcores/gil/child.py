@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -45,61 +46,118 @@ class _Collector:
         self.stacks = StackSampler()
         self.pool_worker = False
         self.loop_s = None           # when the main thread was first seen in a pool's worker loop
+        self.preloop_s = None        # the last sample that saw it elsewhere
         self.cpu_s = 0.0
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()    # one write at a time
+        self._slock = threading.Lock()   # one stack sample at a time
         self._done = False
+        self._finishing = False
         self.thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
         self.thread.start()
 
     def _loop(self):
-        last = time.monotonic()
+        last = 0.0
         while not self._stop.wait(STACK_S):
             c0 = time.thread_time()
             try:
-                self.stacks.sample()
-                if not self.pool_worker and _in_worker_loop():
-                    self.pool_worker = True
-                    self.loop_s = (time.monotonic_ns() - self.t0_ns) / 1e9
-                if time.monotonic() - last >= WRITE_S:
-                    last = time.monotonic()
+                with self._slock:
+                    found = self.sample()
+                now = time.monotonic()
+                if found or now - last >= WRITE_S:
+                    last = now
                     self.write()
             except Exception:  # never take the program down
                 pass
             self.cpu_s += time.thread_time() - c0
 
-    def write(self, final: bool = False):
-        with self._lock:
-            if self._done:
-                return
-            if final:
-                self._done = True
-            r = self.meter.stop() if final else self.meter.report()
-            mp = sys.modules.get("multiprocessing")
-            name = None
-            if mp is not None:
-                try:
-                    name = mp.current_process().name
-                except Exception:
-                    name = None
-            d = {"pid": self.pid, "ppid": os.getppid(), "t0_ns": self.t0_ns, "mp_name": name,
-                 "pool_worker": self.pool_worker, "loop_s": self.loop_s, "argv": list(sys.argv[:4]), "final": final,
-                 "doctor_cpu_s": self.cpu_s + r.sampler_cpu_s, "stacks": self.stacks.to_dict(),
-                 "report": r.to_dict(timeline=True)}
-            path = os.path.join(self.folder, f"{self.pid}.json")
-            tmp = f"{path}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(d, f)
-            os.replace(tmp, path)
+    def sample(self) -> bool:
+        """One stack sample; True when it is the first to find the main thread in a pool's worker
+        loop (the end of the worker's start-up)."""
+        self.stacks.sample()
+        if self.pool_worker:
+            return False
+        t = (time.monotonic_ns() - self.t0_ns) / 1e9
+        if _in_worker_loop():
+            self.pool_worker = True
+            # it got there since the last sample that saw it elsewhere
+            self.loop_s = t if self.preloop_s is None else min(t, self.preloop_s + STACK_S)
+            return True
+        self.preloop_s = t
+        return False
 
-    def finish(self):
-        if os.getpid() != self.pid:
+    def write(self, final: bool = False):
+        # a signal handler may run this on a thread that is already writing: never wait long
+        if not self._lock.acquire(timeout=1.0):
             return
+        try:
+            self._write(final)
+        finally:
+            self._lock.release()
+
+    def _write(self, final: bool):
+        if self._done:
+            return
+        if final:
+            self._done = True
+        r = self.meter.stop() if final else self.meter.report()
+        mp = sys.modules.get("multiprocessing")
+        name = None
+        if mp is not None:
+            try:
+                name = mp.current_process().name
+            except Exception:
+                name = None
+        if final and not self.pool_worker and self.preloop_s is not None and _worker_name(name):
+            # a worker whose loop was too short for a sample: every sample saw its start-up
+            self.pool_worker = True
+            self.loop_s = self.preloop_s + STACK_S / 2
+        d = {"pid": self.pid, "ppid": os.getppid(), "t0_ns": self.t0_ns, "mp_name": name,
+             "pool_worker": self.pool_worker, "loop_s": self.loop_s, "argv": list(sys.argv[:4]), "final": final,
+             "doctor_cpu_s": self.cpu_s + r.sampler_cpu_s, "stacks": self.stacks.to_dict(),
+             "report": r.to_dict(timeline=True)}
+        path = os.path.join(self.folder, f"{self.pid}.json")
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(d, f)
+        os.replace(tmp, path)
+
+    def finish(self, sample: bool = False):
+        if os.getpid() != self.pid or self._finishing:
+            return
+        self._finishing = True
         self._stop.set()
         try:
+            if sample and self._slock.acquire(timeout=0.5):
+                try:
+                    self.sample()
+                finally:
+                    self._slock.release()
             self.write(final=True)
         except Exception:
             pass
+
+
+def _on_sigterm(signum, frame):
+    # Pools end idle workers with SIGTERM: report, then die of it as the default action would.
+    if _collector is not None:
+        _collector.finish(sample=True)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _catch_sigterm():
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main thread: go without
+        pass
+
+
+def _worker_name(name) -> bool:
+    if not name or name == "MainProcess":
+        return False
+    return "PoolWorker" in name or "concurrent.futures.process" in sys.modules
 
 
 def _in_worker_loop() -> bool:
@@ -120,6 +178,8 @@ def _start():
         _collector = _Collector(folder)
     except Exception:
         _collector = None
+        return
+    _catch_sigterm()
 
 
 def _after_fork():

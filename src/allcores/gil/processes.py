@@ -135,7 +135,7 @@ def attach(r, poller, folder: str | None, main_stacks: dict | None = None) -> No
             pr.stacks = snap.get("stacks", {})
             pr.name = snap.get("mp_name") or p.comm
             if snap.get("loop_s") is not None:
-                pr.startup_s = max(snap["loop_s"] + shift - p.start_s, 0.0)
+                pr.startup_s = min(max(snap["loop_s"] + shift - p.start_s, 0.0), life)
         pr.role = _role(p, snap, poller.procs, root)
         procs.append(pr)
     # a process whose children are pool workers runs the pool (a template, a fork server)

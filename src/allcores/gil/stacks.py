@@ -24,7 +24,10 @@ DOCTOR_THREADS = ("allcores-doctor",)
 
 
 def classify(frame) -> tuple[str, str]:
-    """(kind, label) of a running thread from its innermost Python frame."""
+    """(kind, label) of a running thread from its innermost Python frame (the doctor's own
+    frames, where a signal made it run on the thread, are skipped)."""
+    while frame.f_back is not None and "/allcores/gil/" in frame.f_code.co_filename.replace("\\", "/"):
+        frame = frame.f_back
     code = frame.f_code
     fn, name = code.co_filename.replace("\\", "/"), code.co_name
     if any(p in fn for p in _PICKLE_FILES):

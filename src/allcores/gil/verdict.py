@@ -75,7 +75,9 @@ def decide(r) -> tuple[list[str], str]:
     pool = any(p.role == "pool worker" for p in procs)
     # with a pool, cores_used counts every process: the thread findings look at this one's own
     own_cores = procs[0].cores_used if procs else r.cores_used
-    c_parallel = not r.gil_disabled and (own_cores >= PARALLEL_CORES or bool(nogil))
+    # with a pool, the main process's threads are mostly the pool's machinery: the pool findings
+    # say what they cost, and the advice for threads would be wrong
+    c_parallel = not r.gil_disabled and not pool and (own_cores >= PARALLEL_CORES or bool(nogil))
 
     if r.gil_disabled:
         par = r.parallelism()
@@ -102,7 +104,7 @@ def decide(r) -> tuple[list[str], str]:
         contending = [t for t in py if (t.held or 0) >= max(CONTEND_HELD, CONTEND_SHARE * top_held)
                       and (t.waiting or 0) >= CONTEND_WAIT]
         total_wait = sum(t.waiting or 0 for t in py)
-        if len(contending) >= 2 and held >= BUSY_HELD:
+        if len(contending) >= 2 and held >= BUSY_HELD and not pool:
             speedup, cap = _speedup(contending, cores)
             avg_wait = sum(t.waiting for t in contending) / len(contending)
             text = (f"{len(contending)} threads ({_names(contending)}) are CPU-bound in Python and take turns on the "
@@ -194,6 +196,7 @@ TINY_TARGET = 0.1
 #: time then is at least IMBALANCE_IDLE of all the workers' time.
 IMBALANCE_TAIL = 0.25
 IMBALANCE_IDLE = 0.15
+IMBALANCE_LAST_BUSY = 0.7
 #: Runnable threads above the cores by this factor on average while the program was busy, with a
 #: process running more than one thread at once.
 OVERSUB_FACTOR = 1.4
@@ -216,21 +219,23 @@ def _kind_shares(stacks: dict) -> dict:
     return {k: v / n for k, v in kinds.items()} if n else {}
 
 
-def _tail(workers) -> tuple[float, float, float]:
-    """(tail_s, window_s, idle share): how long one worker ran alone at the end of the pool's work."""
-    ends = []
+def _tail(workers) -> tuple[float, float, float, float]:
+    """(tail_s, window_s, idle share, last worker's busy share in the tail): how long one worker
+    ran alone at the end of the pool's work."""
+    spans = []
     for w in workers:
-        busy_ends = [b for a, b, c, n in w.busy if _busy(c, n)]
-        if busy_ends:
-            ends.append(max(busy_ends))
-    starts = [min((a for a, b, c, n in w.busy if _busy(c, n)), default=w.start_s) for w in workers]
-    if len(ends) < 2:
-        return 0.0, 0.0, 0.0
-    ends.sort()
-    window = max(ends[-1] - min(starts), 1e-9)
-    tail = ends[-1] - ends[-2]
+        busy = [(a, b) for a, b, c, n in w.busy if _busy(c, n)]
+        if busy:
+            spans.append((busy[0][0], busy[-1][1], busy, w))
+    if len(spans) < 2:
+        return 0.0, 0.0, 0.0, 0.0
+    spans.sort(key=lambda s: s[1])
+    window = max(spans[-1][1] - min(s[0] for s in spans), 1e-9)
+    t_a, t_b = spans[-2][1], spans[-1][1]
+    tail = t_b - t_a
+    covered = sum(max(0.0, min(b, t_b) - max(a, t_a)) for a, b in spans[-1][2])
     idle = tail * (len(workers) - 1) / (len(workers) * window)
-    return tail, window, idle
+    return tail, window, idle, covered / tail if tail > 0 else 0.0
 
 
 def _nice_chunk(x: float) -> int:
@@ -266,23 +271,27 @@ def pool_findings(r) -> list[tuple[str, str]]:
         for k, v in (w.stacks.get("kinds") or {}).items():
             w_kinds[k] = w_kinds.get(k, 0) + v
     w_n = sum(w_kinds.values())
-    w_over = sum(w_kinds.get(k, 0) for k in _OVERHEAD_KINDS) / w_n if w_n else 0.0
+    # the task code's share, smoothed so that workers never seen in it still count a little
+    w_over = 1 - (w_kinds.get("code", 0) + 0.5) / (w_n + 1)
     m_sh = _kind_shares(main.stacks)
     m_over = sum(m_sh.get(k, 0) for k in _OVERHEAD_KINDS)
     main_cpu_in = main_cores * span
-    work_cpu = w_cpu * (1 - w_over) if w_n else 0.0
+    work_cpu = w_cpu * (1 - w_over)
     over_cpu = w_cpu * w_over + main_cpu_in * m_over
-    tiny = w_n >= 5 and work_cpu > 0 and over_cpu >= TINY_OVERHEAD * work_cpu and \
-        (w_over >= 0.5 or (main_cores >= PARENT_BUSY and m_over >= 0.5))
+    tiny = w_n + sum((main.stacks.get("kinds") or {}).values()) >= 5 and work_cpu > 0 and \
+        over_cpu >= TINY_OVERHEAD * work_cpu and \
+        (w_over >= 0.5 or (main_busy >= PARENT_BUSY and m_over >= 0.5))
 
-    tail, window, tail_idle = _tail(workers)
-    imbalance = len(workers) >= 2 and tail >= IMBALANCE_TAIL * window and tail_idle >= IMBALANCE_IDLE
+    tail, window, tail_idle, tail_busy = _tail(workers)
+    # the last worker must have worked through the tail: a long task, not a worker waiting too
+    imbalance = len(workers) >= 2 and tail >= IMBALANCE_TAIL * window and tail_idle >= IMBALANCE_IDLE \
+        and tail_busy >= IMBALANCE_LAST_BUSY
 
     ups = [w.startup_s for w in workers if w.startup_s is not None]
     lives = [w.end_s - w.start_s for w in workers if w.startup_s is not None]
     startup = bool(ups) and sum(ups) / len(ups) >= STARTUP_MIN_S and sum(ups) >= STARTUP_SHARE * sum(lives)
 
-    busy_polls = [(n, b) for _, n, b in r.runnable if b > 0]
+    busy_polls = [(n, b) for t, n, b in r.runnable if b > 0 and t0 <= t <= t1]
     runnable = sum(n for n, _ in busy_polls) / len(busy_polls) if busy_polls else 0.0
     multi = [p for p in procs if p.runnable >= OVERSUB_PER_PROCESS]
     oversub = runnable >= max(OVERSUB_FACTOR * cores, cores + 1) and bool(multi)
@@ -298,7 +307,8 @@ def pool_findings(r) -> list[tuple[str, str]]:
                                    " They got less CPU than they asked for: other programs are competing for "
                                    "this machine's cores.")))
     if parent:
-        what = sorted(((k, v) for k, v in m_sh.items()), key=lambda kv: -kv[1])
+        main_sh = _kind_shares({"kinds": main.stacks.get("main_kinds") or {}})
+        what = sorted(((k, v) for k, v in (main_sh or m_sh).items()), key=lambda kv: -kv[1])
         said = {"code": "its own code", "pickling": "pickling", "unpickling": "unpickling",
                 "pool": "the pool's machinery"}
         doing = ", ".join(f"{said.get(k, k)} {_pct(v)}" for k, v in what[:3] if v >= 0.05)
@@ -306,7 +316,7 @@ def pool_findings(r) -> list[tuple[str, str]]:
         top_s = f"; the busiest code: {top[0][0]}" if top else ""
         out.append(("parent-bound", f"The main process is the bottleneck: it was busy {_pct(main_busy)} of the time "
                                     f"the pool ran ({main_cores:.2f} of a core), and the {len(workers)} workers sat idle {_pct(w_idle)} of their "
-                                    f"time waiting for it. Its stack samples: {doing or 'no Python running'}{top_s}. "
+                                    f"time waiting for it. Its main thread's stack samples: {doing or 'no Python running'}{top_s}. "
                                     "Move that work into the tasks (merge or reduce in the workers, return less "
                                     "data), so the parent only hands out and collects."))
     if tiny:
