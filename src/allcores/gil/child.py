@@ -53,10 +53,13 @@ class _Collector:
         self._slock = threading.Lock()   # one stack sample at a time
         self._done = False
         self._finishing = False
+        self.term_pending = False
         self.thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
         self.thread.start()
 
     def _loop(self):
+        from .stacks import name_this_thread
+        name_this_thread()
         last = 0.0
         while not self._stop.wait(STACK_S):
             c0 = time.thread_time()
@@ -136,14 +139,24 @@ class _Collector:
             self.write(final=True)
         except Exception:
             pass
+        if self.term_pending:  # a SIGTERM came while this was writing: now die of it
+            _die_of_sigterm()
+
+
+def _die_of_sigterm():
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _on_sigterm(signum, frame):
     # Pools end idle workers with SIGTERM: report, then die of it as the default action would.
-    if _collector is not None:
-        _collector.finish(sample=True)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    c = _collector
+    if c is not None and c.pid == os.getpid():
+        if c._finishing:  # the exit path is writing the report: it dies once it is written
+            c.term_pending = True
+            return
+        c.finish(sample=True)
+    _die_of_sigterm()
 
 
 def _catch_sigterm():

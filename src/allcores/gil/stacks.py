@@ -21,6 +21,18 @@ _POOL_PARTS = ("/multiprocessing/", "/concurrent/futures/", "/allcores/", "/queu
                "/selectors.py", "/loky/", "/joblib/")
 #: Thread names the doctor itself runs; never counted.
 DOCTOR_THREADS = ("allcores-doctor",)
+#: What the kernel calls the doctor's threads (comm): its Python threads name themselves with
+#: name_this_thread(), the C sampler names itself.
+DOCTOR_COMMS = (b"allcores-doctor", b"allcores-gil")
+
+
+def name_this_thread(name: str = "allcores-doctor") -> None:
+    """Gives the calling thread its name in the kernel's view too (/proc/.../comm)."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as f:
+            f.write(name[:15])
+    except OSError:
+        pass
 
 
 def classify(frame) -> tuple[str, str]:

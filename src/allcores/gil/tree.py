@@ -19,7 +19,7 @@ import os
 import threading
 import time
 
-from .stacks import StackSampler
+from .stacks import DOCTOR_COMMS, StackSampler, name_this_thread
 
 #: Time between polls. A poll reads one stat file per process and per thread (about 40 us each
 #: on a loaded 2-vCPU VM), so 10 polls a second stay near 0.5% of one CPU for a small pool.
@@ -128,6 +128,7 @@ class TreePoller:
     # ---- polling ----
 
     def _loop(self):
+        name_this_thread()
         c0 = time.thread_time()
         while not self._stop.wait(self.poll_s):
             try:
@@ -225,7 +226,9 @@ class TreePoller:
                 data = os.pread(fd, 512, 0)
             except OSError:
                 continue
-            n += data[data.rfind(b")") + 2:][:1] == b"R"
+            r = data.rfind(b")")
+            if data[r + 2:r + 3] == b"R" and data[data.find(b"(") + 1:r] not in DOCTOR_COMMS:
+                n += 1
         for tid in set(p.task_fds) - set(tids):
             try:
                 os.close(p.task_fds.pop(tid))

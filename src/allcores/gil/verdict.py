@@ -278,9 +278,12 @@ def pool_findings(r) -> list[tuple[str, str]]:
     main_cpu_in = main_cores * span
     work_cpu = w_cpu * (1 - w_over)
     over_cpu = w_cpu * w_over + main_cpu_in * m_over
-    tiny = w_n + sum((main.stacks.get("kinds") or {}).values()) >= 5 and work_cpu > 0 and \
-        over_cpu >= TINY_OVERHEAD * work_cpu and \
-        (w_over >= 0.5 or (main_busy >= PARENT_BUSY and m_over >= 0.5))
+    # tiny tasks: the pool's machinery itself (not pickling big data) is what runs, in the
+    # workers or in the parent's main thread
+    w_pool = w_kinds.get("pool", 0) / w_n if w_n else 0.0
+    main_pool = _kind_shares({"kinds": main.stacks.get("main_kinds") or {}}).get("pool", 0.0)
+    tiny = work_cpu > 0 and over_cpu >= TINY_OVERHEAD * work_cpu and \
+        ((w_n >= 3 and w_pool >= 0.5) or (main_busy >= PARENT_BUSY and main_pool >= 0.5))
 
     tail, window, tail_idle, tail_busy = _tail(workers)
     # the last worker must have worked through the tail: a long task, not a worker waiting too
