@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 import math
 
+from .processes import is_busy
+
 COLUMNS = 1000
 LANE_H = 20
 LANE_GAP = 6
@@ -131,8 +133,8 @@ def _timeline_svg(r) -> str:
 
 
 def _processes_svg(r) -> str:
-    """A lane group per process: a lane that says when it worked (busy: it used half a core or had
-    a thread wanting one) or sat idle, then, for a Python process whose collector reported, a lane
+    """A lane group per process: a lane that says when it worked (busy: it used half a core or
+    its threads wanted one half the time) or sat idle, then, for a Python process whose collector reported, a lane
     per thread with its GIL states."""
     span = max(r.wall_s, 1e-9)
     px = PLOT_W / COLUMNS
@@ -141,7 +143,7 @@ def _processes_svg(r) -> str:
     for k, p in enumerate(r.processes):
         rows.append((f"{p.pid} {p.role}", ("busy", k), "header"))
         for a, b, c, n in p.busy:
-            segs.append((("busy", k), "busy" if (c >= 0.5 or n > 0) else "idle", a, b))
+            segs.append((("busy", k), "busy" if is_busy(c, n) else "idle", a, b))
         if k > 0:
             shown = {i for i, t in enumerate(p.threads) if t.get("held")}
             for i in sorted(shown):

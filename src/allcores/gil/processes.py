@@ -36,7 +36,7 @@ class ProcessReport:
     threads: list[dict] = field(default_factory=list)
     stacks: dict = field(default_factory=dict)
     startup_s: float | None = None   # a pool worker's time from start to its worker loop
-    runnable: float = 0.0        # mean runnable threads while it was busy
+    runnable: float = 0.0        # threads wanting a CPU (running or runnable), on average while busy
     doctor_cpu_s: float = 0.0
     busy: list = field(default_factory=list)      # [start_s, end_s, cores, runnable] per poll interval
     segments: list = field(default_factory=list)  # [thread index, state, start_s, end_s]
@@ -49,10 +49,11 @@ class ProcessReport:
         return d
 
 
-def is_busy(cores: float, runnable: int) -> bool:
-    """A poll interval in which the process worked: it used half a core, or it had a thread
-    that was runnable (wanting a CPU) at the poll."""
-    return cores >= BUSY_CORE or runnable > 0
+def is_busy(cores: float, wanting: float) -> bool:
+    """A poll interval in which the process worked: it used half a core, or its threads wanted
+    a CPU (ran or waited for one) half the interval: on a loaded machine it gets less than it
+    wants."""
+    return cores >= BUSY_CORE or wanting >= BUSY_CORE
 
 
 def _load(folder: str) -> dict[int, dict]:

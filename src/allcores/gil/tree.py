@@ -6,7 +6,7 @@ A thread of the doctor's process (named allcores-doctor) polls every POLL_S seco
   that does);
 - each live process's CPU (utime + stime, and cutime + cstime of the children it has reaped),
   read through a /proc/<pid>/stat descriptor kept open;
-- each thread's scheduler state, to count the runnable threads (on a CPU or waiting for one);
+- each thread's schedstat, to count the threads that want a CPU (on one or waiting for one);
 - the doctor's process's own Python stacks (stacks.StackSampler).
 The CPU of the whole program is the sum, over the processes still alive, of their own CPU and
 that of the children they reaped: a process that exits and is waited for moves from one term to
@@ -63,10 +63,10 @@ class Proc:
         self.own_ticks = 0
         self.child_ticks0 = 0
         self.child_ticks = 0
-        self.points: list[tuple[float, int, int]] = []   # (t, own ticks, runnable threads then)
+        self.points: list[tuple[float, int, float]] = []   # (t, own ticks, threads wanting a CPU)
         self.fd: int | None = None
-        self.task_fds: dict[int, int] = {}
-        self.runnable_sum = 0        # runnable threads summed over the polls it was busy in
+        self.task_fds: dict[int, list] = {}   # tid -> [schedstat fd, last run+wait ns, name checks]
+        self.runnable_sum = 0.0      # threads wanting a CPU, summed over the polls it was busy in
         self.runnable_polls = 0
 
     @property
@@ -74,7 +74,7 @@ class Proc:
         return (self.own_ticks - self.own_ticks0) / TICK
 
     def close(self):
-        for fd in [self.fd, *self.task_fds.values()]:
+        for fd in [self.fd, *(st[0] for st in self.task_fds.values())]:
             if fd is not None:
                 try:
                     os.close(fd)
@@ -92,7 +92,7 @@ class TreePoller:
         self.procs: dict[int, Proc] = {}
         self.ended: set[int] = set()
         self._others: set[int] = set()      # pids seen that are not ours
-        self.runnable: list[tuple[float, int, int]] = []  # (t, runnable threads, busy processes)
+        self.runnable: list[tuple[float, float, int]] = []  # (t, threads wanting a CPU, busy processes)
         self.stacks = StackSampler() if stacks else None
         self.cpu_s = 0.0                   # the poller's own CPU
         self._stop = threading.Event()
@@ -189,52 +189,61 @@ class TreePoller:
                 continue
             if comm != p.comm:  # it exec'd: a new program in the same process
                 p.comm, p.cmdline = comm, self._cmdline(p.pid)
-            is_busy = bool(p.points) and own - p.points[-1][1] >= 0.5 * TICK * (now - p.points[-1][0])
-            busy += is_busy
+            used = bool(p.points) and own - p.points[-1][1] >= 0.5 * TICK * (now - p.points[-1][0])
             p.own_ticks, p.child_ticks = own, child
             if state == "Z":  # exited, not yet waited for: polled on until it is
                 p.points.append((now, own, 0))
                 if p.end_s is None:
                     p.end_s = now
                 continue
-            n = 0 if final else self._runnable_threads(p, nthreads)
+            dt = now - p.points[-1][0] if p.points else now - p.start_s
+            n = 0.0 if final else self._runnable_threads(p, nthreads, dt)
             p.points.append((now, own, n))
             runnable += n
-            if is_busy or n:
+            if used or n >= 0.5:  # as processes.is_busy
+                busy += 1
                 p.runnable_sum += n
                 p.runnable_polls += 1
         if not final:
             self.runnable.append((now, runnable, busy))
 
-    def _runnable_threads(self, p: Proc, nthreads: int) -> int:
-        if nthreads == 1 and p.fd is not None and p.pid != self.root:
-            data = os.pread(p.fd, 1024, 0)
-            return int(data[data.rfind(b")") + 2:][:1] == b"R")
+    def _runnable_threads(self, p: Proc, nthreads: int, dt: float) -> float:
+        """How many of the process's threads wanted a CPU over the last poll interval, on
+        average: the time each spent on a CPU or runnable waiting for one (schedstat), over the
+        interval. Other programs' load makes threads wait, not want more, so the sum counts
+        this program's demand for cores; the doctor's own threads are left out."""
         try:
             tids = [int(t) for t in os.listdir(f"/proc/{p.pid}/task")]
         except OSError:
-            return 0
-        n = 0
+            return 0.0
         me = threading.get_native_id()
+        want = 0
         for tid in tids:
-            if tid == me:  # the poller itself, running as it reads
+            if tid == me:  # the poller itself
                 continue
-            fd = p.task_fds.get(tid)
+            st = p.task_fds.get(tid)
             try:
-                if fd is None:
-                    fd = p.task_fds[tid] = os.open(f"/proc/{p.pid}/task/{tid}/stat", os.O_RDONLY)
-                data = os.pread(fd, 512, 0)
-            except OSError:
+                if st is None:
+                    fd = os.open(f"/proc/{p.pid}/task/{tid}/schedstat", os.O_RDONLY)
+                    st = p.task_fds[tid] = [fd, None, 0]
+                if st[2] < 3:  # its name, until it has had time to name itself
+                    st[2] += 1
+                    comm = _read(f"/proc/{p.pid}/task/{tid}/comm", 64) or b""
+                    if comm.strip() in DOCTOR_COMMS:
+                        st[2] = 99
+                f = os.pread(st[0], 128, 0).split()
+                total = int(f[0]) + int(f[1])
+            except (OSError, ValueError, IndexError):
                 continue
-            r = data.rfind(b")")
-            if data[r + 2:r + 3] == b"R" and data[data.find(b"(") + 1:r] not in DOCTOR_COMMS:
-                n += 1
+            if st[1] is not None and st[2] != 99:
+                want += total - st[1]
+            st[1] = total
         for tid in set(p.task_fds) - set(tids):
             try:
-                os.close(p.task_fds.pop(tid))
+                os.close(p.task_fds.pop(tid)[0])
             except OSError:
                 pass
-        return n
+        return want / 1e9 / dt if dt > 0 else 0.0
 
     # ---- results ----
 

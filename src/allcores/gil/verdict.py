@@ -81,8 +81,8 @@ def decide(r) -> tuple[list[str], str]:
 
     if r.gil_disabled:
         par = r.parallelism()
-        text = (f"This Python is a free-threaded build: there is no GIL, so threads run Python in parallel and "
-                f"none waits for a GIL. The program used {r.cores_used:.2f} cores")
+        text = (f"This Python is a free-threaded build: the GIL is disabled, so there is no GIL to wait for and "
+                f"threads can run Python in parallel. The program used {r.cores_used:.2f} cores")
         if par["threads"] >= 2:
             text += (f"; its {par['threads']} busy threads ran {par['reached']:.2f} at a time on average "
                      f"(peak {par['peak']:.2f} cores). ")
@@ -197,10 +197,12 @@ TINY_TARGET = 0.1
 IMBALANCE_TAIL = 0.25
 IMBALANCE_IDLE = 0.15
 IMBALANCE_LAST_BUSY = 0.7
-#: Runnable threads above the cores by this factor on average while the program was busy, with a
-#: process running more than one thread at once.
+#: Threads wanting a CPU (running or runnable, from schedstat) above the cores by this factor on
+#: average while the pool worked, with a worker running more than one thread at once (a thread
+#: woken for a moment waits longer for a CPU on a loaded machine; a CPU-bound one counts 1.0
+#: however loaded the machine is, so the per-worker figure is the steadier one).
 OVERSUB_FACTOR = 1.4
-OVERSUB_PER_PROCESS = 1.5
+OVERSUB_PER_PROCESS = 1.7
 #: Workers spent at least this share of their lifetime starting (imports, unpickling the main
 #: module) before their worker loop, and at least STARTUP_MIN_S.
 STARTUP_SHARE = 0.3
@@ -296,7 +298,7 @@ def pool_findings(r) -> list[tuple[str, str]]:
 
     busy_polls = [(n, b) for t, n, b in r.runnable if b > 0 and t0 <= t <= t1]
     runnable = sum(n for n, _ in busy_polls) / len(busy_polls) if busy_polls else 0.0
-    multi = [p for p in procs if p.runnable >= OVERSUB_PER_PROCESS]
+    multi = [w for w in workers if w.runnable >= OVERSUB_PER_PROCESS]
     oversub = runnable >= max(OVERSUB_FACTOR * cores, cores + 1) and bool(multi)
 
     parent = main_busy >= PARENT_BUSY and w_idle >= PARENT_WORKERS_IDLE and not tiny
@@ -338,9 +340,9 @@ def pool_findings(r) -> list[tuple[str, str]]:
     if oversub:
         per = max(p.runnable for p in multi)
         k = max(1, cores // max(len(workers), 1))
-        out.append(("oversubscribed", f"Oversubscribed: {runnable:.1f} threads were runnable on average on "
-                                      f"{_cores(cores)} while the program was busy; a process ran up to "
-                                      f"{per:.1f} threads at once (a BLAS or OpenMP pool in every worker). Limit "
+        out.append(("oversubscribed", f"Oversubscribed: {runnable:.1f} threads wanted a CPU at once on average "
+                                      f"(running or waiting to run) on {_cores(cores)} while the pool worked; a "
+                                      f"process ran up to {per:.1f} threads at once (a BLAS or OpenMP pool in every worker). Limit "
                                       f"each worker to {k} thread{'s' if k > 1 else ''}: OMP_NUM_THREADS={k} "
                                       f"OPENBLAS_NUM_THREADS={k} MKL_NUM_THREADS={k} before start, or "
                                       f"threadpoolctl.threadpool_limits({k}) in the workers."))
