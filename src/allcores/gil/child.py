@@ -21,11 +21,12 @@ import threading
 import time
 
 ENV = "ALLCORES_DOCTOR_DIR"
-#: The children's GIL meter: one sample per 5 ms, stretched to stay under 0.6% of one CPU.
-CHILD_INTERVAL_US = 5000
-CHILD_BUDGET = 0.006
-STACK_S = 0.1
-WRITE_S = 0.5
+#: The children's GIL meter: one sample per 10 ms, stretched to stay under 0.3% of one CPU; the
+#: stacks 5 times a second; the file rewritten every second. Every process pays this, busy or not.
+CHILD_INTERVAL_US = 10000
+CHILD_BUDGET = 0.003
+STACK_S = 0.2
+WRITE_S = 1.0
 THREAD_NAME = "allcores-doctor"
 
 # The stack frames of the worker loops that make a process a pool worker.

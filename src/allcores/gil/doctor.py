@@ -26,7 +26,7 @@ from .meter import DEFAULT_INTERVAL_US, Meter
 #: The GIL meter's share of one CPU in the program's process under the doctor (the meter's own
 #: default is 2.5%): the doctor also pays for its poller and for a collector in every child, and
 #: all of it stays under 3% of the program's CPU.
-DOCTOR_BUDGET = 0.012
+DOCTOR_BUDGET = 0.008
 
 USAGE = """usage: allcores doctor [--html FILE] [--json FILE] [--interval US] script.py [args...]
        allcores doctor [options] -m module [args...]
