@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 import math
 
+from .processes import is_busy
+
 COLUMNS = 1000
 LANE_H = 20
 LANE_GAP = 6
@@ -130,6 +132,68 @@ def _timeline_svg(r) -> str:
     return "\n".join(out)
 
 
+def _processes_svg(r) -> str:
+    """A lane group per process: a lane that says when it worked (busy: it used half a core or
+    its threads wanted one half the time) or sat idle, then, for a Python process whose collector reported, a lane
+    per thread with its GIL states."""
+    span = max(r.wall_s, 1e-9)
+    px = PLOT_W / COLUMNS
+    rows = []  # (label, key, kind) kind: "busy" or thread index
+    segs = []
+    for k, p in enumerate(r.processes):
+        rows.append((f"{p.pid} {p.role}", ("busy", k), "header"))
+        for a, b, c, n in p.busy:
+            segs.append((("busy", k), "busy" if is_busy(c, n) else "idle", a, b))
+        if k > 0:
+            shown = {i for i, t in enumerate(p.threads) if t.get("held")}
+            for i in sorted(shown):
+                rows.append((f"  {p.threads[i]['name']}", ("thr", k, i), "thread"))
+            segs += [(("thr", k, i), st, a, b) for i, st, a, b in p.segments if i in shown]
+    cols = _columns(segs, span)
+    height = 24 + len(rows) * (LANE_H + LANE_GAP) + 20
+    out = [f'<svg id="processes" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {LABEL_W + PLOT_W + 10} {height}" '
+           f'width="{LABEL_W + PLOT_W + 10}" height="{height}" role="img" aria-label="processes over time">']
+    for t in _ticks(span):
+        x = LABEL_W + t / span * PLOT_W
+        out.append(f'<line x1="{x:.1f}" y1="16" x2="{x:.1f}" y2="{height - 18}" stroke="#ddd"/>'
+                   f'<text x="{x:.1f}" y="12" font-size="10" text-anchor="middle" fill="#555">'
+                   f'{_esc(_fmt_t(t, span))}</text>')
+    y = 24
+    fills = {"busy": "#2ca02c", "idle": "#eeeeee", "held": "#1f77b4", "waiting": "url(#pwait)",
+             "running": "#ffffff", "blocked": "#d9d9d9"}
+    out.append('<defs><pattern id="pwait" width="6" height="6" patternUnits="userSpaceOnUse" '
+               'patternTransform="rotate(45)"><rect width="6" height="6" fill="#d62728" fill-opacity="0.12"/>'
+               '<rect width="2.5" height="6" fill="#d62728" fill-opacity="0.6"/></pattern></defs>')
+    for label, key, kind in rows:
+        weight = ' font-weight="600"' if kind == "header" else ""
+        out.append(f'<text x="{LABEL_W - 8}" y="{y + LANE_H - 6}" font-size="12" text-anchor="end" '
+                   f'class="lane-label"{weight}>{_esc(label)}</text>')
+        out.append(f'<rect x="{LABEL_W}" y="{y}" width="{PLOT_W}" height="{LANE_H}" fill="#fafafa" stroke="#eee"/>')
+        for c0, c1, v in _runs(cols.get(key, [None] * COLUMNS)):
+            x, w = LABEL_W + c0 * px, (c1 - c0) * px
+            t0, t1 = c0 / COLUMNS * span, c1 / COLUMNS * span
+            extra = ' stroke="#1f77b4" stroke-width="1.5"' if v == "running" else ""
+            out.append(f'<rect class="pseg {v}" x="{x:.2f}" y="{y + 2}" width="{max(w, 0.5):.2f}" '
+                       f'height="{LANE_H - 4}" fill="{fills[v]}"{extra}><title>{_esc(label.strip())}: {v}, '
+                       f'{_esc(_fmt_t(t0, span))} - {_esc(_fmt_t(t1, span))}</title></rect>')
+        y += LANE_H + LANE_GAP
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _processes_table(r) -> str:
+    out = ['<table id="process-table"><thead><tr><th>pid</th><th>role</th><th>name</th><th>start s</th>'
+           '<th>end s</th><th>CPU s</th><th>cores</th><th>idle</th><th>GIL held</th></tr></thead><tbody>']
+    for p in r.processes:
+        out.append(f"<tr><td>{p.pid}</td><td>{_esc(p.role)}</td><td>{_esc(p.name)}</td><td>{p.start_s:.2f}</td>"
+                   f"<td>{p.end_s:.2f}</td><td>{p.cpu_s:.3f}</td><td>{p.cores_used:.2f}</td>"
+                   f"<td>{_pct(p.idle)}</td><td>{_pct(p.held)}</td></tr>")
+    out.append("</tbody></table>")
+    out.append(f"<p>The doctor's own CPU in all processes: {r.doctor_cpu_s * 1e3:.1f} ms "
+               f"({r.doctor_cost * 100:.1f}% of the program's CPU).</p>")
+    return "\n".join(out)
+
+
 def _cores_svg(r) -> str:
     span = max(r.wall_s, 1e-9)
     pts = r.cores_timeline
@@ -220,6 +284,11 @@ _JS = """
   document.body.setAttribute('data-timeline-width', Math.round(box.width));
   document.body.setAttribute('data-timeline-height', Math.round(box.height));
   document.body.setAttribute('data-visible-segments', n);
+  var pr=document.getElementById('processes');
+  if(pr){var ps=pr.querySelectorAll('rect.pseg'), m=0;
+    for(var j=0;j<ps.length;j++){var c=ps[j].getBoundingClientRect(); if(c.width>0&&c.height>0) m++;}
+    document.body.setAttribute('data-process-segments', m);
+    document.body.setAttribute('data-process-height', Math.round(pr.getBoundingClientRect().height));}
 })();
 """
 
@@ -234,10 +303,15 @@ def render(r) -> str:
     body = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         "<title>allcores: GIL report</title>", f"<style>{_CSS}</style></head><body>",
-        "<h1>GIL report</h1>",
+        "<h1>GIL report</h1>" if len(r.processes) <= 1 else "<h1>allcores doctor: the program's processes and GIL</h1>",
         f'<div class="verdict" id="verdict">{_esc(r.verdict)}</div>',
         f'<ul class="notes">{notes}</ul>' if notes else "",
         "<h2>Who held the GIL when</h2>", legend, _timeline_svg(r),
+        *(["<h2>Processes: when each one worked</h2>",
+           '<div class="legend"><span><i style="background:#2ca02c"></i>busy</span><span><i style="background:#eee">'
+           '</i>idle</span><span><i style="background:#1f77b4"></i>holds its GIL</span><span><i style="background:'
+           'repeating-linear-gradient(45deg,#d62728aa 0 3px,#d6272820 3px 7px)"></i>waits for its GIL</span></div>',
+           _processes_svg(r), _processes_table(r)] if len(r.processes) > 1 else []),
         "<h2>Cores used over time</h2>", _cores_svg(r),
         "<h2>Numbers</h2>", _numbers(r),
         "<h2>GIL holds, in order</h2>", _holds(r),

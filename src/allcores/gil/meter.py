@@ -96,8 +96,10 @@ class Meter:
     """
 
     def __init__(self, interval_us: float | None = None, *, timeline: bool = True, layout: bool = True,
-                 realtime: bool = True):
-        self.cost_budget = DEFAULT_COST_BUDGET if interval_us is None else 0.0
+                 realtime: bool = True, cost_budget: float | None = None):
+        if cost_budget is None:
+            cost_budget = DEFAULT_COST_BUDGET if interval_us is None else 0.0
+        self.cost_budget = cost_budget
         interval_us = DEFAULT_INTERVAL_US if interval_us is None else interval_us
         if not 10 <= interval_us <= 10_000_000:
             raise ValueError("interval_us must be between 10 and 10,000,000")

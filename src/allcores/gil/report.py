@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 from . import verdict as _verdict
+from .stacks import DOCTOR_THREADS
 
 # Thread states, as sampler.h numbers them.
 UNKNOWN, HELD, WAITING, RUNNING, BLOCKED, GONE = range(6)
@@ -82,6 +83,11 @@ class Report:
     python_version: str = field(default_factory=lambda: ".".join(map(str, sys.version_info[:3])))
     findings: list[str] = field(default_factory=list)
     verdict: str = ""
+    # Filled by the doctor, which follows the whole process tree (processes.attach):
+    processes: list = field(default_factory=list)   # ProcessReport per process, the program's own first
+    program_cpu_s: float | None = None    # CPU of every process of the program
+    doctor_cpu_s: float = 0.0             # the doctor's own CPU in all of them
+    runnable: list = field(default_factory=list)    # (t, runnable threads, busy processes) per poll
 
     # ---- construction ----
 
@@ -106,6 +112,8 @@ class Report:
         slot_to_row: dict[int, int] = {}
         for slot, t in enumerate(threads):
             name = names.get(t["tid"])
+            if name in DOCTOR_THREADS:
+                continue
             python = bool(t["held_gil"] or name is not None)
             cpu_s = t["cpu_ns"] / 1e9
             if name is None and not python and cpu_s < NATIVE_CPU_SHARE * wall:
@@ -167,6 +175,22 @@ class Report:
         """The sampler's own CPU as a share of the run's wall time."""
         return self.sampler_cpu_s / self.wall_s if self.wall_s else 0.0
 
+    @property
+    def doctor_cost(self) -> float:
+        """The doctor's CPU in every process as a share of the program's CPU, children included."""
+        cpu = self.program_cpu_s if self.program_cpu_s is not None else self.process_cpu_s
+        return self.doctor_cpu_s / cpu if cpu else 0.0
+
+    def parallelism(self) -> dict:
+        """Without a GIL: how many threads ran Python at once. `reached` is the threads' CPU over
+        the span they were alive (1.0: one at a time, N: N in parallel); `peak` the highest
+        cores-used window."""
+        busy = [t for t in self.threads if t.cpu_s >= NATIVE_CPU_SHARE * self.wall_s]
+        span = max((t.alive_s for t in busy), default=0.0)
+        reached = sum(t.cpu_s for t in busy) / span if span > 0 else 0.0
+        peak = max((c for _, c in self.cores_timeline), default=self.cores_used)
+        return {"threads": len(busy), "reached": reached, "peak": peak}
+
     def thread(self, name: str) -> ThreadReport:
         for t in self.threads:
             if t.name == name:
@@ -187,6 +211,13 @@ class Report:
             "interpreters": self.interpreters, "gil_measured": self.gil_measured,
             "gil_disabled": self.gil_disabled, "python": self.python_version,
         }
+        if self.gil_disabled:
+            d["parallelism"] = self.parallelism()
+        if self.processes:
+            d["processes"] = [p.to_dict(timeline) for p in self.processes]
+            d["program_cpu_s"] = self.program_cpu_s
+            d["doctor_cpu_s"] = self.doctor_cpu_s
+            d["doctor_cost"] = self.doctor_cost
         if timeline:
             d["timeline"] = [[s.thread, s.state, s.start_s, s.end_s] for s in self.segments]
             d["cores_timeline"] = self.cores_timeline
@@ -235,6 +266,20 @@ class Report:
         for i in self.interpreters:
             lines.append(f"  subinterpreter {i['id']} (own GIL): held {i['held'] * 100:.0f}%, "
                          f"{i['switches']} switches")
+        if self.gil_disabled and self.threads:
+            par = self.parallelism()
+            lines.append(f"no GIL (free-threaded build): {par['threads']} busy threads ran "
+                         f"{par['reached']:.2f} at a time on average (peak {par['peak']:.2f} cores)")
+        if len(self.processes) > 1:
+            lines.append(f"processes: {len(self.processes)}; the program's CPU {self.program_cpu_s:.2f} s, "
+                         f"cores used {self.cores_used:.2f} of {self.cores_available}")
+            lines.append(f"  {'pid':>7}  {'role':<11}  {'name':<20} {'start s':>7} {'end s':>7} {'cpu s':>7} "
+                         f"{'cores':>5}  idle  GIL held")
+            for p in self.processes:
+                lines.append(f"  {p.pid:>7}  {p.role:<11}  {p.name[:20]:<20} {p.start_s:7.2f} {p.end_s:7.2f} "
+                             f"{p.cpu_s:7.2f} {p.cores_used:5.2f} {pct(p.idle)}  {pct(p.held).strip()}")
+            lines.append(f"doctor: {self.doctor_cpu_s * 1e3:.0f} ms of CPU in all processes "
+                         f"({self.doctor_cost * 100:.1f}% of the program's CPU)")
         lines.append(f"sampler: {self.samples} samples, one per {self.mean_interval_us or self.interval_us:.0f} us, "
                      f"{self.sampler_cpu_s * 1e3:.0f} ms of CPU ({self.sampler_cost * 100:.1f}% of the run), "
                      f"{self.sampler_priority} priority")

@@ -71,11 +71,29 @@ def decide(r) -> tuple[list[str], str]:
     # less than a core in total, so their share of time counts as much as the cores used.
     nogil = [t for t in r.threads if t.running >= RUNNING_NOGIL]
     subs = [i for i in r.interpreters if i["held"] >= SUB_BUSY]
-    c_parallel = not r.gil_disabled and (r.cores_used >= PARALLEL_CORES or bool(nogil))
+    procs = getattr(r, "processes", None) or []
+    pool = any(p.role == "pool worker" for p in procs)
+    # with a pool, cores_used counts every process: the thread findings look at this one's own
+    own_cores = procs[0].cores_used if procs else r.cores_used
+    # with a pool, the main process's threads are mostly the pool's machinery: the pool findings
+    # say what they cost, and the advice for threads would be wrong
+    c_parallel = not r.gil_disabled and not pool and (own_cores >= PARALLEL_CORES or bool(nogil))
 
     if r.gil_disabled:
-        findings.append(("free-threaded", f"This Python is a free-threaded build: the GIL is disabled, so threads run "
-                                          f"Python in parallel. The program used {r.cores_used:.2f} cores."))
+        par = r.parallelism()
+        text = (f"This Python is a free-threaded build: the GIL is disabled, so there is no GIL to wait for and "
+                f"threads can run Python in parallel. The program used {r.cores_used:.2f} cores")
+        if par["threads"] >= 2:
+            text += (f"; its {par['threads']} busy threads ran {par['reached']:.2f} at a time on average "
+                     f"(peak {par['peak']:.2f} cores). ")
+            if par["reached"] >= PARALLEL_CORES:
+                text += "They ran in parallel."
+            elif cores > 1:
+                text += ("They did not run in parallel: with no GIL to wait for, they were serialised by a "
+                         "lock, a shared object, or waiting on each other.")
+        else:
+            text += "."
+        findings.append(("free-threaded", text))
     elif not r.gil_measured:
         findings.append(("no-gil-data", "The GIL itself could not be read in this Python (see the notes); what "
                                         f"follows comes from CPU time alone: {r.cores_used:.2f} cores used."))
@@ -86,7 +104,7 @@ def decide(r) -> tuple[list[str], str]:
         contending = [t for t in py if (t.held or 0) >= max(CONTEND_HELD, CONTEND_SHARE * top_held)
                       and (t.waiting or 0) >= CONTEND_WAIT]
         total_wait = sum(t.waiting or 0 for t in py)
-        if len(contending) >= 2 and held >= BUSY_HELD:
+        if len(contending) >= 2 and held >= BUSY_HELD and not pool:
             speedup, cap = _speedup(contending, cores)
             avg_wait = sum(t.waiting for t in contending) / len(contending)
             text = (f"{len(contending)} threads ({_names(contending)}) are CPU-bound in Python and take turns on the "
@@ -100,14 +118,14 @@ def decide(r) -> tuple[list[str], str]:
                 text += ("This machine has one usable core, so a process pool would not be faster here; on "
                          f"{len(contending)} or more cores it would run them in parallel.")
             findings.append(("gil-contention", text))
-        elif held >= BUSY_HELD and total_wait < NOBODY_WAITS:
+        elif held >= BUSY_HELD and total_wait < NOBODY_WAITS and not pool:
             top = max(py, key=lambda t: t.held or 0, default=None)
             who = f"One thread ({top.name})" if top else "One thread"
             findings.append(("single-thread", f"{who} runs Python {_pct(held)} of the time and nobody waits for the "
                                               "GIL: the GIL is not what limits this program, a single thread of "
                                               "work is. To use more cores, split the work into pieces and run "
                                               "them in processes (allcores.Pool().map)."))
-        elif held < IO_HELD and not c_parallel and not subs:
+        elif held < IO_HELD and not c_parallel and not subs and not pool:
             blockers = [t for t in py if t.blocked >= 0.3]
             who = f" ({_names(blockers)})" if blockers else ""
             findings.append(("io-bound", f"The GIL was free {_pct(1 - held)} of the time: the threads{who} mostly "
@@ -133,8 +151,8 @@ def decide(r) -> tuple[list[str], str]:
     if c_parallel:
         who = (f"; {_names(nogil)} ran without the GIL "
                f"{', '.join(_pct(t.running) for t in nogil[:4])} of the time") if nogil else ""
-        if r.cores_used >= PARALLEL_CORES:
-            text = (f"C code that releases the GIL ran in parallel: {r.cores_used:.2f} cores were used{who}. "
+        if own_cores >= PARALLEL_CORES:
+            text = (f"C code that releases the GIL ran in parallel: {own_cores:.2f} cores were used{who}. "
                     "Threads work well for this part.")
         else:
             text = (f"C code that releases the GIL ran beside the Python threads{who}: that part can run in "
@@ -150,6 +168,8 @@ def decide(r) -> tuple[list[str], str]:
                                         "faster on a quieter machine; a thread that holds the GIL while it waits "
                                         "for a CPU still counts as holding it."))
 
+    if procs:
+        findings = pool_findings(r) + findings
     if not findings:
         if r.gil_measured:
             findings.append(("mixed", f"The GIL was held {_pct(r.held or 0)} of the time and the program used "
@@ -157,3 +177,180 @@ def decide(r) -> tuple[list[str], str]:
         else:
             findings.append(("mixed", f"The program used {r.cores_used:.2f} cores."))
     return [code for code, _ in findings], "\n\n".join(text for _, text in findings)
+
+
+# ---- the pool findings: a program whose processes the doctor followed ----
+
+#: The pool's workers used at least this share of the cores they could use (min(workers, cores)).
+POOL_PARALLEL = 0.7
+#: The parent is busy at this share of a core or more while the workers are idle at least
+#: PARENT_WORKERS_IDLE of their time: the workers wait for it.
+PARENT_BUSY = 0.6
+PARENT_WORKERS_IDLE = 0.3
+#: The pool's own machinery (sending, receiving, pickling tasks) took at least this share of the
+#: CPU spent on the tasks: each task costs more to send than to run.
+TINY_OVERHEAD = 0.5
+#: A chunksize that makes the per-task cost this share of the work.
+TINY_TARGET = 0.1
+#: One worker ran alone at the end for at least this share of the pool's run, and the others' idle
+#: time then is at least IMBALANCE_IDLE of all the workers' time.
+IMBALANCE_TAIL = 0.25
+IMBALANCE_IDLE = 0.15
+IMBALANCE_LAST_BUSY = 0.7
+#: Threads wanting a CPU (running or runnable, from schedstat) above the cores by this factor on
+#: average while the pool worked, with a worker running more than one thread at once (a thread
+#: woken for a moment waits longer for a CPU on a loaded machine; a CPU-bound one counts 1.0
+#: however loaded the machine is, so the per-worker figure is the steadier one).
+OVERSUB_FACTOR = 1.4
+OVERSUB_PER_PROCESS = 1.7
+#: Workers spent at least this share of their lifetime starting (imports, unpickling the main
+#: module) before their worker loop, and at least STARTUP_MIN_S.
+STARTUP_SHARE = 0.3
+STARTUP_MIN_S = 0.2
+_OVERHEAD_KINDS = ("pool", "pickling", "unpickling")
+
+
+def _busy(cores, runnable):
+    from .processes import is_busy
+    return is_busy(cores, runnable)
+
+
+def _kind_shares(stacks: dict) -> dict:
+    kinds = stacks.get("kinds") or {}
+    n = sum(kinds.values())
+    return {k: v / n for k, v in kinds.items()} if n else {}
+
+
+def _tail(workers) -> tuple[float, float, float, float]:
+    """(tail_s, window_s, idle share, last worker's busy share in the tail): how long one worker
+    ran alone at the end of the pool's work."""
+    spans = []
+    for w in workers:
+        busy = [(a, b) for a, b, c, n in w.busy if _busy(c, n)]
+        if busy:
+            spans.append((busy[0][0], busy[-1][1], busy, w))
+    if len(spans) < 2:
+        return 0.0, 0.0, 0.0, 0.0
+    spans.sort(key=lambda s: s[1])
+    window = max(spans[-1][1] - min(s[0] for s in spans), 1e-9)
+    t_a, t_b = spans[-2][1], spans[-1][1]
+    tail = t_b - t_a
+    covered = sum(max(0.0, min(b, t_b) - max(a, t_a)) for a, b in spans[-1][2])
+    idle = tail * (len(workers) - 1) / (len(workers) * window)
+    return tail, window, idle, covered / tail if tail > 0 else 0.0
+
+
+def _nice_chunk(x: float) -> int:
+    for n in (2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000):
+        if n >= x:
+            return n
+    return 10000
+
+
+def pool_findings(r) -> list[tuple[str, str]]:
+    procs = r.processes
+    main = procs[0]
+    workers = [p for p in procs if p.role == "pool worker"]
+    if not workers:
+        return []
+    out = []
+    cores = r.cores_available
+    t0 = min(w.start_s for w in workers)
+    t1 = max(w.end_s for w in workers)
+    span = max(t1 - t0, 1e-9)
+    w_cpu = sum(w.cpu_s for w in workers)
+    w_cores = w_cpu / span
+    w_idle = sum(w.idle * (w.end_s - w.start_s) for w in workers) / max(sum(w.end_s - w.start_s for w in workers), 1e-9)
+    main_in = [(b - a, c, _busy(c, n)) for a, b, c, n in main.busy if a >= t0 and b <= t1 + 0.2]
+    main_t = sum(d for d, _, _ in main_in)
+    main_cores = sum(d * c for d, c, _ in main_in) / main_t if main_t else main.cores_used
+    main_busy = sum(d for d, _, b in main_in if b) / main_t if main_t else 0.0
+    usable = min(len(workers), cores)
+
+    # overhead: the pool's machinery in the parent and the workers, against the task code in the workers
+    w_kinds: dict = {}
+    for w in workers:
+        for k, v in (w.stacks.get("kinds") or {}).items():
+            w_kinds[k] = w_kinds.get(k, 0) + v
+    w_n = sum(w_kinds.values())
+    # the task code's share, smoothed so that workers never seen in it still count a little
+    w_over = 1 - (w_kinds.get("code", 0) + 0.5) / (w_n + 1)
+    m_sh = _kind_shares(main.stacks)
+    m_over = sum(m_sh.get(k, 0) for k in _OVERHEAD_KINDS)
+    main_cpu_in = main_cores * span
+    work_cpu = w_cpu * (1 - w_over)
+    over_cpu = w_cpu * w_over + main_cpu_in * m_over
+    # tiny tasks: the pool's machinery itself (not pickling big data) is what runs, in the
+    # workers or in the parent's main thread
+    w_pool = w_kinds.get("pool", 0) / w_n if w_n else 0.0
+    main_pool = _kind_shares({"kinds": main.stacks.get("main_kinds") or {}}).get("pool", 0.0)
+    tiny = work_cpu > 0 and over_cpu >= TINY_OVERHEAD * work_cpu and \
+        ((w_n >= 3 and w_pool >= 0.5) or (main_busy >= PARENT_BUSY and main_pool >= 0.5))
+
+    tail, window, tail_idle, tail_busy = _tail(workers)
+    # the last worker must have worked through the tail: a long task, not a worker waiting too
+    imbalance = len(workers) >= 2 and tail >= IMBALANCE_TAIL * window and tail_idle >= IMBALANCE_IDLE \
+        and tail_busy >= IMBALANCE_LAST_BUSY
+
+    ups = [w.startup_s for w in workers if w.startup_s is not None]
+    lives = [w.end_s - w.start_s for w in workers if w.startup_s is not None]
+    startup = bool(ups) and sum(ups) / len(ups) >= STARTUP_MIN_S and sum(ups) >= STARTUP_SHARE * sum(lives)
+
+    busy_polls = [(n, b) for t, n, b in r.runnable if b > 0 and t0 <= t <= t1]
+    runnable = sum(n for n, _ in busy_polls) / len(busy_polls) if busy_polls else 0.0
+    multi = [w for w in workers if w.runnable >= OVERSUB_PER_PROCESS]
+    oversub = runnable >= max(OVERSUB_FACTOR * cores, cores + 1) and bool(multi)
+
+    parent = main_busy >= PARENT_BUSY and w_idle >= PARENT_WORKERS_IDLE and not tiny
+
+    if 1 - w_idle >= POOL_PARALLEL and not (parent or imbalance or startup or oversub or tiny):
+        out.append(("parallel", f"The work uses the cores: the pool's {len(workers)} workers were busy "
+                                f"{_pct(1 - w_idle)} of the {span:.2f} s they ran and used {w_cores:.2f} cores "
+                                f"({w_cpu:.2f} s of CPU; {usable} could be used). The whole program used "
+                                f"{r.cores_used:.2f} cores over {r.wall_s:.2f} s."
+                                + ("" if w_cores >= POOL_PARALLEL * usable else
+                                   " They got less CPU than they asked for: other programs are competing for "
+                                   "this machine's cores.")))
+    if parent:
+        main_sh = _kind_shares({"kinds": main.stacks.get("main_kinds") or {}})
+        what = sorted(((k, v) for k, v in (main_sh or m_sh).items()), key=lambda kv: -kv[1])
+        said = {"code": "its own code", "pickling": "pickling", "unpickling": "unpickling",
+                "pool": "the pool's machinery"}
+        doing = ", ".join(f"{said.get(k, k)} {_pct(v)}" for k, v in what[:3] if v >= 0.05)
+        top = (main.stacks.get("top_code") or [])
+        top_s = f"; the busiest code: {top[0][0]}" if top else ""
+        out.append(("parent-bound", f"The main process is the bottleneck: it was busy {_pct(main_busy)} of the time "
+                                    f"the pool ran ({main_cores:.2f} of a core), and the {len(workers)} workers sat idle {_pct(w_idle)} of their "
+                                    f"time waiting for it. Its main thread's stack samples: {doing or 'no Python running'}{top_s}. "
+                                    "Move that work into the tasks (merge or reduce in the workers, return less "
+                                    "data), so the parent only hands out and collects."))
+    if tiny:
+        ratio = over_cpu / work_cpu
+        chunk = _nice_chunk(ratio / TINY_TARGET)
+        out.append(("tiny-tasks", f"The tasks are too small for what sending them costs: the pool's machinery "
+                                  f"(sending, receiving and pickling tasks, in the parent and the workers) took "
+                                  f"{over_cpu:.2f} s of CPU for {work_cpu:.2f} s of work in the task function, "
+                                  f"{ratio:.1f}x the work. Send them in chunks: chunksize={chunk} (or more) would "
+                                  f"make that cost about a tenth of the work."))
+    if imbalance:
+        out.append(("imbalance", f"Imbalance: for the last {tail:.2f} s of the pool's {window:.2f} s of work one "
+                                 f"worker ran alone while the other {len(workers) - 1} sat idle, "
+                                 f"{_pct(tail_idle)} of the workers' time. Split the long task, or send the "
+                                 "longest tasks first (imap_unordered with chunksize=1 keeps the others busy)."))
+    if oversub:
+        per = max(p.runnable for p in multi)
+        k = max(1, cores // max(len(workers), 1))
+        out.append(("oversubscribed", f"Oversubscribed: {runnable:.1f} threads wanted a CPU at once on average "
+                                      f"(running or waiting to run) on {_cores(cores)} while the pool worked; a "
+                                      f"process ran up to {per:.1f} threads at once (a BLAS or OpenMP pool in every worker). Limit "
+                                      f"each worker to {k} thread{'s' if k > 1 else ''}: OMP_NUM_THREADS={k} "
+                                      f"OPENBLAS_NUM_THREADS={k} MKL_NUM_THREADS={k} before start, or "
+                                      f"threadpoolctl.threadpool_limits({k}) in the workers."))
+    if startup:
+        mean_up = sum(ups) / len(ups)
+        out.append(("startup-bound", f"Start-up dominates: the workers spent {mean_up:.2f} s each on average "
+                                     f"starting (importing, unpickling the main module) before they took a task, "
+                                     f"{_pct(sum(ups) / sum(lives))} of their lifetime. Keep the pool open across "
+                                     "calls, import heavy modules only where needed, or use the fork start "
+                                     "method (allcores pools fork from a ready template)."))
+    return out
