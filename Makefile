@@ -1,36 +1,45 @@
 # allcores: every command sets itself up (virtual environments, packages, the build).
 #   make          .venv/bin/python with allcores importable (Python 3.11, the machine's python3)
 #   make demo     the seeds' experiment, measured on this machine
-#   make test     C unit tests under ASan+UBSan, then pytest on Python 3.11, 3.12 and 3.13
+#   make test     C unit tests under ASan+UBSan, then pytest on Python 3.11 to 3.15 and the
+#                 free-threaded 3.13t; a Python this machine lacks is skipped with a line that
+#                 says how to get it (tools/get-python VERSION)
 #   make bench    allcores against multiprocessing, ProcessPoolExecutor, loky, joblib and mpire
+#                 (and, under 3.14+, the interpreter backend against InterpreterPoolExecutor)
 SHELL := /bin/bash
-PYTHONS ?= 3.11 3.12 3.13
+PYTHONS ?= 3.11 3.12 3.13 3.14 3.15 3.13t
 DEFAULT_PY ?= 3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 SOURCES := $(shell find include src meson.build pyproject.toml -type f -not -path '*/__pycache__/*' 2>/dev/null)
 PYTEST_ARGS ?=
+# Time budget: the long suites (the peers' suites, the Pool API suite per backend, the quick
+# bench) run on the oldest and the newest Python (AC_TEST_LONG_PYTHONS, see
+# tests/python/budget.py); the Pythons between run the core suite.
+AC_TEST_LONG_PYTHONS ?= 3.11 3.15
+export AC_TEST_LONG_PYTHONS
 # The Pool API suite runs on each other backend on one Python only (see backend_impls.py): the
-# interpreter backend where its bar is (3.13), the others on the default Python.
-AC_TEST_BACKEND_PYTHONS ?= thread:$(DEFAULT_PY),interpreter:3.13,dask:$(DEFAULT_PY)
+# thread backend where its threads run in parallel (3.13t), the interpreter backend on the
+# newest Python, dask on the default one.
+AC_TEST_BACKEND_PYTHONS ?= thread:3.13t,interpreter:3.15,dask:$(DEFAULT_PY)
 export AC_TEST_BACKEND_PYTHONS
 # The quick bench run (tests/python/test_bench.py, 45 s) likewise runs on the default Python.
 AC_TEST_BENCH_PYTHON ?= $(DEFAULT_PY)
 export AC_TEST_BENCH_PYTHON
+# The Pythons of PYTHONS this machine has (tools/find-python; evaluated only when used).
+PRESENT = $(foreach v,$(PYTHONS),$(if $(shell tools/find-python $(v)),$(v)))
+MISSING = $(filter-out $(PRESENT),$(PYTHONS))
 
 venv_dir = $(if $(filter $(DEFAULT_PY),$(1)),$(VENV),$(VENV)-$(1))
 
-.PHONY: all build demo test ctest pytest bench fuzz clean info $(addprefix pytest-,$(PYTHONS))
+.PHONY: all build demo test pythons ctest pytest bench fuzz clean info $(addprefix pytest-,$(PYTHONS))
 all: build
 build: $(VENV)/.built
 
-# One virtual environment per Python: .venv (default) and .venv-3.12, .venv-3.13.
+# One virtual environment per Python: .venv (default) and .venv-3.12, ..., .venv-3.13t.
 define VENV_RULES
-$(call venv_dir,$(1))/.deps: requirements-dev.txt tools/find-python
-	@py=$$$$(tools/find-python $(1)) || { echo "Python $(1) not found (tried PATH, pyenv, /usr/bin)"; exit 1; }; \
-	  rm -rf $(call venv_dir,$(1)) && $$$$py -m venv $(call venv_dir,$(1)) && \
-	  $(call venv_dir,$(1))/bin/python -m pip install -q --disable-pip-version-check -U pip && \
-	  $(call venv_dir,$(1))/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+$(call venv_dir,$(1))/.deps: requirements-dev.txt tools/find-python tools/make-venv
+	@tools/make-venv $(1) $(call venv_dir,$(1))
 	@touch $$@
 $(call venv_dir,$(1))/.built: $(call venv_dir,$(1))/.deps $(SOURCES)
 	@$(call venv_dir,$(1))/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
@@ -47,11 +56,18 @@ demo: build
 
 # The C tests run while the virtual environments are made (pip waits on the network and the
 # disk, the C tests on the CPU); then pytest runs on each Python in turn.
-test:
-	@$(MAKE) --no-print-directory -j4 ctest $(foreach v,$(PYTHONS),$(call venv_dir,$(v))/.built)
-	@$(MAKE) --no-print-directory pytest
+# Each Python's pytest run is timed (the CI budget is 30 minutes on 2 cores).
+test: pythons
+	@$(MAKE) --no-print-directory -j4 ctest $(foreach v,$(PRESENT),$(call venv_dir,$(v))/.built)
+	@$(MAKE) --no-print-directory pytest PYTHONS="$(PRESENT)"
 
-pytest: $(addprefix pytest-,$(PYTHONS))
+pythons:
+	@$(foreach v,$(MISSING),echo "make test: skipping Python $(v), not on this machine (tools/get-python $(v) provides it)";)
+
+pytest:
+	@set -e; for v in $(PYTHONS); do t0=$$(date +%s); \
+	  $(MAKE) --no-print-directory pytest-$$v; \
+	  echo "make test: Python $$v took $$(( $$(date +%s) - t0 )) s"; done
 
 ctest:
 	tools/ctest.sh
@@ -59,7 +75,9 @@ ctest:
 fuzz:
 	tools/fuzz.sh long
 
-bench: build .venv-3.13/.built
+# The interpreter backend's rows run under 3.14 where the machine has it (against the standard
+# library's InterpreterPoolExecutor), else under 3.13.
+bench: build $(if $(shell tools/find-python 3.14),.venv-3.14/.built,.venv-3.13/.built)
 	$(PY) -m allcores bench $(BENCH_ARGS)
 
 info: build

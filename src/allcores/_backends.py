@@ -13,18 +13,24 @@ A backend is an Engine subclass overriding the _host_* methods. One more backend
 but not the transport:
 
     dask         tasks run on an existing dask.distributed cluster (see _dask.py)
+
+and one is a choice among the others, made when the pool is created (see choose_auto):
+
+    auto         thread where threads run Python in parallel (a free-threaded build with its GIL
+                 off), process elsewhere
 """
 from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 import threading
 from concurrent.futures import CancelledError
 
 from . import _worker as W
 from ._engine import Engine
 
-BACKENDS = ("process", "thread", "interpreter", "dask")
+BACKENDS = ("process", "thread", "interpreter", "dask", "auto")
 
 
 def python_in_parallel() -> bool:
@@ -34,6 +40,26 @@ def python_in_parallel() -> bool:
     PYTHON_GIL=1 or -X gil=1 keep it on."""
     gil_enabled = getattr(sys, "_is_gil_enabled", None)  # 3.13+
     return gil_enabled is not None and not gil_enabled()
+
+
+def free_threaded_build() -> bool:
+    """Whether this Python was built without the GIL (3.13t), whether or not it is off now."""
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def choose_auto(task_timeout=None) -> tuple[str, str]:
+    """What backend="auto" picks now, and why: threads where they run Python in parallel (they
+    share the caller's memory: nothing is pickled or copied), processes elsewhere, and wherever a
+    running task must be stoppable (task_timeout)."""
+    if task_timeout is not None:
+        return "process", "task_timeout needs workers that can be stopped: processes"
+    if python_in_parallel():
+        return "thread", ("free-threaded build with the GIL off: threads run Python in parallel "
+                          "and share memory, nothing is pickled")
+    if free_threaded_build():
+        return "process", ("free-threaded build, but its GIL is on (PYTHON_GIL=1, -X gil=1 or an "
+                           "extension that needs it): threads would take turns")
+    return "process", "this Python has a GIL: only processes run Python in parallel"
 
 
 def default_thread_workers() -> int:
@@ -155,6 +181,8 @@ def cancel_job(job):
 def make_engine(backend, processes, initializer, initargs, maxtasks, task_timeout, **options):
     """The engine for Pool(backend=...) and ProcessPoolExecutor(backend=...). options are the
     backend's own keywords (dask: address= or client=)."""
+    if backend == "auto" and not options:
+        backend = choose_auto(task_timeout)[0]
     if backend == "dask":
         from ._dask import DaskEngine
         return DaskEngine(processes, initializer, initargs, maxtasks, task_timeout, **options)

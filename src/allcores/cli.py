@@ -11,7 +11,7 @@ commands:
   demo                       threads vs processes vs allcores on this machine
   bench [--quick] [--json F] allcores against its peers
   doctor [opts] script.py    run a program under the GIL meter and explain its core use
-  info                       version, backends, cores, Python, GIL build
+  info                       version, backends, cores, Python, GIL build, what backend='auto' picks
 """
 
 
@@ -35,6 +35,9 @@ def info() -> int:
     print(f"threads  backend='thread' workers "
           f"{'run Python in parallel' if python_in_parallel() else 'take turns holding the GIL'}"
           f" ({default_thread_workers()} by default)")
+    from ._backends import choose_auto
+    picked, why = choose_auto()
+    print(f"auto     backend='auto' picks {picked!r}: {why}")
     return 0
 
 

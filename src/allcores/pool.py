@@ -366,8 +366,9 @@ class Pool:
             template process.
         task_timeout: seconds a task may run; past it the task raises TaskTimeout and its worker
             is killed and replaced.
-        backend: "process" (default), "thread", "interpreter" (subinterpreters, Python 3.12+) or
-            "dask"; backend_options are that backend's own keywords (dask: address= or client=).
+        backend: "process" (default), "thread", "interpreter" (subinterpreters, Python 3.12+),
+            "dask", or "auto" (threads on a free-threaded build with the GIL off, else processes);
+            backend_options are that backend's own keywords (dask: address= or client=).
     """
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,

@@ -9,6 +9,24 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+/* Free-threaded builds (3.13t+) run this module without a GIL (module.c declares
+ * Py_MOD_GIL_NOT_USED): whatever it reads of an object another thread can change is read under
+ * that object's critical section or through a strong reference. Before 3.13 the GIL is the
+ * critical section. */
+#ifndef Py_BEGIN_CRITICAL_SECTION
+#define Py_BEGIN_CRITICAL_SECTION(op) {
+#define Py_END_CRITICAL_SECTION() }
+#endif
+#if PY_VERSION_HEX < 0x030D0000
+static inline PyObject *PyList_GetItemRef(PyObject *list, Py_ssize_t i) {
+  if (i < 0 || i >= PyList_GET_SIZE(list)) {
+    PyErr_SetString(PyExc_IndexError, "list index out of range");
+    return NULL;
+  }
+  return Py_NewRef(PyList_GET_ITEM(list, i));
+}
+#endif
+
 typedef struct {
   PyObject *ClosedError;  /* the region was shut down */
   PyObject *CorruptError; /* invalid data met in shared memory */

@@ -46,12 +46,13 @@ static PyModuleDef_Slot module_slots[] = {
 #if PY_VERSION_HEX >= 0x030C0000
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
-    /* No {Py_mod_gil, Py_MOD_GIL_NOT_USED}: this module still relies on the GIL. oob_scan.c walks
-     * the caller's lists and dicts through borrowed references (PyList_GET_ITEM, PyDict_Next)
-     * without critical sections, so another thread changing them could free an item under it;
-     * the rest was written for a GIL and not audited without one. A free-threaded build turns
-     * its GIL on when it imports this module (a RuntimeWarning says so), and the thread
-     * backend's workers then take turns (ThreadEngine.parallel is False). */
+#if PY_VERSION_HEX >= 0x030D0000
+    /* Safe without the GIL: the state it shares between threads lives in the C core (atomics
+     * and futexes, made for processes), and what it reads of Python objects that another thread
+     * can change is read under their critical section or through strong references (see
+     * binding.h). A free-threaded build keeps its GIL off when it imports this module. */
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
     {0, NULL},
 };
 

@@ -54,22 +54,32 @@ static int holds_big(ac_module_state *st, PyObject *obj) {
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(obj); i++)
       if ((big = is_big(st, PyTuple_GET_ITEM(obj, i))) != 0) return big;
   } else if (PyList_CheckExact(obj)) {
-    /* The list may change under a numpy nbytes call: index it afresh each time. */
+    /* The list may change under a numpy nbytes call, or in another thread without a GIL: each
+     * item is taken as a strong reference, by a fresh index; one that went away ends the look. */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(obj); i++) {
-      PyObject *item = Py_NewRef(PyList_GET_ITEM(obj, i));
+      PyObject *item = PyList_GetItemRef(obj, i);
+      if (!item) { /* shrunk by another thread since the size was read */
+        PyErr_Clear();
+        return 0;
+      }
       big = is_big(st, item);
       Py_DECREF(item);
       if (big) return big;
     }
   } else if (PyDict_CheckExact(obj)) {
+    /* PyDict_Next hands out borrowed references: the dict's critical section keeps another
+     * thread from freeing a value before it is held. */
     Py_ssize_t pos = 0;
     PyObject *key, *value;
+    Py_BEGIN_CRITICAL_SECTION(obj);
     while (PyDict_Next(obj, &pos, &key, &value)) {
       Py_INCREF(value);
       big = is_big(st, value);
       Py_DECREF(value);
-      if (big) return big;
+      if (big) break;
     }
+    Py_END_CRITICAL_SECTION();
+    return big;
   }
   return 0;
 }

@@ -156,12 +156,12 @@ static int BlockBuffer_getbuffer(PyObject *op, Py_buffer *view, int flags) {
   RegionObject *reg = (RegionObject *)self->region;
   void *data = ac_block_data(reg->region.base, self->block);
   if (PyBuffer_FillInfo(view, op, data, self->len, 0, flags) < 0) return -1;
-  self->exports++;
+  __atomic_fetch_add(&self->exports, 1, __ATOMIC_RELAXED); /* views may be taken in any thread */
   return 0;
 }
 
 static void BlockBuffer_releasebuffer(PyObject *op, Py_buffer *view) {
-  ((BlockBufferObject *)op)->exports--;
+  __atomic_fetch_sub(&((BlockBufferObject *)op)->exports, 1, __ATOMIC_RELAXED);
 }
 
 static void BlockBuffer_dealloc(PyObject *op) {
@@ -292,22 +292,28 @@ static int get_parts(PyObject *obj, Py_buffer *views, struct iovec *iov, int *n,
   *n = 0;
   *total = 0;
   if (PyTuple_Check(obj) || PyList_Check(obj)) {
+    int rc = 0;
+    /* A list's items are borrowed until their buffer holds them: under its critical section,
+     * no other thread replaces one in between (free-threaded builds). */
+    Py_BEGIN_CRITICAL_SECTION(obj);
     Py_ssize_t len = PySequence_Fast_GET_SIZE(obj);
     if (len > MAX_PARTS) {
       PyErr_Format(PyExc_ValueError, "at most %d payload parts", MAX_PARTS);
-      return -1;
+      rc = -1;
     }
-    for (Py_ssize_t i = 0; i < len; i++) {
+    for (Py_ssize_t i = 0; rc == 0 && i < len; i++) {
       if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(obj, i), &views[i], PyBUF_SIMPLE) < 0) {
         for (int j = 0; j < *n; j++) PyBuffer_Release(&views[j]);
-        return -1;
+        rc = -1;
+        break;
       }
       iov[i].iov_base = views[i].buf;
       iov[i].iov_len = (size_t)views[i].len;
       *total += (uint64_t)views[i].len;
       (*n)++;
     }
-    return 0;
+    Py_END_CRITICAL_SECTION();
+    return rc;
   }
   if (PyObject_GetBuffer(obj, &views[0], PyBUF_SIMPLE) < 0) return -1;
   iov[0].iov_base = views[0].buf;

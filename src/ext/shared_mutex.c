@@ -44,10 +44,11 @@ static int lock_step(void *arg, int64_t timeout_ns, int gil_held) {
 static int acquired(MutexObject *self, int rc) {
   acx__segment_hold(self->segment, 1);
   if (rc != AC_SMUTEX_RECOVERED) {
-    if (ac_smutex_depth(self->mu) == 1) self->recovered = 0; /* reentries keep the news */
+    /* reentries keep the news; relaxed atomics: the getter may run in another thread (no GIL) */
+    if (ac_smutex_depth(self->mu) == 1) __atomic_store_n(&self->recovered, 0, __ATOMIC_RELAXED);
     return 0;
   }
-  self->recovered = 1;
+  __atomic_store_n(&self->recovered, 1, __ATOMIC_RELAXED);
   PyObject *module = ac_module_from_type(Py_TYPE(self));
   PyObject *category = module ? PyObject_GetAttrString(module, "OwnerDiedWarning") : NULL;
   if (!category) {
@@ -117,7 +118,7 @@ static PyObject *Mutex_is_mine(PyObject *op, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Mutex_get_recovered(PyObject *op, void *closure) {
-  return PyBool_FromLong(MutexObject_CAST(op)->recovered);
+  return PyBool_FromLong(__atomic_load_n(&MutexObject_CAST(op)->recovered, __ATOMIC_RELAXED));
 }
 
 static PyMethodDef Mutex_methods[] = {

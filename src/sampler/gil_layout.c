@@ -13,6 +13,12 @@
 #include "internal/pycore_interp.h"
 #include "internal/pycore_pystate.h"
 #include "internal/pycore_runtime.h"
+#if PY_VERSION_HEX >= 0x030D0000
+#include "internal/pycore_ceval.h"
+/* The sampler reads the drop request as bit 0 of the holder's eval_breaker (3.13, 3.14, 3.15):
+ * a version that moves it must fail to build here, not mislead the meter. */
+_Static_assert(_PY_GIL_DROP_REQUEST_BIT == 1, "the GIL drop request is no longer eval_breaker bit 0");
+#endif
 
 #include <stdio.h>
 

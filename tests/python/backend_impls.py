@@ -216,7 +216,7 @@ def _not_this_python(name):
     if not spec:
         return None
     wanted = dict(item.split(":") for item in spec.split(",") if ":" in item)
-    here = "%d.%d" % sys.version_info[:2]
+    from budget import PYTHON as here  # "3.13t" on a free-threaded build
     if name in wanted and wanted[name] != here:
         return (f"make test runs the Pool API suite on backend={name!r} on Python "
                 f"{wanted[name]} only (AC_TEST_BACKEND_PYTHONS), to keep within its time budget")

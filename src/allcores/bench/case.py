@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 # package (a user's own workload, the tests' misbehaving cases).
 MODULES = ["allcores.bench.pool_cases", "allcores.bench.scaling_cases",
            "allcores.bench.transfer_cases", "allcores.bench.counter_cases",
-           "allcores.bench.backend_cases", "allcores.gil.bench_cases"]
+           "allcores.bench.backend_cases", "allcores.gil.bench_cases",
+           "allcores.bench.interp_cases"]
 
 
 class Skip(Exception):

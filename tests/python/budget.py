@@ -1,0 +1,30 @@
+"""make test's time budget (30 minutes on 2 cores for every Python): the long suites (a peer's
+own test suite run against allcores, a suite repeated per backend, the quick bench) run on the
+Pythons named in AC_TEST_LONG_PYTHONS (the Makefile: the oldest and the newest), the others run
+the core suite. Unset, everything runs everywhere (a developer's own pytest run).
+
+    from budget import long_suite
+    pytestmark = long_suite          # a whole module
+    @long_suite                      # or one test
+"""
+import os
+import sys
+import sysconfig
+
+import pytest
+
+#: This Python as the Makefile names it: "3.13", or "3.13t" for a free-threaded build.
+PYTHON = "%d.%d" % sys.version_info[:2] + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")
+
+
+def long_suite_skip_reason():
+    """None where the long suites run, else why not."""
+    wanted = os.environ.get("AC_TEST_LONG_PYTHONS", "").replace(",", " ").split()
+    if not wanted or PYTHON in wanted:
+        return None
+    return (f"make test runs the long suites on Python {' and '.join(wanted)} only "
+            f"(AC_TEST_LONG_PYTHONS), to keep within its time budget")
+
+
+long_suite = pytest.mark.skipif(long_suite_skip_reason() is not None,
+                                reason=long_suite_skip_reason() or "")
