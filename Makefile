@@ -1,6 +1,6 @@
 # allcores: every command sets itself up (virtual environments, packages, the build).
 #   make          .venv/bin/python with allcores importable (Python 3.11, the machine's python3)
-#   make demo     the seeds' experiment, measured on this machine
+#   make demo     threads vs processes vs allcores, measured on this machine
 #   make test     C unit tests under ASan+UBSan, then pytest on Python 3.11, 3.12 and 3.13
 #   make bench    allcores against multiprocessing, ProcessPoolExecutor, loky, joblib and mpire
 SHELL := /bin/bash

@@ -13,7 +13,7 @@ _owner_pid = None
 
 
 def default_pool() -> Pool:
-    """The process-wide pool (one worker per core), created on first use and reused; a forked
+    """The process-wide pool (one worker per usable CPU), created on first use and reused; a forked
     child gets its own."""
     global _pool, _owner_pid
     with _lock:
@@ -31,10 +31,17 @@ def map(fn, iterable, chunksize=None, progress=False):
 
 
 def imap(fn, iterable, chunksize=None, progress=False):
+    """pool.imap on the default pool: results in order, the input consumed as workers free up."""
     return default_pool().imap(fn, iterable, chunksize, progress=progress)
 
 
+def imap_unordered(fn, iterable, chunksize=None, progress=False):
+    """pool.imap_unordered on the default pool: results as they complete."""
+    return default_pool().imap_unordered(fn, iterable, chunksize, progress=progress)
+
+
 def starmap(fn, iterable, chunksize=None, progress=False):
+    """pool.starmap on the default pool."""
     return default_pool().starmap(fn, iterable, chunksize, progress=progress)
 
 
