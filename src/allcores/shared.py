@@ -38,6 +38,7 @@ import ctypes
 import math
 import pickle
 import queue as _queue
+import types as _types
 import weakref
 from multiprocessing.sharedctypes import typecode_to_type as _typecode_to_type
 
@@ -228,6 +229,7 @@ class Queue(_View, _core.Queue):
     # bounds items by the next size it can hold.
     __slots__ = ("_max_item_bytes",)
     _c_type = _core.Queue
+    __class_getitem__ = classmethod(_types.GenericAlias)  # Queue[int] in annotations
 
     def __new__(cls, maxsize=0, *, max_item_bytes=MAX_ITEM_BYTES):
         if isinstance(max_item_bytes, bool) or not isinstance(max_item_bytes, int):
