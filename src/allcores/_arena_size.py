@@ -81,7 +81,7 @@ def region_error(exc: BaseException, arena_bytes: int, source: str) -> MemoryErr
     limit = address_space_limit()
     why = (f"the address space limit (RLIMIT_AS, ulimit -v) is {limit} bytes and this process "
            f"already maps {address_space_used()}" if limit is not None else
-           "the system refused the mapping (vm.overcommit_memory=2 or a memory cgroup?)")
+           "the kernel refused the mapping although no address space limit is set")
     origin = {"arena_size=": "as asked by arena_size=", ENV: f"as asked by {ENV}"}.get(
         source, "chosen by default")
     return MemoryError(
