@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("mypy")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "typing")
+CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mypy_config")
 
 
 def _run(args, cwd, timeout=600):
@@ -21,8 +21,8 @@ def _run(args, cwd, timeout=600):
 
 
 def test_stubs_match_the_runtime(tmp_path):
-    out = _run(["mypy.stubtest", "--mypy-config-file", os.path.join(HERE, "mypy.ini"),
-                "--allowlist", os.path.join(HERE, "stubtest-allowlist.txt"),
+    out = _run(["mypy.stubtest", "--mypy-config-file", os.path.join(CONFIG, "mypy.ini"),
+                "--allowlist", os.path.join(CONFIG, "stubtest-allowlist.txt"),
                 "--ignore-unused-allowlist", "allcores"], cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
 
