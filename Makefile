@@ -17,6 +17,9 @@ export AC_TEST_BACKEND_PYTHONS
 # The quick bench run (tests/python/test_bench.py, 45 s) likewise runs on the default Python.
 AC_TEST_BENCH_PYTHON ?= $(DEFAULT_PY)
 export AC_TEST_BENCH_PYTHON
+# Building the sdist and wheel, and mypy on the examples, likewise (stubtest runs on each).
+AC_TEST_PACKAGING_PYTHON ?= $(DEFAULT_PY)
+export AC_TEST_PACKAGING_PYTHON
 
 venv_dir = $(if $(filter $(DEFAULT_PY),$(1)),$(VENV),$(VENV)-$(1))
 

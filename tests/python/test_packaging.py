@@ -11,6 +11,7 @@ import zipfile
 import pytest
 
 import allcores
+from one_python import one_python_only
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytest.importorskip("build")
@@ -30,6 +31,7 @@ def _pyproject():
 def dist(tmp_path_factory):
     """Builds the sdist, then the wheel from it (as `python -m build` does by default), with the
     build tools of this environment (no download)."""
+    one_python_only()
     if not os.path.isdir(os.path.join(ROOT, ".git")) and \
             not os.path.isfile(os.path.join(ROOT, ".git")):
         pytest.skip("the sdist is made by `meson dist`, which needs a git checkout")

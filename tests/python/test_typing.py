@@ -9,6 +9,8 @@ import textwrap
 
 import pytest
 
+from one_python import one_python_only
+
 pytest.importorskip("mypy")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -111,6 +113,7 @@ def _short(type_name):
 
 
 def test_a_user_script_is_precisely_typed(tmp_path):
+    one_python_only()
     script = tmp_path / "user.py"
     script.write_text(textwrap.dedent(USER_SCRIPT))
     out = _run(["mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(script)],
@@ -134,6 +137,7 @@ def test_a_type_error_is_caught(tmp_path):
 
 
 def test_examples_pass_mypy_strict(tmp_path):
+    one_python_only()
     out = _run(["mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), "."],
                cwd=os.path.join(ROOT, "examples"))
     assert out.returncode == 0, out.stdout[-6000:]
