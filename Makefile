@@ -1,6 +1,6 @@
 # allcores: every command sets itself up (virtual environments, packages, the build).
 #   make          .venv/bin/python with allcores importable (Python 3.11, the machine's python3)
-#   make demo     the seeds' experiment, measured on this machine
+#   make demo     threads vs processes vs allcores, measured on this machine
 #   make test     C unit tests under ASan+UBSan, then pytest on Python 3.11 to 3.15 and the
 #                 free-threaded 3.13t; a Python this machine lacks is skipped with a line that
 #                 says how to get it (tools/get-python VERSION)
@@ -29,6 +29,9 @@ export AC_TEST_BENCH_PYTHON
 # The Pythons of PYTHONS this machine has (tools/find-python; evaluated only when used).
 PRESENT = $(foreach v,$(PYTHONS),$(if $(shell tools/find-python $(v)),$(v)))
 MISSING = $(filter-out $(PRESENT),$(PYTHONS))
+# Building the sdist and wheel, and mypy on the examples, likewise (stubtest runs on each).
+AC_TEST_PACKAGING_PYTHON ?= $(DEFAULT_PY)
+export AC_TEST_PACKAGING_PYTHON
 
 venv_dir = $(if $(filter $(DEFAULT_PY),$(1)),$(VENV),$(VENV)-$(1))
 

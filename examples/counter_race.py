@@ -12,57 +12,60 @@ import argparse
 import multiprocessing as mp
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import allcores
 
-from _timing import print_table, timed
+from _timing import Rows, print_table, timed
 
 # Fork children inherit the shared objects (a multiprocessing.Value cannot be pickled to them).
 CTX = mp.get_context("fork")
 
 
-def add_unlocked(value, n):
+def add_unlocked(value: Any, n: int) -> None:
     for _ in range(n):
         value.value += 1  # read, then write: another process may write in between
 
 
-def add_locked(value, n):
+def add_locked(value: Any, n: int) -> None:
     lock = value.get_lock()
     for _ in range(n):
         with lock:
             value.value += 1
 
 
-def add_counter(counter, n):
+def add_counter(counter: allcores.Counter, n: int) -> None:
     for _ in range(n):
         counter += 1  # one atomic add; the name stays bound to the shared counter
 
 
-def race(target, shared, workers, n):
+def race(target: Callable[[Any, int], None], shared: Any, workers: int, n: int) -> int:
     """Run target(shared, n) in `workers` processes at once and wait for all of them."""
     procs = [CTX.Process(target=target, args=(shared, n)) for _ in range(workers)]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
-    return shared.value
+    return int(shared.value)
 
 
-CASES = [
+CASES: list[tuple[str, Callable[[Any, int], None], Callable[[], Any]]] = [
     ("multiprocessing.Value, no lock", add_unlocked, lambda: CTX.Value("q", 0)),
     ("multiprocessing.Value + lock", add_locked, lambda: CTX.Value("q", 0)),
     ("allcores.Counter", add_counter, lambda: allcores.Counter(0)),
 ]
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, default=max(2, os.cpu_count()))
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 1))
     ap.add_argument("--increments", type=int, default=200_000, help="per process")
     args = ap.parse_args(argv)
     expected = args.workers * args.increments
     print(f"{args.workers} processes x {args.increments:,} increments = {expected:,} expected")
-    rows, lost = [], {}
+    rows: Rows = []
+    lost: dict[str, int] = {}
     for name, target, make in CASES:
         total, secs = timed(race, target, make(), args.workers, args.increments)
         lost[name] = expected - total

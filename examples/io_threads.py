@@ -15,18 +15,23 @@ import socketserver
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import allcores
 
-from _timing import compare, print_table, say_identical, speedup
+from _timing import Rows, compare, print_table, say_identical, speedup
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 class DelayedEcho(socketserver.StreamRequestHandler):
     """Reads one line, waits the server's delay (the remote side's latency), sends it back."""
 
-    def handle(self):
+    def handle(self) -> None:
         line = self.rfile.readline()
-        time.sleep(self.server.delay)
+        time.sleep(cast(Server, self.server).delay)
         self.wfile.write(line.upper())
 
 
@@ -34,22 +39,23 @@ class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128  # every client may connect at once
+    delay = 0.0  # seconds before each answer
 
 
-def start_server(delay):
+def start_server(delay: float) -> Server:
     server = Server(("127.0.0.1", 0), DelayedEcho)
     server.delay = delay
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
 
-def sleep_task(args):
+def sleep_task(args: tuple[int, float]) -> int:
     i, delay = args
     time.sleep(delay)
     return i
 
 
-def socket_task(args):
+def socket_task(args: tuple[int, Any]) -> str:
     """One request: connect, send a line, read the reply."""
     i, address = args
     with socket.create_connection(address, timeout=10) as s:
@@ -57,16 +63,17 @@ def socket_task(args):
         return s.makefile("rb").readline().decode().strip()
 
 
-def run_serial(fn, items, workers):
+def run_serial(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> list[_R]:
     return list(map(fn, items))
 
 
-def run_threads(fn, items, workers):
+def run_threads(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> list[_R]:
     with cf.ThreadPoolExecutor(workers) as ex:
         return list(ex.map(fn, items))
 
 
-def run_allcores_threads(fn, items, workers):
+def run_allcores_threads(fn: Callable[[_T], _R], items: Sequence[_T],
+                         workers: int) -> list[_R]:
     with allcores.Pool(workers, backend="thread") as pool:
         return pool.map(fn, items, chunksize=1)  # one task a thread: each mostly waits
 
@@ -75,15 +82,16 @@ RUNS = [("serial", run_serial), ("ThreadPoolExecutor", run_threads),
         ("allcores.Pool(thread)", run_allcores_threads)]
 
 
-def measure(title, fn, items, workers):
+def measure(title: str, fn: Callable[[Any], object], items: Sequence[Any],
+            workers: int) -> tuple[Rows, bool]:
     """Time every method on the same items; return (rows, whether all results were equal)."""
     rows, _, same = compare(RUNS, fn, items, workers)
     print_table(rows, title=title)
     return rows, same
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=" ".join((__doc__ or "").split("\n\n")[0].split()))
     ap.add_argument("--tasks", type=int, default=40)
     ap.add_argument("--delay-ms", type=float, default=50.0, help="each task's wait")
     ap.add_argument("--workers", type=int, default=20, help="threads (I/O needs no core each)")

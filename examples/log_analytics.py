@@ -19,24 +19,25 @@ import allcores
 
 import loggen
 import logstats
-from _timing import compare, print_table, say_identical, speedup, timed
+from _timing import Rows, compare, print_table, say_identical, speedup, timed
+from logstats import Job, Stats
 
 
-def run_serial(jobs, workers):
+def run_serial(jobs: list[Job], workers: int) -> Stats:
     return logstats.merge(map(logstats.parse_range, jobs))
 
 
-def run_threads(jobs, workers):
+def run_threads(jobs: list[Job], workers: int) -> Stats:
     with cf.ThreadPoolExecutor(workers) as ex:
         return logstats.merge(ex.map(logstats.parse_range, jobs))
 
 
-def run_process_pool_executor(jobs, workers):
+def run_process_pool_executor(jobs: list[Job], workers: int) -> Stats:
     with cf.ProcessPoolExecutor(workers) as ex:
         return logstats.merge(ex.map(logstats.parse_range, jobs))
 
 
-def run_allcores(jobs, workers):
+def run_allcores(jobs: list[Job], workers: int) -> Stats:
     # chunksize=1: the jobs are already big (megabytes each); one per task balances the cores.
     with allcores.Pool(workers) as pool:
         return logstats.merge(pool.imap_unordered(logstats.parse_range, jobs, chunksize=1))
@@ -46,21 +47,21 @@ RUNS = [("serial", run_serial), ("threads", run_threads),
         ("ProcessPoolExecutor", run_process_pool_executor), ("allcores.Pool", run_allcores)]
 
 
-def chunk_bytes(size, workers):
+def chunk_bytes(size: int, workers: int) -> int:
     """About 8 MB a chunk, but at least 4 chunks a worker so a slow chunk cannot leave a core
     idle at the end; never under 64 KiB (tiny files)."""
     return max(64 * 1024, min(8 << 20, size // (workers * 4) + 1))
 
 
-def analyze(path, workers):
+def analyze(path: str, workers: int) -> tuple[Rows, Stats, bool]:
     """Run every method; return (rows of wall times, the serial stats, whether all are equal)."""
     jobs = logstats.byte_ranges(path, chunk_bytes(os.path.getsize(path), workers))
     print(f"{len(jobs)} byte-range chunks, {workers} workers")
     return compare(RUNS, jobs, workers)
 
 
-def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--mb", type=float, default=300.0, help="log size in MB (default 300)")
     ap.add_argument("--workers", type=int, default=os.cpu_count(),
                     help="threads or processes per pool (default: the CPU count)")
@@ -70,7 +71,7 @@ def parse_args(argv):
     return ap.parse_args(argv)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.path:
         path = args.path
@@ -95,7 +96,7 @@ def main(argv=None):
 GAIN = 1.2
 
 
-def conclusion(rows, workers):
+def conclusion(rows: Rows, workers: int) -> str:
     """The last line, from the measured speedups: what threads and processes did on this run."""
     threads = speedup(rows, "threads")
     pools = {name: speedup(rows, name) for name in ("ProcessPoolExecutor", "allcores.Pool")}

@@ -14,12 +14,13 @@ import itertools
 import math
 import random
 import time
+from collections.abc import Callable, Iterator
 
 START = 1772532000  # 2026-03-03 10:00:00 UTC: a fixed origin keeps the output reproducible
 
 # (method, path, query choices, median latency ms, weight). Query strings vary the request line
 # so the parser must strip them before grouping by endpoint.
-ENDPOINTS = [
+ENDPOINTS: list[tuple[str, str, tuple[str, ...], int, int]] = [
     ("GET", "/", ("",), 8, 30),
     ("GET", "/static/app.js", ("", "?v=3"), 2, 25),
     ("GET", "/static/style.css", ("", "?v=3"), 2, 20),
@@ -52,7 +53,7 @@ REFERER_WEIGHTS = [50, 30, 15, 5]
 BATCH = 10_000  # lines drawn per round of rng.choices: bulk draws are far faster than one by one
 
 
-def client_pool(rng, n):
+def client_pool(rng: random.Random, n: int) -> tuple[list[str], list[float]]:
     """n distinct IPv4 addresses (documentation and private ranges) and Zipf weights 1/rank^1.1."""
     ips = [f"{rng.choice((10, 172, 192, 198, 203))}.{rng.randrange(256)}."
            f"{rng.randrange(256)}.{rng.randrange(1, 255)}" for _ in range(n)]
@@ -60,7 +61,7 @@ def client_pool(rng, n):
     return ips, list(itertools.accumulate(weights))
 
 
-def _latency(rng, median_ms):
+def _latency(rng: random.Random, median_ms: float) -> int:
     """Log-normal around the median, with 1% of requests ten times slower (GC pauses, cold
     caches): that tail is what p99 is meant to show."""
     ms = median_ms * math.exp(rng.gauss(0.0, 0.6))
@@ -69,21 +70,22 @@ def _latency(rng, median_ms):
     return max(1, int(ms))
 
 
-def _stamp_cache():
+def _stamp_cache() -> Callable[[float], str]:
     """Formats a Unix time as [dd/Mon/yyyy:HH:MM:SS +0000], reusing the last result: timestamps
     advance by milliseconds, so most lines share their second with the previous one."""
-    last = [None, ""]
+    last_sec, last_text = -1, ""
 
-    def stamp(t):
+    def stamp(t: float) -> str:
+        nonlocal last_sec, last_text
         sec = int(t)
-        if sec != last[0]:
-            last[0] = sec
-            last[1] = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(sec))
-        return last[1]
+        if sec != last_sec:
+            last_sec = sec
+            last_text = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(sec))
+        return last_text
     return stamp
 
 
-def lines(seed=1, clients=5000, rate_per_s=400.0):
+def lines(seed: int = 1, clients: int = 5000, rate_per_s: float = 400.0) -> Iterator[str]:
     """An endless iterator of log lines (str, ending with a newline)."""
     rng = random.Random(seed)
     ips, ip_cum = client_pool(rng, clients)
@@ -104,7 +106,7 @@ def lines(seed=1, clients=5000, rate_per_s=400.0):
                    f'{status} {size} "{referer}" "{agent}" {_latency(rng, median)}\n')
 
 
-def write_log(path, megabytes, seed=1):
+def write_log(path: str, megabytes: float, seed: int = 1) -> tuple[int, int]:
     """Write whole lines to path until it holds at least `megabytes` MB (10^6 bytes); returns
     (bytes written, lines written)."""
     target = int(megabytes * 1_000_000)
@@ -119,8 +121,8 @@ def write_log(path, megabytes, seed=1):
     return written, count
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("path")
     ap.add_argument("--mb", type=float, default=50.0, help="size in MB (default 50)")
     ap.add_argument("--seed", type=int, default=1)

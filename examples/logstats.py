@@ -8,6 +8,14 @@ merged result is the same whatever the chunking and whatever ran the chunks.
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+#: A range's statistics: counts under "lines", "bad", "bytes"; Counters under "status" and
+#: "clients"; "latency" maps an endpoint to a Counter of milliseconds.
+Stats = dict[str, Any]
+#: (path, start, end): one byte range of a log file.
+Job = tuple[str, int, int]
 
 # The combined log format plus a latency in ms. Bytes, not str: no decoding cost per line.
 LINE = re.compile(
@@ -15,13 +23,13 @@ LINE = re.compile(
     re.MULTILINE)
 
 
-def byte_ranges(path, chunk_bytes):
+def byte_ranges(path: str, chunk_bytes: int) -> list[Job]:
     """[(path, start, end)] covering the file; a chunk owns the lines that start inside it."""
     size = os.path.getsize(path)
     return [(path, start, min(start + chunk_bytes, size)) for start in range(0, size, chunk_bytes)]
 
 
-def read_range(path, start, end):
+def read_range(path: str, start: int, end: int) -> bytes:
     """The whole lines that start in [start, end): skip the line that began before start (the
     previous chunk owns it) and finish the line that runs past end."""
     with open(path, "rb") as f:
@@ -37,12 +45,12 @@ def read_range(path, start, end):
     return data
 
 
-def empty_stats():
+def empty_stats() -> Stats:
     return {"lines": 0, "bad": 0, "bytes": 0, "status": Counter(), "clients": Counter(),
             "latency": {}}  # endpoint -> Counter(ms -> requests)
 
 
-def parse_range(job):
+def parse_range(job: Job) -> Stats:
     """job: (path, start, end) -> statistics of those lines."""
     data = read_range(*job)
     stats = empty_stats()
@@ -65,7 +73,7 @@ def parse_range(job):
     return stats
 
 
-def merge(parts):
+def merge(parts: Iterable[Stats]) -> Stats:
     """Add up the statistics of several ranges (exact: only sums of counts)."""
     total = empty_stats()
     for part in parts:
@@ -78,12 +86,13 @@ def merge(parts):
     return total
 
 
-def percentiles(hist, qs=(50, 95, 99)):
+def percentiles(hist: Mapping[int, int], qs: Sequence[int] = (50, 95, 99)) -> list[int]:
     """Nearest-rank percentiles of a histogram {value: count}: the smallest value with at least
     q% of the observations at or below it."""
     n = sum(hist.values())
     targets = [max(1, -(-q * n // 100)) for q in qs]  # ceil(q * n / 100), exact in integers
-    out, seen, i = [], 0, 0
+    out: list[int] = []
+    seen = i = 0
     for value in sorted(hist):
         seen += hist[value]
         while i < len(targets) and seen >= targets[i]:
@@ -92,7 +101,7 @@ def percentiles(hist, qs=(50, 95, 99)):
     return out
 
 
-def report(stats, top=5):
+def report(stats: Stats, top: int = 5) -> list[str]:
     """Lines of text summarizing merged statistics."""
     out = [f"{stats['lines']:,} lines ({stats['bad']} unparsed), "
            f"{stats['bytes'] / 1e9:.2f} GB sent"]

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.request
+from typing import Any, cast
 
 import allcores
 
@@ -32,33 +33,38 @@ WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu 
 class DocHandler(http.server.BaseHTTPRequestHandler):
     """GET /doc/<n>: a deterministic text of 2,000 words, sent after the server's delay."""
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         n = int(self.path.rsplit("/", 1)[1])
         body = " ".join(WORDS[(n * 7 + i * i) % len(WORDS)] for i in range(2000)).encode()
-        time.sleep(self.server.delay)
+        time.sleep(cast(DocServer, self.server).delay)
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args):  # keep the example's output to its results
-        pass
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep the example's output to its results
 
 
-def start_server(delay):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DocHandler)
-    server.daemon_threads = True
+class DocServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    delay = 0.0  # seconds before each answer
+
+
+def start_server(delay: float) -> DocServer:
+    server = DocServer(("127.0.0.1", 0), DocHandler)
     server.delay = delay
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
 
-def fetch(url):
+def fetch(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=30) as resp:
-        return resp.read()
+        body: bytes = resp.read()
+        return body
 
 
-def score(body, rounds):
+def score(body: bytes, rounds: int) -> tuple[int, int]:
     """Pure-Python CPU work on a response: a rolling hash over its words, `rounds` times."""
     words = body.split()
     h = 0
@@ -68,12 +74,12 @@ def score(body, rounds):
     return len(words), h
 
 
-def fetch_and_score(job):
+def fetch_and_score(job: tuple[str, int]) -> tuple[int, int]:
     url, rounds = job
     return score(fetch(url), rounds)
 
 
-def fetch_batch_and_score(job):
+def fetch_batch_and_score(job: tuple[list[str], int]) -> list[tuple[int, int]]:
     """One task of the mixed run: fetch every URL of the batch at once in threads (the waits
     overlap), then score them in this process (the CPU work runs in parallel across tasks)."""
     urls, rounds = job
@@ -82,17 +88,18 @@ def fetch_batch_and_score(job):
     return [score(body, rounds) for body in bodies]
 
 
-def run_threads(urls, rounds, batch, workers):
+def run_threads(urls: list[str], rounds: int, batch: int, workers: int) -> list[tuple[int, int]]:
     with cf.ThreadPoolExecutor(workers * batch) as ex:
         return list(ex.map(fetch_and_score, [(u, rounds) for u in urls]))
 
 
-def run_processes(urls, rounds, batch, workers):
+def run_processes(urls: list[str], rounds: int, batch: int,
+                  workers: int) -> list[tuple[int, int]]:
     with allcores.Pool(workers) as pool:
         return pool.map(fetch_and_score, [(u, rounds) for u in urls], chunksize=1)
 
 
-def run_mixed(urls, rounds, batch, workers):
+def run_mixed(urls: list[str], rounds: int, batch: int, workers: int) -> list[tuple[int, int]]:
     batches = [(urls[i:i + batch], rounds) for i in range(0, len(urls), batch)]
     with allcores.Pool(workers) as pool:
         return [r for part in pool.map(fetch_batch_and_score, batches, chunksize=1) for r in part]
@@ -102,8 +109,8 @@ RUNS = [("threads only", run_threads), ("processes only", run_processes),
         ("processes + threads", run_mixed)]
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--docs", type=int, default=32)
     ap.add_argument("--batch", type=int, default=8, help="documents per task in the mixed run")
     ap.add_argument("--delay-ms", type=float, default=100.0, help="the server's answer delay")

@@ -6,22 +6,27 @@
     allcores.ProcessPoolExecutor()             # drop-in for concurrent.futures
     allcores.map(fn, items)                    # the process-wide default pool
 """
-from ._default import default_pool, imap, map, starmap, submit  # noqa: A004
+import sys as _sys
+
+if not _sys.platform.startswith("linux"):
+    raise ImportError(f"allcores runs only on Linux (its shared-memory transport needs memfd, "
+                      f"futexes and pidfds: kernel 5.3 or later), not on {_sys.platform!r}")
+
+from ._default import default_pool, imap, imap_unordered, map, starmap, submit  # noqa: A004
 from .errors import (BrokenProcessPool, PicklingError, RemoteTraceback, TaskExit, TaskTimeout,
                      UnpicklableTaskError, WorkerLost)
 from .executor import ProcessPoolExecutor
 from .pool import ApplyResult, AsyncResult, IMapIterator, MapResult, Pool
 
-__version__ = "0.1.0"
-
 __all__ = [
-    "Pool", "ProcessPoolExecutor", "map", "imap", "starmap", "submit", "default_pool",
+    "Pool", "ProcessPoolExecutor", "map", "imap", "imap_unordered", "starmap", "submit",
+    "default_pool",
     "WorkerLost", "TaskTimeout", "TaskExit", "PicklingError", "UnpicklableTaskError",
     "RemoteTraceback", "BrokenProcessPool", "ApplyResult", "AsyncResult", "MapResult",
     "IMapIterator",
 ]
 
-try:  # shared-memory primitives (issue 4), when built
+try:  # shared-memory primitives, when built
     from .shared import *  # noqa: F401,F403
     from .shared import __all__ as _shared_all
     __all__ += list(_shared_all)
@@ -29,7 +34,20 @@ except ImportError:
     pass
 
 
+def _version():
+    """The installed distribution's version: pyproject.toml is its one source."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("allcores")
+    except PackageNotFoundError:  # imported from a build tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name):
+    if name == "__version__":
+        global __version__
+        __version__ = _version()
+        return __version__
     if name == "gil":
         import importlib
         return importlib.import_module(".gil", __name__)

@@ -21,6 +21,7 @@ Data flow (nothing passes through a pipe or a per-task helper thread)::
 from __future__ import annotations
 
 import collections
+import errno
 import itertools
 import os
 import signal
@@ -32,7 +33,9 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
 from concurrent.futures.process import BrokenProcessPool
 
+from . import _arena_size
 from . import _core
+from . import _cpus
 from . import _oob
 from . import _serialize as ser
 from . import _worker as W
@@ -287,10 +290,10 @@ class Engine:
     """One pool's processes and transport. Thread-safe."""
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
-                 task_timeout=None, name="allcores", *, log_init_errors=False,
+                 task_timeout=None, name="allcores", arena_size=None, *, log_init_errors=False,
                  finish_at_exit=False):
         if processes is None:
-            processes = os.cpu_count() or 1
+            processes = _cpus.default_workers()
         if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
             raise ValueError("Number of processes must be at least 1")
         if maxtasks is not None and (not isinstance(maxtasks, int) or maxtasks < 1):
@@ -308,7 +311,13 @@ class Engine:
         self.finish_at_exit = finish_at_exit
         self._timed_entries = 0            # pending entries with a timeout of their own
         self._pid = os.getpid()
-        self._region = _core.Region(processes, TASK_SLOTS, RESULT_SLOTS, ARENA_BYTES)
+        arena_bytes, arena_source = _arena_size.choose(arena_size, ARENA_BYTES)
+        try:
+            self._region = _core.Region(processes, TASK_SLOTS, RESULT_SLOTS, arena_bytes)
+        except (MemoryError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno != errno.ENOMEM:
+                raise
+            raise _arena_size.region_error(exc, arena_bytes, arena_source) from exc
         self.max_payload = self._region.max_payload
         self._lock = threading.RLock()
         self._held = threading.local()  # .n: result batches this thread is completing
@@ -937,8 +946,18 @@ class Engine:
     def broken(self):
         return self._broken
 
-    def worker_pids(self):
-        return [p for p in (self._region.worker_state(k)[1] for k in range(self.nworkers)) if p > 0]
+    def worker_pids(self, timeout=10.0):
+        """The workers' pids. Workers asked for but not forked yet (the pool just started, or one
+        is being replaced) are waited for, up to timeout seconds, unless the pool is broken."""
+        state, n = self._region.worker_state, self.nworkers
+        deadline = time.monotonic() + timeout
+        while True:
+            states = [state(k) for k in range(n)]
+            coming = any(s[0] == ST_SPAWN or (s[0] == ST_STARTING and s[1] <= 0) for s in states)
+            if not coming or self._broken is not None or self._terminated or \
+                    time.monotonic() >= deadline:
+                return [s[1] for s in states if s[1] > 0]
+            time.sleep(0.002)
 
 
 def _process_alive(pid):

@@ -6,6 +6,7 @@ call_soon_threadsafe.
     value = await asyncio.wrap_future(pool.submit(fn, x))  # so is every pool future
     value = await allcores.aio.apply(pool, fn, x)
     values = await allcores.aio.map(pool, fn, items)
+    values = await allcores.aio.map(pool, fn, items, progress=True)  # with a tqdm bar
     async for value in allcores.aio.imap(pool, fn, items):  # lazily fed, in order
         ...
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 
 from ._mapjob import MapJob
-from .pool import IMapIterator
+from .pool import IMapIterator, _progress_bar
 
 __all__ = ["apply", "map", "starmap", "imap", "imap_unordered"]
 
@@ -27,22 +28,23 @@ async def apply(pool, fn, /, *args, **kwargs):
     return await asyncio.wrap_future(pool.submit(fn, *args, **kwargs))
 
 
-async def map(pool, fn, iterable, chunksize=None):  # noqa: A001 - mirrors Pool.map
-    """[fn(x) for x in iterable] in the workers of pool, in order."""
-    return await pool.map_async(fn, iterable, chunksize)
+async def map(pool, fn, iterable, chunksize=None, progress=False):  # noqa: A001
+    """[fn(x) for x in iterable] in the workers of pool, in order (as Pool.map; progress=True
+    or a dict of tqdm options shows a bar)."""
+    return await pool.map_async(fn, iterable, chunksize, progress=progress)
 
 
-async def starmap(pool, fn, iterable, chunksize=None):
+async def starmap(pool, fn, iterable, chunksize=None, progress=False):
     """[fn(*x) for x in iterable] in the workers of pool, in order."""
-    return await pool.starmap_async(fn, iterable, chunksize)
+    return await pool.starmap_async(fn, iterable, chunksize, progress=progress)
 
 
 class AsyncIMapIterator(IMapIterator):
     """An IMapIterator the event loop consumes with `async for`: the pool's thread wakes the loop
     when results arrive, instead of a caller thread waiting for them."""
 
-    def __init__(self, engine, ordered):
-        super().__init__(engine, ordered)
+    def __init__(self, engine, ordered, progress=None):
+        super().__init__(engine, ordered, progress)
         self._loop = None
         self._event = None
 
@@ -81,11 +83,15 @@ class AsyncIMapIterator(IMapIterator):
                 break
             await self._event.wait()
         if got is None:
+            if self._progress is not None:
+                self._progress.close()
             if self._error is not None:
                 err, self._error = self._error, None
                 raise err
             raise StopAsyncIteration
         self._job.note_consumed(1)
+        if self._progress is not None:
+            self._progress.update(1)
         ok, value = got
         if ok:
             return value
@@ -96,23 +102,26 @@ class AsyncIMapIterator(IMapIterator):
         job = self._job
         if job is not None and (not job.exhausted or job.inflight):
             job.abort()
+        if self._progress is not None:
+            self._progress.close()
 
 
-def _imap(pool, fn, iterable, chunksize, ordered, star):
+def _imap(pool, fn, iterable, chunksize, ordered, star, progress):
     pool._check_running()
-    it = AsyncIMapIterator(pool._engine, ordered)
+    total = len(iterable) if progress and hasattr(iterable, "__len__") else None
+    it = AsyncIMapIterator(pool._engine, ordered, _progress_bar(progress, total))
     job = MapJob(pool._engine, fn, iterable, chunksize, star, it, lazy=True)
     it._bind(job)
     job.start()
     return it
 
 
-def imap(pool, fn, iterable, chunksize=None):
+def imap(pool, fn, iterable, chunksize=None, progress=False):
     """An async iterator over fn(x) for x in iterable, in order; the input is consumed as workers
     free up (as Pool.imap)."""
-    return _imap(pool, fn, iterable, chunksize, True, False)
+    return _imap(pool, fn, iterable, chunksize, True, False, progress)
 
 
-def imap_unordered(pool, fn, iterable, chunksize=None):
+def imap_unordered(pool, fn, iterable, chunksize=None, progress=False):
     """Like imap, yielding results as they complete."""
-    return _imap(pool, fn, iterable, chunksize, False, False)
+    return _imap(pool, fn, iterable, chunksize, False, False, progress)

@@ -1,4 +1,5 @@
-"""allcores demo: the seeds' claims, measured on this machine.
+"""allcores demo: threads, processes and allcores on CPU-bound and waiting work, measured on
+this machine.
 
 Each step runs real work, prints wall time, speedup and cores used, and one line, computed from
 those numbers, saying what they show. Cores used is CPU seconds over wall seconds: this process's
@@ -433,7 +434,8 @@ STEPS = ["cpu", "io", "c", "switch", "counter", "gil"]
 #: What --quick leaves out (the longer steps; tests run them apart, with small sizes).
 QUICK_SKIPS = ["c", "switch", "gil"]
 
-DESCRIPTION = """allcores demo: the seeds' claims, measured on this machine.
+DESCRIPTION = """allcores demo: threads, processes and allcores on CPU-bound and waiting work,
+measured on this machine.
 
 steps: 1 cpu (CPU-bound threads vs processes vs allcores), 2 io (threads overlapping sleeps and
 sockets), 3 c (hashlib releasing the GIL), 4 switch (sys.setswitchinterval, switches counted by

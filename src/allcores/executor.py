@@ -8,7 +8,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from ._engine import Engine, interpreter_exiting
 from ._mapjob import MapJob
-from .pool import IMapIterator, _check_timeout, _start_job
+from .pool import IMapIterator, _check_timeout, _progress_bar, _start_job
 
 __all__ = ["ProcessPoolExecutor"]
 
@@ -21,18 +21,20 @@ class ProcessPoolExecutor(Executor):
     """Drop-in for concurrent.futures.ProcessPoolExecutor.
 
     Args:
-        max_workers: number of worker processes (default: os.cpu_count()).
+        max_workers: number of worker processes (default: the CPUs this process may use: its
+            affinity mask and cgroup CPU quota, at most os.cpu_count()).
         mp_context: accepted for compatibility; workers are always forked from a clean template.
         initializer, initargs: run in each worker as it starts; if it raises, the executor is
             broken (BrokenProcessPool), as in concurrent.futures.
         max_tasks_per_child: replace a worker after this many tasks.
         task_timeout: seconds a task may run before it fails with TaskTimeout (worker replaced).
         backend, backend_options: as for Pool ("thread", "interpreter", "dask" with address=).
+        arena_size: as for Pool: address space for arguments and results in flight.
     """
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *,
                  max_tasks_per_child=None, task_timeout=None, backend="process",
-                 **backend_options):
+                 arena_size=None, **backend_options):
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         if max_tasks_per_child is not None:
@@ -42,6 +44,8 @@ class ProcessPoolExecutor(Executor):
                 raise ValueError("max_tasks_per_child must be >= 1")
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
+        if arena_size is not None and (backend != "process" or backend_options):
+            backend_options["arena_size"] = arena_size
         if backend != "process" or backend_options:
             from ._backends import make_engine
             self._engine = make_engine(backend, max_workers, initializer, initargs,
@@ -52,7 +56,7 @@ class ProcessPoolExecutor(Executor):
         else:
             self._engine = Engine(max_workers, initializer, initargs, max_tasks_per_child,
                                   task_timeout, name="allcores-executor", log_init_errors=True,
-                                  finish_at_exit=True)
+                                  finish_at_exit=True, arena_size=arena_size)
         self._max_workers = self._engine.nworkers
 
     def submit(self, fn, /, *args, **kwargs):
@@ -68,14 +72,14 @@ class ProcessPoolExecutor(Executor):
     submit.__doc__ = Executor.submit.__doc__
 
     def map(self, fn, *iterables, timeout=None, chunksize=None, buffersize=None,
-            task_timeout=None):
+            task_timeout=None, progress=False):
         """Returns an iterator equivalent to map(fn, *iterables), run in the workers.
 
         The input is consumed lazily: only a bounded number of tasks run ahead of the consumer.
         timeout (seconds, from this call) bounds the wait for each next result; on expiry the
         iterator raises TimeoutError and the remaining tasks are cancelled. task_timeout bounds
         each item's run time (TaskTimeout at its position; its worker is replaced), as Pool's
-        maps do.
+        maps do. progress=True (or a dict of tqdm options) shows a tqdm bar, as Pool.map does.
         """
         if chunksize is not None and chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
@@ -88,7 +92,10 @@ class ProcessPoolExecutor(Executor):
             if interpreter_exiting():
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         deadline = None if timeout is None else time.monotonic() + timeout
-        it = _ExecutorMapIterator(self._engine, True)
+        total = None
+        if progress and all(hasattr(i, "__len__") for i in iterables):
+            total = min((len(i) for i in iterables), default=0)
+        it = _ExecutorMapIterator(self._engine, True, _progress_bar(progress, total))
         window = max(1, buffersize) if buffersize else None
         if chunksize is None and self._engine.maxtasks is not None:
             # max_tasks_per_child counts items, as concurrent.futures' (chunksize 1) does: no
@@ -113,6 +120,8 @@ class ProcessPoolExecutor(Executor):
         finally:
             if not job.exhausted or job.inflight:
                 job.abort()
+            if it._progress is not None:
+                it._progress.close()
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         with self._shutdown_lock:

@@ -359,7 +359,8 @@ class Pool:
     """A process pool with multiprocessing.Pool's API on allcores' shared-memory transport.
 
     Args:
-        processes: number of worker processes (default: os.cpu_count()).
+        processes: number of worker processes (default: the CPUs this process may use: its
+            affinity mask and cgroup CPU quota, at most os.cpu_count()).
         initializer, initargs: run initializer(*initargs) in each worker when it starts.
         maxtasksperchild: replace a worker after it ran this many tasks (or chunks).
         context: accepted for compatibility; allcores always forks its workers from a clean
@@ -369,19 +370,25 @@ class Pool:
         backend: "process" (default), "thread", "interpreter" (subinterpreters, Python 3.12+),
             "dask", or "auto" (threads on a free-threaded build with the GIL off, else processes);
             backend_options are that backend's own keywords (dask: address= or client=).
+        arena_size: address space reserved for arguments and results in flight (bytes, or a
+            string such as "256M"; default: ALLCORES_ARENA_SIZE, else half the RAM, less under
+            an address space limit, RLIMIT_AS).
     """
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
-                 context=None, *, backend="process", task_timeout=None, **backend_options):
+                 context=None, *, backend="process", task_timeout=None, arena_size=None,
+                 **backend_options):
         self._state = RUN  # set first: __del__ must work even when __init__ fails
         self._engine = None
+        if arena_size is not None and (backend != "process" or backend_options):
+            backend_options["arena_size"] = arena_size
         if backend != "process" or backend_options:
             from ._backends import make_engine
             self._engine = make_engine(backend, processes, initializer, initargs,
                                        maxtasksperchild, task_timeout, **backend_options)
         else:
             self._engine = Engine(processes, initializer, initargs, maxtasksperchild, task_timeout,
-                                  name="allcores-pool")
+                                  name="allcores-pool", arena_size=arena_size)
         self._processes = self._engine.nworkers
 
     # -- single calls ----------------------------------------------------------------------------

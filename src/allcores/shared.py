@@ -38,6 +38,7 @@ import ctypes
 import math
 import pickle
 import queue as _queue
+import types as _types
 import weakref
 from multiprocessing.sharedctypes import typecode_to_type as _typecode_to_type
 
@@ -106,6 +107,12 @@ def _rebuild_view(cls, ref, offset):
     if cls.__class__ is str:
         cls = _VIEW_CLASSES[cls]
     return cls._attach(_open_segment(ref), offset)
+
+
+def _rebuild_queue(cls, ref, offset, max_item_bytes):
+    if cls.__class__ is str:
+        cls = _VIEW_CLASSES[cls]
+    return cls._attach(_open_segment(ref), offset, max_item_bytes)
 
 
 class _View:
@@ -218,21 +225,51 @@ class Queue(_View, _core.Queue):
     queue.Empty; put_nowait, get_nowait, qsize, empty, full. maxsize <= 0: no limit on the count
     (items still need room: a put waits while the queue's memory is full). The largest item is
     max_item_bytes pickled (default about 1 GiB); bigger ones raise ValueError."""
-    __slots__ = ()
+    # The limit asked for travels with the queue's pickled reference: the memory layout only
+    # bounds items by the next size it can hold.
+    __slots__ = ("_max_item_bytes",)
     _c_type = _core.Queue
+    __class_getitem__ = classmethod(_types.GenericAlias)  # Queue[int] in annotations
 
     def __new__(cls, maxsize=0, *, max_item_bytes=MAX_ITEM_BYTES):
+        if isinstance(max_item_bytes, bool) or not isinstance(max_item_bytes, int):
+            raise TypeError(f"max_item_bytes must be an int, not {max_item_bytes!r}")
+        if not 0 < max_item_bytes <= MAX_ITEM_BYTES:
+            raise ValueError(f"max_item_bytes must be between 1 and {MAX_ITEM_BYTES}, "
+                             f"not {max_item_bytes}")
         arena = 0
         if max_item_bytes > RING_BYTES // 4:
             # Arena blocks are powers of two of 4 KiB pages, each with a 64-byte header.
             arena = max(1 << (int(max_item_bytes) + 63).bit_length(), 4096)
         segment = _new_segment(_core.queue_nbytes(RING_BYTES, arena))
-        return _core.Queue.__new__(cls, segment, 0, RING_BYTES, arena, max(int(maxsize), 0), True)
+        self = _core.Queue.__new__(cls, segment, 0, RING_BYTES, arena, max(int(maxsize), 0), True)
+        self._max_item_bytes = max_item_bytes
+        return self
+
+    @classmethod
+    def _attach(cls, segment, offset, max_item_bytes=MAX_ITEM_BYTES):
+        self = _core.Queue.__new__(cls, segment, offset)
+        self._max_item_bytes = max_item_bytes
+        return self
+
+    def __reduce__(self):
+        cls = type(self)
+        return _rebuild_queue, (_VIEW_NAMES.get(cls, cls), self._segment._ref(), self._offset,
+                                self._max_item_bytes)
+
+    @property
+    def max_item_bytes(self):
+        """The largest item put() accepts, in bytes pickled."""
+        return self._max_item_bytes
 
     def put(self, obj, block=True, timeout=None):
         if timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
-        if not self._put(pickle.dumps(obj, _PROTOCOL), 0, block, timeout):
+        data = pickle.dumps(obj, _PROTOCOL)
+        if len(data) > self._max_item_bytes:
+            raise ValueError(f"the item takes {len(data)} bytes pickled, more than this queue's "
+                             f"max_item_bytes={self._max_item_bytes}")
+        if not self._put(data, 0, block, timeout):
             raise _queue.Full
 
     def get(self, block=True, timeout=None):

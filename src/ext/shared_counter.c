@@ -43,7 +43,7 @@ static int as_int64(PyObject *obj, long long *out) {
 }
 
 PyDoc_STRVAR(Counter_add__doc__,
-"add(n=1, /)\n--\n\nAtomically add n (may be negative) and return the new value.");
+"add($self, n=1, /)\n--\n\nAtomically add n (may be negative) and return the new value.");
 
 static PyObject *Counter_add(PyObject *op, PyObject *const *args, Py_ssize_t nargs) {
   long long n = 1;
@@ -56,7 +56,7 @@ static PyObject *Counter_add(PyObject *op, PyObject *const *args, Py_ssize_t nar
 }
 
 PyDoc_STRVAR(Counter_compare_exchange__doc__,
-"compare_exchange(expected, desired, /)\n--\n\n"
+"compare_exchange($self, expected, desired, /)\n--\n\n"
 "Atomically set the value to desired if it equals expected. Return True if it did.");
 
 static PyObject *Counter_compare_exchange(PyObject *op, PyObject *const *args, Py_ssize_t nargs) {
@@ -71,7 +71,7 @@ static PyObject *Counter_compare_exchange(PyObject *op, PyObject *const *args, P
 }
 
 PyDoc_STRVAR(Counter_exchange__doc__,
-"exchange(value, /)\n--\n\nAtomically set the value and return the previous one.");
+"exchange($self, value, /)\n--\n\nAtomically set the value and return the previous one.");
 
 static PyObject *Counter_exchange(PyObject *op, PyObject *arg) {
   long long v;

@@ -35,7 +35,7 @@ static int wait_step(void *arg, int64_t timeout_ns, int gil_held) {
 }
 
 PyDoc_STRVAR(Event_wait__doc__,
-"wait(timeout=None)\n--\n\n"
+"wait($self, timeout=None)\n--\n\n"
 "Wait until the event is set, at most timeout seconds (None: no limit). Return True when it\n"
 "is set, or was set while waiting; False on timeout.");
 
@@ -69,9 +69,9 @@ static PyObject *Event_is_set(PyObject *op, PyObject *Py_UNUSED(ignored)) {
 static PyMethodDef Event_methods[] = {
     {"wait", (PyCFunction)(void (*)(void))Event_wait, METH_VARARGS | METH_KEYWORDS,
      Event_wait__doc__},
-    {"set", Event_set, METH_NOARGS, "set()\n--\n\nSet the flag and wake every waiter."},
-    {"clear", Event_clear, METH_NOARGS, "clear()\n--\n\nClear the flag."},
-    {"is_set", Event_is_set, METH_NOARGS, "is_set()\n--\n\nTrue when the flag is set."},
+    {"set", Event_set, METH_NOARGS, "set($self)\n--\n\nSet the flag and wake every waiter."},
+    {"clear", Event_clear, METH_NOARGS, "clear($self)\n--\n\nClear the flag."},
+    {"is_set", Event_is_set, METH_NOARGS, "is_set($self)\n--\n\nTrue when the flag is set."},
     {NULL, NULL, 0, NULL},
 };
 

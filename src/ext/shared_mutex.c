@@ -79,7 +79,7 @@ static int do_acquire(MutexObject *self, int block, int64_t timeout_ns) {
 }
 
 PyDoc_STRVAR(Mutex_acquire__doc__,
-"acquire(block=True, timeout=None)\n--\n\n"
+"acquire($self, block=True, timeout=None)\n--\n\n"
 "Acquire the lock, waiting at most timeout seconds (None: no limit) when block is true.\n"
 "Return True when acquired. `blocking` is accepted for block, as in threading.");
 
@@ -125,11 +125,11 @@ static PyMethodDef Mutex_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))Mutex_acquire, METH_FASTCALL | METH_KEYWORDS,
      Mutex_acquire__doc__},
     {"release", Mutex_release, METH_NOARGS,
-     "release()\n--\n\nRelease the lock; only the thread holding it may (RuntimeError)."},
+     "release($self)\n--\n\nRelease the lock; only the thread holding it may (RuntimeError)."},
     {"__enter__", Mutex_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))Mutex_exit, METH_FASTCALL, NULL},
     {"locked", Mutex_locked, METH_NOARGS,
-     "locked()\n--\n\nTrue when some thread of some process holds the lock."},
+     "locked($self)\n--\n\nTrue when some thread of some process holds the lock."},
     {"_is_owned", Mutex_is_mine, METH_NOARGS,
      "_is_owned()\n--\n\nTrue when the calling thread holds the lock."},
     {NULL, NULL, 0, NULL},

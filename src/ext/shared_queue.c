@@ -185,10 +185,12 @@ static PyMethodDef Queue_methods[] = {
      Queue_put__doc__},
     {"_get", (PyCFunction)(void (*)(void))Queue_get, METH_VARARGS | METH_KEYWORDS,
      Queue_get__doc__},
-    {"qsize", Queue_qsize, METH_NOARGS, "qsize()\n--\n\nThe number of items queued (a snapshot)."},
-    {"empty", Queue_empty, METH_NOARGS, "empty()\n--\n\nTrue when no item is queued (a snapshot)."},
+    {"qsize", Queue_qsize, METH_NOARGS,
+     "qsize($self)\n--\n\nThe number of items queued (a snapshot)."},
+    {"empty", Queue_empty, METH_NOARGS,
+     "empty($self)\n--\n\nTrue when no item is queued (a snapshot)."},
     {"full", Queue_full, METH_NOARGS,
-     "full()\n--\n\nTrue when maxsize items are queued (a snapshot)."},
+     "full($self)\n--\n\nTrue when maxsize items are queued (a snapshot)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -52,7 +52,7 @@ static int do_acquire(SemaphoreObject *self, int block, int64_t timeout_ns) {
 }
 
 PyDoc_STRVAR(Semaphore_acquire__doc__,
-"acquire(block=True, timeout=None)\n--\n\n"
+"acquire($self, block=True, timeout=None)\n--\n\n"
 "Take one unit, waiting at most timeout seconds (None: no limit) when block is true.\n"
 "Return True when taken. `blocking` is accepted for block, as in threading.");
 
@@ -66,7 +66,7 @@ static PyObject *Semaphore_acquire(PyObject *op, PyObject *const *args, Py_ssize
 }
 
 PyDoc_STRVAR(Semaphore_release__doc__,
-"release(n=1)\n--\n\nGive back n units, waking up to n waiters. A bounded semaphore raises\n"
+"release($self, n=1)\n--\n\nGive back n units, waking up to n waiters. A bounded semaphore raises\n"
 "ValueError rather than exceed its bound.");
 
 static PyObject *Semaphore_release(PyObject *op, PyObject *args, PyObject *kwds) {
@@ -111,7 +111,7 @@ static PyMethodDef Semaphore_methods[] = {
     {"__enter__", Semaphore_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))Semaphore_exit, METH_FASTCALL, NULL},
     {"get_value", Semaphore_get_value, METH_NOARGS,
-     "get_value()\n--\n\nThe number of units available now (a snapshot)."},
+     "get_value($self)\n--\n\nThe number of units available now (a snapshot)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -179,7 +179,7 @@ def test_paired_rounds_rotate_after_a_warm_up_and_the_median_round_is_one_round(
 def test_markdown_says_when_no_16_core_run_is_shown(run):
     _, doc, md = run
     line = (f"- Only this {doc['machine']['cores']}-core run is shown: no 16-core machine has "
-            f"been available to this project so far")
+            f"been available so far")
     assert (line in md) == (doc["machine"]["cores"] < 16)
     big = report.markdown(dict(doc, machine=dict(doc["machine"], cores=16)))
     assert "no 16-core machine" not in big

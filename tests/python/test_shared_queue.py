@@ -70,24 +70,25 @@ def test_items_of_every_size_keep_order_through_ring_wraps():
 def test_an_item_too_big_for_the_queue_raises():
     q = allcores.Queue(max_item_bytes=100_000)
     q.put(b"x" * 90_000)
-    with pytest.raises(ValueError, match="larger than the queue"):
+    with pytest.raises(ValueError, match="max_item_bytes=100000"):
         q.put(b"x" * 200_000)
     assert len(q.get()) == 90_000
-    small = allcores.Queue(max_item_bytes=0)  # ring only
-    with pytest.raises(ValueError):
+    small = allcores.Queue(max_item_bytes=1000)  # ring only
+    with pytest.raises(ValueError, match="max_item_bytes=1000"):
         small.put(b"x" * 100_000)
 
 
 def test_a_full_queue_memory_blocks_the_producer_until_a_get():
+    n = (1 << 20) - 64  # pickled, just under max_item_bytes
     q = allcores.Queue(max_item_bytes=1 << 20)
-    q.put(b"a" * (1 << 20))   # the arena holds one such item
+    q.put(b"a" * n)   # the arena holds one such item
     with pytest.raises(queue.Full):
-        q.put(b"b" * (1 << 20), timeout=0.1)
+        q.put(b"b" * n, timeout=0.1)
     t = threading.Timer(0.2, q.get)
     t.start()
-    q.put(b"c" * (1 << 20), timeout=30)
+    q.put(b"c" * n, timeout=30)
     t.join()
-    assert q.get() == b"c" * (1 << 20)
+    assert q.get() == b"c" * n
 
 
 def _produce(q, start, n):

@@ -5,7 +5,7 @@ measured in one run on this machine.
 
 Every row runs in a fresh process with a time limit, after a warm-up; within each repetition the
 libraries alternate. Prints the medians, how many times better allcores.Pool is than each peer,
-and the issues' bars as PASS/FAIL. The cases are registered in case.py's MODULES.
+and the performance targets as PASS/FAIL. The cases are registered in case.py's MODULES.
 """
 from __future__ import annotations
 
@@ -95,8 +95,8 @@ def main(argv=None) -> int:
     report.add_ratios(results)
     checks = bars.check(results)
     print(report.table(results))
-    print("\nThe issues' bars (allcores.Pool unless named):")
-    print("\n".join(report.bar_lines(checks)) or "  (no bar's figures were measured)")
+    print("\nPerformance targets (allcores.Pool unless named):")
+    print("\n".join(report.bar_lines(checks)) or "  (no target's figures were measured)")
     took = time.perf_counter() - t0
     print(f"\nbench took {took:.0f} s; load average now {os.getloadavg()[0]:.2f}")
     doc = {"command": shlex.join(["allcores", "bench", *argv]), "machine": machine,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 
-# Row keys in the order tables show them; allcores first, the peers as the issue lists them.
+# Row keys in the order tables show them; allcores first, then the peers.
 ORDER = ["allcores", "allcores.executor", "multiprocessing", "ProcessPoolExecutor", "loky",
          "joblib", "mpire"]
 

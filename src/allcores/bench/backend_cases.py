@@ -1,4 +1,4 @@
-"""The cases of issue 6: the CPU-bound case on backend="interpreter" (subinterpreters with their
+"""The backend cases: the CPU-bound case on backend="interpreter" (subinterpreters with their
 own GIL, Python 3.12+) against backend="process", and the memory one more worker costs on each.
 Under a bench on 3.11 their rows run under a newer Python beside it (pythons.py).
 

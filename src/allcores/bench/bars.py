@@ -1,5 +1,5 @@
-"""The issue's bars, each a check on the figures of one run. A later issue registers its own
-bars with @bar in its case module. A bar whose case was not run is left out; a bar whose case ran
+"""The performance targets ("bars"), each a check on the figures of one run. Each case module
+registers its own with @bar. A bar whose case was not run is left out; a bar whose case ran
 but whose figures are missing (a row failed) fails, so a broken allcores never passes by silence."""
 from __future__ import annotations
 

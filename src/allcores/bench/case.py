@@ -4,7 +4,7 @@ A case is a function run in a fresh child process for one library; it returns a 
 (numbers), one of which is the case's headline (`figure`). It may also return figures for
 companion rows under "also" (the CPU case reports the serial and "ideal" rows it measured next to
 the library's). Cases register themselves with @case in the modules named in MODULES, which the
-parent and every child import, so a later issue adds cases by adding a module there:
+parent and every child import, so new cases come by adding a module there:
 
     @case("counter", "shared counter, 2 x 1M increments", figure="mops", unit="M/s",
           lower_is_better=False, libs=["allcores", "multiprocessing"], params={"n": 1_000_000},

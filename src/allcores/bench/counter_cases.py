@@ -1,4 +1,4 @@
-"""The shared counter of issue 4 (the seeds' scenario): 2 fork processes x N increments of one
+"""The shared counter: 2 fork processes x N increments of one
 counter: allcores.Counter (one atomic add per `c += 1`) against multiprocessing.Value under its
 lock, with allcores.Value under its lock beside them. Timed from a start signal to the last join
 (process start excluded); every run checks the exact total."""

@@ -1,4 +1,4 @@
-"""The charts of a run (issue 7), drawn by the bench itself with matplotlib's Agg backend (no
+"""The charts of a run, drawn by the bench itself with matplotlib's Agg backend (no
 display needed): speedup against workers, round-trip latency, transfer rate. Each title names
 the machine, so a chart read apart from its BENCHMARKS.md still says where it was measured.
 Without matplotlib the bench says so and draws nothing."""

@@ -1,4 +1,4 @@
-"""The cases of issue 2: round trip, tiny tasks one by one and batched, CPU-bound efficiency
+"""The pool cases: round trip, tiny tasks one by one and batched, CPU-bound efficiency
 against W independent processes, start-up to first result, private memory per worker.
 
 Each function runs in a fresh child process for one library (see child.py) and returns its

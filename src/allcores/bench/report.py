@@ -113,7 +113,7 @@ def busy_warning(doc):
             f"{cores} cores, so its figures are noisier than a quiet machine's.")
 
 
-#: The machine issue 7 asks for a second run on, beside the 2-core one.
+#: A machine this big gets a second run beside the 2-core one.
 BIG_MACHINE = 16
 
 
@@ -139,8 +139,8 @@ def markdown(doc) -> str:
         "the absolute times. How each case is measured: benchmarks/README.md.", ""]
     if m["cores"] < BIG_MACHINE:
         lines[-1:-1] = [f"- Only this {m['cores']}-core run is shown: no {BIG_MACHINE}-core "
-                        f"machine has been available to this project so far (issue 7 asks for "
-                        f"a {BIG_MACHINE}-core run beside it when one is)."]
+                        f"machine has been available so far (a {BIG_MACHINE}-core run will go "
+                        f"beside it when one is)."]
     if busy_warning(doc):
         lines[-1:-1] = [f"- **{busy_warning(doc)}**"]
     for name, c in results.items():
@@ -152,9 +152,9 @@ def markdown(doc) -> str:
             lines.append("| " + " | ".join([lab, v, *cells, ratio, note]) + " |")
         lines.append("")
     lines += _charts(doc)
-    lines += ["## The issues' bars", "", "allcores.Pool unless the bar names another row "
+    lines += ["## Performance targets", "", "allcores.Pool unless the target names another row "
               "(allcores.ProcessPoolExecutor, allcores.Counter, the interpreter backend).", "",
-              "| bar | result | figures |", "|---|---|---|"]
+              "| target | result | figures |", "|---|---|---|"]
     for b in doc["bars"]:
         lines.append(f"| {b['bar']} | {'PASS' if b['pass'] else 'FAIL'} | {b['detail']} |")
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""Speedup against workers (issue 7's chart): the CPU-bound case with 1, 2, 4, ... and W
+"""Speedup against workers: the CPU-bound case with 1, 2, 4, ... and W
 workers, for every library and for the ideal row (w processes started in advance). At w
 workers, w tasks of ~0.1 s run at once: speedup = w x serial / wall, the ideal is w.
 

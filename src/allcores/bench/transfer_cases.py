@@ -1,4 +1,4 @@
-"""The transfer cases of issue 4: 64 MiB of bytes and a 64 MiB numpy array to a worker and back,
+"""The transfer cases: 64 MiB of bytes and a 64 MiB numpy array to a worker and back,
 and a shared array of 1 MiB and of 1 GiB handed to a task (smaller with --quick), against
 ProcessPoolExecutor, multiprocessing.Pool, joblib (which memmaps big numpy arrays by itself) and
 hand-written multiprocessing.shared_memory.

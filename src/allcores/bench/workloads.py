@@ -10,7 +10,7 @@ def inc(x):
 
 
 def work(n):
-    """The seeds' CPU-bound pure-Python loop."""
+    """The CPU-bound pure-Python loop of the demo and the bench."""
     s = 0
     for i in range(n):
         s += i * i

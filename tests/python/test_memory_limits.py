@@ -1,0 +1,110 @@
+"""Pools under an address space limit (RLIMIT_AS: ulimit -v, schedulers that cap virtual memory):
+the shared arena takes a share of the room left instead of half the RAM, arena_size= and
+ALLCORES_ARENA_SIZE choose it, and a size that cannot be reserved fails with a MemoryError saying
+what to set."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import allcores
+from allcores import _arena_size
+from allcores import _engine
+
+LIMIT_MIB = 1024  # far below the default arena on any machine with 4 GiB of RAM or more
+
+
+def _run_limited(body, limit_mib=LIMIT_MIB, env=None):
+    code = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, ({limit_mib} << 20, {limit_mib} << 20))
+    """) + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_pool_works_under_an_address_space_limit():
+    if _engine.ARENA_BYTES < LIMIT_MIB << 20:
+        pytest.skip("this machine's default arena fits the limit anyway")
+    out = _run_limited("""
+        import allcores, concurrent.futures
+        with allcores.Pool(2) as pool:
+            print(pool.map(abs, range(-3, 0)), len(pool.worker_pids()))
+            print(len(pool.apply(bytes, (8 << 20,))))   # a payload through the arena
+        with allcores.ProcessPoolExecutor(2) as ex:
+            print(list(ex.map(abs, [-1, -2])))
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["[3, 2, 1] 2", str(8 << 20), "[1, 2]"]
+
+
+def test_an_arena_too_big_for_the_limit_says_what_to_set():
+    out = _run_limited("""
+        import allcores
+        try:
+            allcores.Pool(1, arena_size="8G")
+        except MemoryError as exc:
+            print(exc)
+    """)
+    assert out.returncode == 0, out.stderr
+    msg = out.stdout
+    assert "8589934592 bytes" in msg and "arena_size=" in msg and "ALLCORES_ARENA_SIZE" in msg
+    assert "RLIMIT_AS" in msg and str(LIMIT_MIB << 20) in msg
+
+
+def test_the_environment_variable_sets_the_arena():
+    out = _run_limited("""
+        import allcores
+        try:
+            allcores.Pool(1)
+        except MemoryError as exc:
+            print(exc)
+    """, env={"ALLCORES_ARENA_SIZE": "8G"})
+    assert "as asked by ALLCORES_ARENA_SIZE" in out.stdout, out.stderr
+    out = _run_limited("""
+        import allcores
+        with allcores.Pool(1) as pool:
+            print(pool._engine.max_payload < (32 << 20), pool.apply(abs, (-4,)))
+    """, env={"ALLCORES_ARENA_SIZE": "32M"})
+    assert out.stdout.split() == ["True", "4"], out.stderr
+
+
+def test_arena_size_argument():
+    with allcores.Pool(1, arena_size="16M") as pool:
+        assert pool._engine.max_payload < 16 << 20
+        with pytest.raises(MemoryError, match="shared region"):
+            pool.apply(len, (b"x" * (20 << 20),))
+        assert pool.apply(len, (b"x" * (1 << 20),)) == 1 << 20
+    with allcores.ProcessPoolExecutor(1, arena_size=16 << 20) as ex:
+        assert ex._engine.max_payload < 16 << 20
+        assert ex.submit(abs, -2).result(timeout=60) == 2
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1 << 20, 1 << 20), ("1M", 1 << 20), ("256m", 256 << 20), ("2G", 2 << 30),
+    ("3GiB", 3 << 30), ("4096k", 4 << 20), ("1T", 1 << 40), (" 2097152 ", 2 << 20),
+])
+def test_sizes(value, expected):
+    assert _arena_size.parse_size(value) == expected
+
+
+@pytest.mark.parametrize("value, exc", [
+    ("lots", ValueError), ("1.5G", ValueError), (1000, ValueError), ("10K", ValueError),
+    (True, TypeError), (2.0, TypeError),
+])
+def test_bad_sizes(value, exc):
+    with pytest.raises(exc, match="arena_size"):
+        allcores.Pool(1, arena_size=value)
+
+
+def test_the_arena_takes_a_share_of_the_room_left(monkeypatch):
+    monkeypatch.delenv("ALLCORES_ARENA_SIZE", raising=False)
+    monkeypatch.setattr(_arena_size, "address_space_limit", lambda: 3 << 30)
+    monkeypatch.setattr(_arena_size, "address_space_used", lambda: 1 << 30)
+    assert _arena_size.choose(None, 64 << 30) == ((2 << 30) // 4, "RLIMIT_AS")
+    assert _arena_size.choose(None, 64 << 20) == (64 << 20, "default")  # the default fits
+    assert _arena_size.choose("1G", 64 << 20) == (1 << 30, "arena_size=")
+    monkeypatch.setattr(_arena_size, "address_space_limit", lambda: None)
+    assert _arena_size.choose(None, 64 << 30) == (64 << 30, "default")
