@@ -4,6 +4,7 @@
 #   make test     C unit tests under ASan+UBSan, then pytest on Python 3.11, 3.12 and 3.13
 #   make bench    allcores against multiprocessing, ProcessPoolExecutor, loky, joblib and mpire
 SHELL := /bin/bash
+comma := ,
 PYTHONS ?= 3.11 3.12 3.13
 DEFAULT_PY ?= 3.11
 VENV := .venv
@@ -17,6 +18,11 @@ export AC_TEST_BACKEND_PYTHONS
 # The quick bench run (tests/python/test_bench.py, 45 s) likewise runs on the default Python.
 AC_TEST_BENCH_PYTHON ?= $(DEFAULT_PY)
 export AC_TEST_BENCH_PYTHON
+# CPython's own process-pool suites (tests/python/test_cpython_suites.py) run where the
+# Python ships them: test_concurrent_futures about 1 minute (3.13), _test_multiprocessing's Pool
+# classes about 10 s. A comma-separated list of Pythons; set it to one to save time.
+AC_TEST_CPYTHON_SUITES_PYTHON ?= $(subst $(eval) ,$(comma),$(strip $(PYTHONS)))
+export AC_TEST_CPYTHON_SUITES_PYTHON
 
 venv_dir = $(if $(filter $(DEFAULT_PY),$(1)),$(VENV),$(VENV)-$(1))
 

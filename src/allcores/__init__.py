@@ -7,8 +7,8 @@
     allcores.map(fn, items)                    # the process-wide default pool
 """
 from ._default import default_pool, imap, map, starmap, submit  # noqa: A004
-from .errors import (BrokenProcessPool, PicklingError, RemoteTraceback, TaskExit, TaskTimeout,
-                     UnpicklableTaskError, WorkerLost)
+from .errors import (BrokenProcessPool, PicklingError, RemoteTraceback, ResultPicklingError,
+                     TaskExit, TaskTimeout, UnpicklableTaskError, WorkerLost)
 from .executor import ProcessPoolExecutor
 from .pool import ApplyResult, AsyncResult, IMapIterator, MapResult, Pool
 
@@ -16,9 +16,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Pool", "ProcessPoolExecutor", "map", "imap", "starmap", "submit", "default_pool",
-    "WorkerLost", "TaskTimeout", "TaskExit", "PicklingError", "UnpicklableTaskError",
-    "RemoteTraceback", "BrokenProcessPool", "ApplyResult", "AsyncResult", "MapResult",
-    "IMapIterator",
+    "WorkerLost", "TaskTimeout", "TaskExit", "PicklingError", "ResultPicklingError",
+    "UnpicklableTaskError", "RemoteTraceback", "BrokenProcessPool", "ApplyResult", "AsyncResult",
+    "MapResult", "IMapIterator",
 ]
 
 try:  # shared-memory primitives (issue 4), when built

@@ -330,6 +330,21 @@ def _check_timeout(t, engine):
     return t
 
 
+def _warn_start_method(context, stacklevel):
+    """Warns when a program asks for spawn or forkserver workers, which allcores does not make."""
+    try:
+        method = context.get_start_method()
+    except Exception:  # not a multiprocessing context: nothing was asked for
+        return
+    if method in ("spawn", "forkserver"):
+        import warnings
+        warnings.warn(
+            f"allcores forks its workers from a template process made when the pool starts; the "
+            f"{method!r} start method is not used: workers do not re-import __main__ and start "
+            f"with the parent's modules and globals as they were when the pool was created",
+            RuntimeWarning, stacklevel=stacklevel + 1)
+
+
 def _progress_bar(progress, total):
     if not progress:
         return None
@@ -349,7 +364,7 @@ class Pool:
         initializer, initargs: run initializer(*initargs) in each worker when it starts.
         maxtasksperchild: replace a worker after it ran this many tasks (or chunks).
         context: accepted for compatibility; allcores always forks its workers from a clean
-            template process.
+            template process (a RuntimeWarning says so when spawn or forkserver is asked for).
         task_timeout: seconds a task may run; past it the task raises TaskTimeout and its worker
             is killed and replaced.
         backend: "process" (default), "thread", "interpreter" (subinterpreters, Python 3.12+) or
@@ -360,6 +375,8 @@ class Pool:
                  context=None, *, backend="process", task_timeout=None, **backend_options):
         self._state = RUN  # set first: __del__ must work even when __init__ fails
         self._engine = None
+        if context is not None and backend == "process":
+            _warn_start_method(context, 2)
         if backend != "process" or backend_options:
             from ._backends import make_engine
             self._engine = make_engine(backend, processes, initializer, initargs,
