@@ -70,9 +70,13 @@ def _run_suite(suite, workdir):
             try:
                 rc = proc.wait(left)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
                 rc = None
+            # what the child's tests started (and a killed child's workers) must not outlive it
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
         before = len(records)
         if out.exists():
             for line in out.read_text().splitlines():
@@ -81,11 +85,6 @@ def _run_suite(suite, workdir):
         skip.write_text("\n".join(records))
         if rc == 0 or rc is None or len(records) == before:
             break  # finished, out of time, or a child that makes no progress
-    # processes the suite's tests started (and a killed child's workers) must not outlive it
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     records["__log__"] = (workdir / "child.log").read_text(errors="replace")[-8000:]
     return records
 
