@@ -7,6 +7,7 @@
 #   make bench    allcores against multiprocessing, ProcessPoolExecutor, loky, joblib and mpire
 #                 (and, under 3.14+, the interpreter backend against InterpreterPoolExecutor)
 SHELL := /bin/bash
+comma := ,
 PYTHONS ?= 3.11 3.12 3.13 3.14 3.15 3.13t
 DEFAULT_PY ?= 3.11
 VENV := .venv
@@ -32,6 +33,11 @@ MISSING = $(filter-out $(PRESENT),$(PYTHONS))
 # Building the sdist and wheel, and mypy on the examples, likewise (stubtest runs on each).
 AC_TEST_PACKAGING_PYTHON ?= $(DEFAULT_PY)
 export AC_TEST_PACKAGING_PYTHON
+# CPython's own process-pool suites (tests/python/test_cpython_suites.py) run where the
+# Python ships them: test_concurrent_futures about 1 minute (3.13), _test_multiprocessing's Pool
+# classes about 10 s. A comma-separated list of Pythons; set it to one to save time.
+AC_TEST_CPYTHON_SUITES_PYTHON ?= $(subst $(eval) ,$(comma),$(strip $(PYTHONS)))
+export AC_TEST_CPYTHON_SUITES_PYTHON
 
 venv_dir = $(if $(filter $(DEFAULT_PY),$(1)),$(VENV),$(VENV)-$(1))
 

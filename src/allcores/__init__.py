@@ -13,17 +13,17 @@ if not _sys.platform.startswith("linux"):
                       f"futexes and pidfds: kernel 5.3 or later), not on {_sys.platform!r}")
 
 from ._default import default_pool, imap, imap_unordered, map, starmap, submit  # noqa: A004
-from .errors import (BrokenProcessPool, PicklingError, RemoteTraceback, TaskExit, TaskTimeout,
-                     UnpicklableTaskError, WorkerLost)
+from .errors import (BrokenProcessPool, PicklingError, RemoteTraceback, ResultPicklingError,
+                     TaskExit, TaskTimeout, UnpicklableTaskError, WorkerLost)
 from .executor import ProcessPoolExecutor
 from .pool import ApplyResult, AsyncResult, IMapIterator, MapResult, Pool
 
 __all__ = [
     "Pool", "ProcessPoolExecutor", "map", "imap", "imap_unordered", "starmap", "submit",
     "default_pool",
-    "WorkerLost", "TaskTimeout", "TaskExit", "PicklingError", "UnpicklableTaskError",
-    "RemoteTraceback", "BrokenProcessPool", "ApplyResult", "AsyncResult", "MapResult",
-    "IMapIterator",
+    "WorkerLost", "TaskTimeout", "TaskExit", "PicklingError", "ResultPicklingError",
+    "UnpicklableTaskError", "RemoteTraceback", "BrokenProcessPool", "ApplyResult", "AsyncResult",
+    "MapResult", "IMapIterator",
 ]
 
 try:  # shared-memory primitives, when built

@@ -94,21 +94,31 @@ def dumps_callable(fn: Any) -> bytes:
     return blob
 
 
+def _pickling_error(message: str, cause: BaseException) -> BaseException:
+    """PicklingError(message) when pickle refused the object (TypeError, PicklingError); when
+    the object's own __reduce__ or __getstate__ raised something else, that exception itself with
+    message as a note: code written for the standard library catches what the pickler raised."""
+    if isinstance(cause, (TypeError, pickle.PicklingError)):
+        return PicklingError(message)
+    cause.add_note(message)
+    return cause
+
+
 def _name_culprit(fn: Any, args: tuple, kwargs: dict | None, exc: BaseException) -> PicklingError:
     for i, a in enumerate(args):
         try:
             _cloudpickle().dumps(a, PROTOCOL)
         except Exception as e:
-            return PicklingError(
+            return _pickling_error(
                 f"cannot send argument {i} ({type(a).__qualname__} object {_short_repr(a)}) of task "
-                f"{describe(fn)} to a worker: {e}")
+                f"{describe(fn)} to a worker: {e}", e)
     for k, v in (kwargs or {}).items():
         try:
             _cloudpickle().dumps(v, PROTOCOL)
         except Exception as e:
-            return PicklingError(
+            return _pickling_error(
                 f"cannot send keyword argument {k!r} ({type(v).__qualname__} object "
-                f"{_short_repr(v)}) of task {describe(fn)} to a worker: {e}")
+                f"{_short_repr(v)}) of task {describe(fn)} to a worker: {e}", e)
     return PicklingError(f"cannot send the arguments of task {describe(fn)} to a worker: {exc}")
 
 
@@ -152,9 +162,10 @@ def dumps_chunk(fn_blob: bytes, fn: Any, items: list, star: bool):
                 try:
                     _cloudpickle().dumps(item, PROTOCOL)
                 except Exception as e:
-                    raise PicklingError(
+                    err = _pickling_error(
                         f"cannot send item {_short_repr(item)} ({type(item).__qualname__}) of a map "
-                        f"over {describe(fn)} to a worker: {e}") from e
+                        f"over {describe(fn)} to a worker: {e}", e)
+                    raise err from (None if err is e else e)
             raise PicklingError(f"cannot send a chunk of a map over {describe(fn)}: {exc}") from exc
 
 
@@ -164,7 +175,7 @@ def dumps_exception(exc: BaseException, what: str) -> bytes:
     """A task's exception with the worker's traceback, in a form that always unpickles."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if isinstance(exc, SystemExit):
-        exc = TaskExit(f"task {what} called sys.exit({exc.code!r}); the worker caught it and goes on")
+        exc = TaskExit(exc.code, what)
     try:
         blob = _dumps(exc, PROTOCOL)
         _loads(blob)  # an exception that pickles but cannot be rebuilt is caught here, in the worker

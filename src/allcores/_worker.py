@@ -13,6 +13,7 @@ import time
 
 from . import _oob
 from . import _serialize as ser
+from .errors import ResultPicklingError
 
 # Task kinds (parent -> worker).
 K_CALL = 0   # payload: (fn pickle, args, kwargs)
@@ -56,9 +57,9 @@ def _dump_value(value, what: str) -> tuple[int, bytes]:
         try:
             return R_OK, ser._cloudpickle().dumps(value, ser.PROTOCOL)
         except Exception as exc:
-            err = ser.PicklingError(
+            err = ResultPicklingError(
                 f"cannot send the result of task {what} back: {type(value).__qualname__} object "
-                f"{ser._short_repr(value)}: {exc}")
+                f"{ser._short_repr(value)}: {exc}", repr(exc), ser._short_repr(value))
             return R_ERR, ser.dumps_exception(err, what)
 
 

@@ -8,22 +8,14 @@ from __future__ import annotations
 import pickle
 import signal as _signal
 from concurrent.futures.process import BrokenProcessPool
+# The worker's formatted traceback, attached as ``__cause__`` of a re-raised task exception:
+# multiprocessing's own class, so code that looks for it there finds it (``.tb``, ``str()``).
+from multiprocessing.pool import MaybeEncodingError, RemoteTraceback
 
 __all__ = [
     "WorkerLost", "TaskTimeout", "TaskExit", "RemoteTraceback", "PicklingError",
-    "UnpicklableTaskError", "BrokenProcessPool",
+    "ResultPicklingError", "UnpicklableTaskError", "BrokenProcessPool",
 ]
-
-
-class RemoteTraceback(Exception):
-    """The worker's formatted traceback, attached as ``__cause__`` of a re-raised task exception."""
-
-    def __init__(self, tb: str):
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return self.tb
 
 
 class WorkerLost(BrokenProcessPool):
@@ -66,12 +58,43 @@ class TaskTimeout(TimeoutError):
     """A task ran longer than its ``task_timeout``; its worker was killed and replaced."""
 
 
-class TaskExit(RuntimeError):
-    """A task called sys.exit() (or raised SystemExit); the worker caught it and kept serving."""
+class TaskExit(SystemExit):
+    """A task called sys.exit() (or raised SystemExit); the worker caught it and kept serving.
+
+    A SystemExit with the task's ``code``, as concurrent.futures raises from result(): a program
+    that does not catch it exits with that code. ``task`` names the task's function.
+    """
+
+    def __init__(self, code=None, task: str = "?"):
+        super().__init__(code)
+        self.task = task
+
+    def __str__(self) -> str:
+        return f"task {self.task} called sys.exit({self.code!r}); the worker caught it and goes on"
+
+    def __reduce__(self):
+        return (type(self), (self.code, self.task))
 
 
 class PicklingError(pickle.PicklingError, TypeError):
     """A task's function, argument or result could not be pickled; the message names the object."""
+
+
+class ResultPicklingError(PicklingError, MaybeEncodingError):
+    """A task's result could not be pickled to be sent back: also multiprocessing's
+    MaybeEncodingError, which multiprocessing.Pool raises then. ``exc`` and ``value`` are the
+    reprs of the pickling error and of the result, as there."""
+
+    def __init__(self, message: str, exc: str = "", value: str = ""):
+        Exception.__init__(self, message)
+        self.exc = exc
+        self.value = value
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.exc, self.value))
 
 
 class UnpicklableTaskError(RuntimeError):

@@ -8,7 +8,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from ._engine import Engine, interpreter_exiting
 from ._mapjob import MapJob
-from .pool import IMapIterator, _check_timeout, _progress_bar, _start_job
+from .pool import IMapIterator, _check_timeout, _progress_bar, _start_job, _warn_start_method
 
 __all__ = ["ProcessPoolExecutor"]
 
@@ -23,7 +23,8 @@ class ProcessPoolExecutor(Executor):
     Args:
         max_workers: number of worker processes (default: the CPUs this process may use: its
             affinity mask and cgroup CPU quota, at most os.cpu_count()).
-        mp_context: accepted for compatibility; workers are always forked from a clean template.
+        mp_context: accepted for compatibility; workers are always forked from a clean template
+            (a RuntimeWarning says so when spawn or forkserver is asked for).
         initializer, initargs: run in each worker as it starts; if it raises, the executor is
             broken (BrokenProcessPool), as in concurrent.futures.
         max_tasks_per_child: replace a worker after this many tasks.
@@ -42,6 +43,8 @@ class ProcessPoolExecutor(Executor):
                 raise TypeError("max_tasks_per_child must be an integer")
             if max_tasks_per_child <= 0:
                 raise ValueError("max_tasks_per_child must be >= 1")
+        if mp_context is not None and backend == "process":
+            _warn_start_method(mp_context, 2)
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
         if arena_size is not None and (backend != "process" or backend_options):

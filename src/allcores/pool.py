@@ -342,6 +342,19 @@ def _start_job(job, engine, stopped=lambda: ValueError("Pool not running")):
         if broken is not None:
             raise BrokenProcessPool(str(broken)) from broken
         raise stopped() from None
+def _warn_start_method(context, stacklevel):
+    """Warns when a program asks for spawn or forkserver workers, which allcores does not make."""
+    try:
+        method = context.get_start_method()
+    except Exception:  # not a multiprocessing context: nothing was asked for
+        return
+    if method in ("spawn", "forkserver"):
+        import warnings
+        warnings.warn(
+            f"allcores forks its workers from a template process made when the pool starts; the "
+            f"{method!r} start method is not used: workers do not re-import __main__ and start "
+            f"with the parent's modules and globals as they were when the pool was created",
+            RuntimeWarning, stacklevel=stacklevel + 1)
 
 
 def _progress_bar(progress, total):
@@ -364,7 +377,7 @@ class Pool:
         initializer, initargs: run initializer(*initargs) in each worker when it starts.
         maxtasksperchild: replace a worker after it ran this many tasks (or chunks).
         context: accepted for compatibility; allcores always forks its workers from a clean
-            template process.
+            template process (a RuntimeWarning says so when spawn or forkserver is asked for).
         task_timeout: seconds a task may run; past it the task raises TaskTimeout and its worker
             is killed and replaced.
         backend: "process" (default), "thread", "interpreter" (subinterpreters, Python 3.12+),
@@ -382,6 +395,8 @@ class Pool:
         self._engine = None
         if arena_size is not None and (backend != "process" or backend_options):
             backend_options["arena_size"] = arena_size
+        if context is not None and backend == "process":
+            _warn_start_method(context, 2)
         if backend != "process" or backend_options:
             from ._backends import make_engine
             self._engine = make_engine(backend, processes, initializer, initargs,

@@ -142,9 +142,40 @@ def test_unpicklable_argument_to_executor_submit(impl):
         assert ex.submit(square, 5).result(30) == 25
 
 
+class _ReduceRaises:
+    def __reduce__(self):
+        raise RuntimeError("cannot pickle me")
+
+
+def test_what_the_pickler_raised_is_raised(pool):
+    """An object whose own pickling code raises (here RuntimeError from __reduce__) fails the
+    call with that exception, as the standard library does, not with a pickling error."""
+    with pytest.raises(RuntimeError, match="cannot pickle me"):
+        pool.map(square, [1, _ReduceRaises(), 3], 1)
+    with pytest.raises(RuntimeError, match="cannot pickle me"):
+        pool.apply(ident, (_ReduceRaises(),))
+    assert pool.map(square, [1, 2]) == [1, 4]
+
+
+def test_what_the_pickler_raised_is_raised_by_the_executor(impl):
+    with impl.executor(1) as ex:
+        with pytest.raises(RuntimeError, match="cannot pickle me"):
+            ex.submit(ident, _ReduceRaises()).result(30)
+        assert ex.submit(square, 5).result(30) == 25
+
+
 def test_unpicklable_result_names_it(pool):
     with pytest.raises(Exception, match="lock") as info:
         pool.apply(return_lock)
+    assert pool.apply(square, (6,)) == 36
+
+
+def test_unpicklable_result_is_maybe_encoding_error(pool):
+    """multiprocessing.Pool raises MaybeEncodingError for a result it cannot send back."""
+    from multiprocessing.pool import MaybeEncodingError
+    with pytest.raises(MaybeEncodingError, match="lock") as info:
+        pool.apply(return_lock)
+    assert "lock" in info.value.value.lower() and info.value.exc
     assert pool.apply(square, (6,)) == 36
 
 
@@ -204,6 +235,25 @@ def test_sys_exit_in_a_task(apool, code):
         apool.apply(call_sys_exit, (code,))
     assert str(code) in str(info.value) or code in getattr(info.value, "args", ())
     assert apool.apply(square, (9,)) == 81
+
+
+def test_sys_exit_in_an_executor_task_raises_system_exit(impl):
+    """concurrent.futures raises the task's SystemExit from result(), with its code, and the
+    executor goes on; an uncaught one ends the program with that code."""
+    with impl.executor(1) as ex:
+        with pytest.raises(SystemExit) as info:
+            ex.submit(call_sys_exit, 3).result(30)
+        assert info.value.code == 3
+        assert ex.submit(square, 5).result(30) == 25
+
+
+def test_task_exit_is_the_tasks_system_exit(apool):
+    from allcores import TaskExit
+    with pytest.raises(TaskExit) as info:
+        apool.apply(call_sys_exit, ("bye",))
+    assert isinstance(info.value, SystemExit) and info.value.code == "bye"
+    assert "call_sys_exit" in str(info.value) and "sys.exit('bye')" in str(info.value)
+    assert pickle.loads(pickle.dumps(info.value)).code == "bye"
 
 
 def test_sys_exit_in_a_submitted_task(apool):

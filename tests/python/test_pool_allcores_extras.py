@@ -324,14 +324,29 @@ def test_worker_pids_are_not_the_caller(pool):
 
 
 def test_context_and_mp_context_are_accepted(allcores_impl):
-    """Code written for the stdlib passes a context; allcores accepts it and works the same."""
+    """Code written for the stdlib passes a context; allcores accepts it and works the same.
+    Asking for spawn or forkserver workers, which allcores does not make, warns and says what
+    differs (the process backend only: other backends have no start method); fork, what
+    allcores does, is silent."""
     import multiprocessing
+    import warnings
     for method in ("fork", "spawn", "forkserver"):
         ctx = multiprocessing.get_context(method)
-        with allcores_impl.pool(2, context=ctx) as pool:
-            assert pool.map(square, range(4)) == [0, 1, 4, 9]
-        with allcores_impl.executor(2, mp_context=ctx) as ex:
-            assert ex.submit(square, 3).result(30) == 9
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with allcores_impl.pool(2, context=ctx) as pool:
+                assert pool.map(square, range(4)) == [0, 1, 4, 9]
+            with allcores_impl.executor(2, mp_context=ctx) as ex:
+                assert ex.submit(square, 3).result(30) == 9
+        ours = [w for w in seen if issubclass(w.category, RuntimeWarning)]
+        if method == "fork" or allcores_impl.name != "allcores":
+            assert ours == []
+        else:
+            assert len(ours) == 2
+            for w in ours:
+                assert f"{method!r} start method is not used" in str(w.message)
+                assert "do not re-import __main__" in str(w.message)
+                assert w.filename == __file__ or w.filename.endswith("conftest.py")
 
 
 def test_tasks_can_use_pools_themselves(pool):
