@@ -4,7 +4,8 @@ from ._default import (default_pool as default_pool, imap as imap,
                        imap_unordered as imap_unordered, map as map, starmap as starmap,
                        submit as submit)
 from .errors import (BrokenProcessPool as BrokenProcessPool, PicklingError as PicklingError,
-                     RemoteTraceback as RemoteTraceback, TaskExit as TaskExit,
+                     RemoteTraceback as RemoteTraceback,
+                     ResultPicklingError as ResultPicklingError, TaskExit as TaskExit,
                      TaskTimeout as TaskTimeout, UnpicklableTaskError as UnpicklableTaskError,
                      WorkerLost as WorkerLost)
 from .executor import ProcessPoolExecutor as ProcessPoolExecutor
@@ -19,9 +20,9 @@ __version__: str
 __all__ = [
     "Pool", "ProcessPoolExecutor", "map", "imap", "imap_unordered", "starmap", "submit",
     "default_pool",
-    "WorkerLost", "TaskTimeout", "TaskExit", "PicklingError", "UnpicklableTaskError",
-    "RemoteTraceback", "BrokenProcessPool", "ApplyResult", "AsyncResult", "MapResult",
-    "IMapIterator",
+    "WorkerLost", "TaskTimeout", "TaskExit", "PicklingError", "ResultPicklingError",
+    "UnpicklableTaskError", "RemoteTraceback", "BrokenProcessPool", "ApplyResult", "AsyncResult",
+    "MapResult", "IMapIterator",
     "Counter", "Value", "Array", "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event",
     "Queue", "SharedBuffer", "shared_array", "OwnerDiedWarning",
 ]
