@@ -289,6 +289,11 @@ def _set_exception(fut, exc):
 class Engine:
     """One pool's processes and transport. Thread-safe."""
 
+    # Defaults for backends that set up their own state (see __init__).
+    maxtasks = None
+    finish_at_exit = False
+    _log_init_errors = False
+
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
                  task_timeout=None, name="allcores", arena_size=None, *, log_init_errors=False,
                  finish_at_exit=False):

@@ -68,9 +68,13 @@ class ProcessPoolExecutor(Executor):
                 raise BrokenProcessPool(str(self._engine.broken))
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            if interpreter_exiting():
-                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-            return self._engine.submit_call(fn, args, kwargs or None)
+            try:
+                return self._engine.submit_call(fn, args, kwargs or None)
+            except ValueError:  # the engine is closed: only interpreter exit does that here
+                if interpreter_exiting():
+                    raise RuntimeError(
+                        "cannot schedule new futures after interpreter shutdown") from None
+                raise
 
     submit.__doc__ = Executor.submit.__doc__
 
@@ -100,7 +104,7 @@ class ProcessPoolExecutor(Executor):
             total = min((len(i) for i in iterables), default=0)
         it = _ExecutorMapIterator(self._engine, True, _progress_bar(progress, total))
         window = max(1, buffersize) if buffersize else None
-        if chunksize is None and self._engine.maxtasks is not None:
+        if chunksize is None and getattr(self._engine, "maxtasks", None) is not None:
             # max_tasks_per_child counts items, as concurrent.futures' (chunksize 1) does: no
             # automatic batching then.
             chunksize = 1
