@@ -74,6 +74,8 @@ class ThreadEngine(Engine):
     def _host_start(self, initializer, initargs, maxtasks):
         self._threads: dict[int, threading.Thread] = {}
         self._host_args = (initializer, initargs, maxtasks)
+        # The workers share this process's __main__: its functions travel by name.
+        self._main_names = getattr(sys.modules.get("__main__"), "__dict__", None)
         self._host_lock = threading.Lock()
         self._host_wake()
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import os
 import sys
 import threading
@@ -106,6 +107,7 @@ def _template_main(region, efd, initializer, initargs, maxtasks):
 
 
 _cond_lock = threading.Lock()
+_LOGGER = logging.getLogger("concurrent.futures")
 _DONE_STATES = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 
 
@@ -151,6 +153,30 @@ class TaskFuture(Future):
             self._state = FINISHED
         self._invoke_callbacks()
         return True
+
+    def _invoke_callbacks(self):
+        # As concurrent.futures logs and contains a callback's Exception; here any exception
+        # (SystemExit too) is: a callback runs in whichever thread completes the future, often
+        # in the middle of a batch of other results, which must not be lost with it. Ctrl-C in
+        # the main thread is the exception: it propagates once every callback ran.
+        interrupted = None
+        for callback in self._done_callbacks:
+            try:
+                _call_back(self, callback)
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if interrupted is not None:
+            try:
+                raise interrupted
+            finally:
+                interrupted = None
+
+    def add_done_callback(self, fn):
+        with self._condition:
+            if self._state not in _DONE_STATES:
+                self._done_callbacks.append(fn)
+                return
+        _call_back(self, fn)  # done already: now, in this thread, contained as above
 
     def running(self):
         """True while a worker runs this task."""
@@ -210,6 +236,17 @@ class TaskFuture(Future):
         if self._state == FINISHED:
             return self._exception
         return super().exception(timeout)
+
+
+def _call_back(fut, callback):
+    """callback(fut); logs and contains whatever it raises but Ctrl-C in the main thread."""
+    try:
+        callback(fut)
+    except BaseException as exc:  # noqa: B902
+        if isinstance(exc, KeyboardInterrupt) and \
+                threading.current_thread() is threading.main_thread():
+            raise
+        _LOGGER.exception("exception calling callback for %r", fut)
 
 
 class _CallEntry:
@@ -334,7 +371,7 @@ class Engine:
             future = TaskFuture()
         future._engine = self
         try:
-            blob = ser.dumps_callable(fn)
+            blob = ser.dumps_callable(fn, self._main_names)
             payload = ser.dumps_call(blob, fn, args, kwargs)
         except BaseException as exc:  # noqa: B902
             future.set_exception(exc)
@@ -513,6 +550,8 @@ class Engine:
                 self._fg_left.set()
 
     _seen_event = 0
+    # Functions the workers' __main__ holds by these names (ser.dumps_callable); None: none.
+    _main_names = None
 
     def _collect_loop(self):
         region = self._region
@@ -713,6 +752,8 @@ class Engine:
                 "process: CPython cannot fork a process with live subinterpreters. Create the "
                 "process pool first, or close (and join) the interpreter pool before")
         self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        # What the template's __main__ will hold: those functions travel by name.
+        self._main_names = ser.main_functions()
         pid = _core.fork_template()
         if pid == 0:
             _template_main(self._region, self._efd, initializer, initargs, maxtasks)

@@ -65,8 +65,11 @@ class ProcessPoolExecutor(Executor):
             task_timeout=None):
         """Returns an iterator equivalent to map(fn, *iterables), run in the workers.
 
-        The input is consumed lazily: only a bounded number of tasks run ahead of the consumer.
-        timeout (seconds, from this call) bounds the wait for each next result; on expiry the
+        The input is read whole by this call, as the standard library does, so an error it
+        raises is raised here (and no task runs); with buffersize=N it is read lazily, N items
+        ahead of the consumer, and an error it raises comes from the iterator, after the results
+        of every item read before it. Tasks are sent as the consumer goes, a bounded number of
+        them ahead. timeout (seconds, from this call) bounds the wait for each next result; on expiry the
         iterator raises TimeoutError and the remaining tasks are cancelled. task_timeout bounds
         each item's run time (TaskTimeout at its position; its worker is replaced), as Pool's
         maps do.
@@ -80,9 +83,12 @@ class ProcessPoolExecutor(Executor):
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
         deadline = None if timeout is None else time.monotonic() + timeout
+        items = zip(*iterables)
+        if not buffersize:
+            items = list(items)
         it = _ExecutorMapIterator(self._engine, True)
         window = max(1, buffersize) if buffersize else None
-        job = MapJob(self._engine, fn, zip(*iterables), chunksize, True, it, lazy=True,
+        job = MapJob(self._engine, fn, items, chunksize, True, it, lazy=True,
                      window=window, timeout=task_timeout)
         it._bind(job)
         job.start()
@@ -93,10 +99,10 @@ class ProcessPoolExecutor(Executor):
             while True:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
-                    value = it.next(left)
+                    got = [it.next(left)]
                 except StopIteration:
                     return
-                yield value
+                yield got.pop()  # the generator keeps no reference to a result it handed over
         finally:
             if not job.exhausted or job.inflight:
                 job.abort()
