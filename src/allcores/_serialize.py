@@ -10,6 +10,7 @@ holds that very function (see main_functions). Errors name the object that faile
 """
 from __future__ import annotations
 
+import io
 import pickle
 import sys
 import traceback
@@ -62,14 +63,15 @@ def _pickled_by_name(fn: Any) -> bool:
 
 
 def main_functions() -> dict:
-    """The functions bound at the top level of __main__ now, by name. A process forked next finds
-    each of them in its own __main__ under that name (a copy of this very function), so an
-    engine that keeps this, taken just before it forks the process its workers come from, can
-    send those functions by name."""
+    """The functions and classes bound at the top level of __main__ now, by name. A process forked
+    next finds each of them in its own __main__ under that name (a copy of this very object), so
+    an engine that keeps this, taken just before it forks the process its workers come from, can
+    send those by name."""
     main = sys.modules.get("__main__")
     if main is None:
         return {}
-    return {name: obj for name, obj in list(vars(main).items()) if type(obj) is FunctionType}
+    return {name: obj for name, obj in list(vars(main).items())
+            if type(obj) is FunctionType or type(obj) is type}
 
 
 def _resolve_main(qualname: str):
@@ -92,6 +94,37 @@ class _MainFunction:
 
     def __reduce__(self):
         return (_resolve_main, (self.qualname,))
+
+
+class _NotInWorkers(Exception):
+    pass
+
+
+class _CheckedPickler(pickle.Pickler):
+    """Plain pickle, refusing a function or class of __main__ that the workers do not hold under
+    its name (defined or rebound after they were forked): pickle would write a name the worker
+    cannot resolve, or resolves to another object."""
+
+    def __init__(self, file, main_names):
+        super().__init__(file, PROTOCOL)
+        self.main_names = main_names
+
+    def reducer_override(self, obj):
+        if (type(obj) is FunctionType or isinstance(obj, type)) and \
+                getattr(obj, "__module__", None) == "__main__" and \
+                self.main_names.get(getattr(obj, "__qualname__", None)) is not obj:
+            raise _NotInWorkers
+        return NotImplemented
+
+
+def _by_value_plain(fn: Any, main_names: dict) -> bytes | None:
+    """fn's plain pickle when the workers can rebuild it, else None (cloudpickle is needed)."""
+    buf = io.BytesIO()
+    try:
+        _CheckedPickler(buf, main_names).dump(fn)
+    except Exception:
+        return None
+    return buf.getvalue()
 
 
 def _by_value(fn: Any) -> bytes:
@@ -122,17 +155,30 @@ def dumps_callable(fn: Any, main_names: dict | None = None):
                     _MAIN_REFS.clear()
                 blob = _MAIN_REFS[qualname] = _dumps(_MainFunction(qualname), PROTOCOL)
             return blob
-        return (_by_value(fn),)
-    try:
-        blob = _dumps(fn, PROTOCOL)
-    except Exception:
-        return (_by_value(fn),)
-    if not _pickled_by_name(fn):
-        return (blob,)  # its state is in the pickle: it may change before the next call
-    if len(_FN_CACHE) >= _FN_CACHE_MAX:
-        _FN_CACHE.clear()
-    _FN_CACHE[id(fn)] = (fn, blob)
-    return blob
+    elif _pickled_by_name(fn):
+        try:
+            blob = _dumps(fn, PROTOCOL)
+        except Exception:
+            return (_by_value(fn),)
+        if len(_FN_CACHE) >= _FN_CACHE_MAX:
+            _FN_CACHE.clear()
+        _FN_CACHE[id(fn)] = (fn, blob)
+        return blob
+    # Its state is in its pickle, and may change before the next call. Plain pickle is much
+    # cheaper than cloudpickle (which writes classes of __main__ out whole) where it will do.
+    if type(fn) is not FunctionType:
+        try:
+            blob = _dumps(fn, PROTOCOL)
+        except Exception:
+            blob = None
+        if blob is not None and b"__main__" in blob:  # it names something of __main__
+            blob = _by_value_plain(fn, _NO_NAMES if main_names is None else main_names)
+        if blob is not None:
+            return (blob,)
+    return (_by_value(fn),)
+
+
+_NO_NAMES: dict = {}
 
 
 def _name_culprit(fn: Any, args: tuple, kwargs: dict | None, exc: BaseException) -> PicklingError:

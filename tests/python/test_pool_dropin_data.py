@@ -200,10 +200,18 @@ class Counting:
 def test_functions_of_main_are_sent_as_they_are_now(tmp_path):
     script = tmp_path / "main_functions.py"
     script.write_text(textwrap.dedent("""
+        import functools
         import allcores
 
         def early(x, k=2):
             return k * x
+
+        class Early:
+            def __init__(self, k):
+                self.k = k
+
+            def __call__(self, x):
+                return self.k * x
 
         if __name__ == "__main__":
             with allcores.ProcessPoolExecutor(2) as ex:
@@ -220,11 +228,28 @@ def test_functions_of_main_are_sent_as_they_are_now(tmp_path):
                 def early(x):  # redefined after the fork: the new one runs
                     return -x
                 print(ex.submit(early, 10).result(60))
+
+                # Objects naming what the workers' __main__ lacks go by value.
+                class Late:
+                    def __init__(self, k):
+                        self.k = k
+
+                    def __call__(self, x):
+                        return self.k * x
+                late_obj = Late(4)
+                print(ex.submit(late_obj, 10).result(60))
+                late_obj.k = 5
+                print(ex.submit(late_obj, 10).result(60))
+                print(ex.submit(functools.partial(late, k=6), 10).result(60))
+                early_obj = Early(7)  # its class is in the workers' __main__: plain pickle
+                print(ex.submit(early_obj, 10).result(60))
+                early_obj.k = 8
+                print(ex.submit(early_obj, 10).result(60))
     """))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["20", "2", "20", "30", "-10"]
+    assert out.stdout.split() == ["20", "2", "20", "30", "-10", "40", "50", "60", "70", "80"]
 
 
 def test_module_functions_still_travel_by_reference_from_the_cache():
