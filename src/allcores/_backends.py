@@ -98,7 +98,7 @@ class ThreadEngine(Engine):
     def _thread_main(self, k):
         status = 70 << 8
         try:
-            status = W.main(self._region, k, *self._host_args) << 8
+            status = W.main(self._region, k, *self._host_args, shared_modules=True) << 8
         except BaseException:  # noqa: B902
             import traceback
             traceback.print_exc()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
-import threading
 import time
 
 from . import _oob
@@ -100,8 +99,9 @@ def _run_chunk_tracked(region, k, fn, items, star, what):
     return values, errors
 
 
-def main(region, k: int, initializer, initargs, maxtasks) -> int:
-    """Runs worker slot k. Returns the process exit code."""
+def main(region, k: int, initializer, initargs, maxtasks, shared_modules=False) -> int:
+    """Runs worker slot k. Returns the process exit code. shared_modules: this worker runs in
+    the program's own interpreter (a thread)."""
     forks = _forks[0]
     if initializer is not None:
         try:
@@ -113,7 +113,7 @@ def main(region, k: int, initializer, initargs, maxtasks) -> int:
     fns: dict[bytes, tuple] = {}  # function pickle -> (function, its name for messages)
     # A function named by reference is looked up once, unless this worker shares the program's
     # modules (a thread of its process), where the program may rebind that name at any time.
-    keep_fns = threading.current_thread() is threading.main_thread()
+    keep_fns = not shared_modules
     done = 0
     next_task = region.next_task
     send = region.send_result

@@ -495,3 +495,20 @@ def test_waiting_threads_keep_working_after_a_callback_raised(allcores_impl):
         t.join(60)
         assert not t.is_alive()
         assert box == [[i * i for i in range(50)]]
+
+
+def version():
+    return 1
+
+
+def test_thread_workers_see_a_function_the_program_rebinds(allcores_impl, monkeypatch):
+    # Thread workers share the program's modules: a name rebound there (importlib.reload,
+    # monkeypatching) names the new function, which they must run, not one looked up before.
+    def version_2():
+        return 2
+
+    version_2.__qualname__ = version_2.__name__ = "version"
+    with allcores_impl.pool(2, backend="thread") as pool:
+        assert [pool.apply(version) for _ in range(4)] == [1] * 4
+        monkeypatch.setattr(sys.modules[__name__], "version", version_2)
+        assert [pool.apply(version_2) for _ in range(4)] == [2] * 4
