@@ -100,6 +100,8 @@ class ThreadEngine(Engine):
     def _host_start(self, initializer, initargs, maxtasks):
         self._threads: dict[int, threading.Thread] = {}
         self._host_args = (initializer, initargs, maxtasks)
+        # The workers share this process's __main__: its functions travel by name.
+        self._main_names = getattr(sys.modules.get("__main__"), "__dict__", None)
         self._host_lock = threading.Lock()
         self._host_wake()
 
@@ -122,7 +124,7 @@ class ThreadEngine(Engine):
     def _thread_main(self, k):
         status = 70 << 8
         try:
-            status = W.main(self._region, k, *self._host_args) << 8
+            status = W.main(self._region, k, *self._host_args, shared_modules=True) << 8
         except BaseException:  # noqa: B902
             import traceback
             traceback.print_exc()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import errno
 import itertools
+import logging
 import os
 import signal
 import sys
@@ -124,6 +125,7 @@ def _std_stream_fds():
 
 
 _cond_lock = threading.Lock()
+_LOGGER = logging.getLogger("concurrent.futures")
 _DONE_STATES = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 
 
@@ -169,6 +171,30 @@ class TaskFuture(Future):
             self._state = FINISHED
         self._invoke_callbacks()
         return True
+
+    def _invoke_callbacks(self):
+        # As concurrent.futures logs and contains a callback's Exception; here any exception
+        # (SystemExit too) is: a callback runs in whichever thread completes the future, often
+        # in the middle of a batch of other results, which must not be lost with it. Ctrl-C in
+        # the main thread is the exception: it propagates once every callback ran.
+        interrupted = None
+        for callback in self._done_callbacks:
+            try:
+                _call_back(self, callback)
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if interrupted is not None:
+            try:
+                raise interrupted
+            finally:
+                interrupted = None
+
+    def add_done_callback(self, fn):
+        with self._condition:
+            if self._state not in _DONE_STATES:
+                self._done_callbacks.append(fn)
+                return
+        _call_back(self, fn)  # done already: now, in this thread, contained as above
 
     def running(self):
         """True while a worker runs this task."""
@@ -228,6 +254,17 @@ class TaskFuture(Future):
         if self._state == FINISHED:
             return self._exception
         return super().exception(timeout)
+
+
+def _call_back(fut, callback):
+    """callback(fut); logs and contains whatever it raises but Ctrl-C in the main thread."""
+    try:
+        callback(fut)
+    except BaseException as exc:  # noqa: B902
+        if isinstance(exc, KeyboardInterrupt) and \
+                threading.current_thread() is threading.main_thread():
+            raise
+        _LOGGER.exception("exception calling callback for %r", fut)
 
 
 class _CallEntry:
@@ -369,7 +406,7 @@ class Engine:
             future = TaskFuture()
         future._engine = self
         try:
-            blob = ser.dumps_callable(fn)
+            blob = ser.dumps_callable(fn, self._main_names)
             payload = ser.dumps_call(blob, fn, args, kwargs)
         except BaseException as exc:  # noqa: B902
             future.set_exception(exc)
@@ -559,6 +596,8 @@ class Engine:
                 self._fg_left.set()
 
     _seen_event = 0
+    # Functions the workers' __main__ holds by these names (ser.dumps_callable); None: none.
+    _main_names = None
 
     def _collect_loop(self):
         region = self._region
@@ -761,6 +800,8 @@ class Engine:
                 "process: CPython cannot fork a process with live subinterpreters. Create the "
                 "process pool first, or close (and join) the interpreter pool before")
         self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        # What the template's __main__ will hold: those functions travel by name.
+        self._main_names = ser.main_functions()
         self._template_args = (initializer, initargs, maxtasks, self._log_init_errors)
         self._template_deaths = []
         self._fork_template()

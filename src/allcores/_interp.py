@@ -115,6 +115,7 @@ class InterpreterEngine(ThreadEngine):
         # one), so that tasks import in the workers what they import here.
         self._boot = pickle.dumps((list(sys.path), payload), ser.PROTOCOL)
         super()._host_start(initializer, initargs, maxtasks)
+        self._main_names = None  # a subinterpreter's __main__ is its own: functions go by value
 
     def _host_name(self):
         return "subinterpreter workers"

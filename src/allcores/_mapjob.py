@@ -173,7 +173,7 @@ class MapJob:
         self.fn = fn
         self.star = star
         self.sink = sink
-        self.fn_blob = ser.dumps_callable(fn)
+        self.fn_blob = ser.dumps_callable(fn, getattr(engine, "_main_names", None))
         if timeout is not None and timeout <= 0:
             raise ValueError("task_timeout must be positive")
         self.timeout = timeout  # per item; items are then tracked one by one in the worker
@@ -255,12 +255,14 @@ class MapJob:
                         self.starved = True
                         break
                     size = chunker.next_size(self.submitted)
+                    items = []
                     try:
-                        items = list(itertools.islice(self.it, size))
+                        # extend() keeps the items it took before the input failed: they are
+                        # sent, and the input's error ends the map after their results.
+                        items.extend(itertools.islice(self.it, size))
                     except Exception as exc:  # the input iterable failed
                         self.exhausted = True
                         failure = exc
-                        break
                     if not items:
                         self.exhausted = True
                         break
@@ -282,8 +284,13 @@ class MapJob:
                             tid, kind | _oob.KIND_OOB if type(payload) is list else kind, 0,
                             payload, 0.0):
                         engine.submit_chunk(tid, payload, track)  # queues it without blocking
+                    if failure is not None:
+                        break
                 if failure is not None:
-                    self._done_reported = True
+                    if self._done_reported:
+                        failure = None  # stopped meanwhile: the sink heard of it already
+                    else:
+                        self._done_reported = True
                 elif bad is None:
                     finished = self.exhausted and self.inflight == 0 and not self._done_reported
                     if finished:
@@ -296,6 +303,10 @@ class MapJob:
             if bad is not None:
                 for index, exc in bad:
                     sink.item(index, False, exc)
+                if failure is not None:
+                    sink.fail(failure)
+                    self.engine.job_done(self)
+                    return
                 if not self.aborted:
                     self.feed()  # feed on past the failed items
                 return

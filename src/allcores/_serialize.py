@@ -1,13 +1,20 @@
 """How functions, arguments, results and exceptions cross to and from workers.
 
-Functions importable by name travel by reference (plain pickle, a few dozen bytes); lambdas,
-closures and functions of ``__main__`` travel by value through cloudpickle. A function's pickle is
-cached per function object, so repeated tasks pay for it once. Errors name the object that failed.
+A function importable by name travels by reference: its pickle is its module and qualified name,
+which nothing can make stale, so it is made once per function and cached (and the worker caches
+the function it names). Everything else travels by value and is pickled anew at every call:
+callable objects, partials and bound methods (plain pickle), lambdas, closures and functions of
+``__main__`` (cloudpickle); a change made to one between two calls is seen by the second, as with
+the standard library. A function of ``__main__`` goes by name when the workers' own ``__main__``
+holds that very function (see main_functions). Errors name the object that failed.
 """
 from __future__ import annotations
 
+import io
 import pickle
+import sys
 import traceback
+from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
 from .errors import PicklingError, RemoteTraceback, TaskExit, UnpicklableTaskError
@@ -16,10 +23,13 @@ PROTOCOL = 5
 _dumps = pickle.dumps
 _loads = pickle.loads
 
-# Function pickles, keyed by id(fn) with the function kept alive beside its pickle so the id
-# cannot be reused while cached. Bounded: a program calling many distinct closures evicts old ones.
+# Pickles of functions sent by reference, keyed by id(fn) with the function kept alive beside its
+# pickle so the id cannot be reused while cached. Only functions whose pickle is their name are
+# here: nothing a program changes in them can make the pickle stale, and nothing big is held.
 _FN_CACHE: dict[int, tuple[Any, bytes]] = {}
 _FN_CACHE_MAX = 512
+# Pickles naming a function of the workers' __main__, by qualified name (they hold only it).
+_MAIN_REFS: dict[str, bytes] = {}
 
 
 def describe(fn: Any) -> str:
@@ -40,58 +50,135 @@ def _by_value_needed(fn: Any) -> bool:
     return module == "__main__" or module is None or "<" in qualname
 
 
-def _resolve_main(qualname: str, by_value: bytes):
-    """In a worker: the function __main__.<qualname> when the worker's __main__ has it (it was
-    defined before the pool forked its template), so it shares __main__'s globals with the
-    initializer and other tasks, as with multiprocessing; else the copy sent by value."""
-    import sys
+def _pickled_by_name(fn: Any) -> bool:
+    """Whether plain pickle writes fn as a reference (module and qualified name) and nothing else:
+    plain functions and classes, and builtins that are not methods bound to an object."""
+    t = type(fn)
+    if t is FunctionType or t is type:
+        return True
+    if t is BuiltinFunctionType:
+        owner = fn.__self__
+        return owner is None or isinstance(owner, ModuleType)
+    return False
+
+
+def main_functions() -> dict:
+    """The functions and classes bound at the top level of __main__ now, by name. A process forked
+    next finds each of them in its own __main__ under that name (a copy of this very object), so
+    an engine that keeps this, taken just before it forks the process its workers come from, can
+    send those by name."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        return {}
+    return {name: obj for name, obj in list(vars(main).items())
+            if type(obj) is FunctionType or type(obj) is type}
+
+
+def _resolve_main(qualname: str):
+    """In a worker: the function __main__.<qualname> (sent by name: see dumps_callable)."""
     obj = sys.modules.get("__main__")
     try:
         for part in qualname.split("."):
             obj = getattr(obj, part)
-        if callable(obj):
-            return obj
     except AttributeError:
-        pass
-    return _loads(by_value)
+        raise AttributeError(
+            f"function {qualname!r} of __main__ is no longer in the worker's __main__") from None
+    return obj
 
 
 class _MainFunction:
-    __slots__ = ("qualname", "by_value")
+    __slots__ = ("qualname",)
 
-    def __init__(self, qualname, by_value):
+    def __init__(self, qualname):
         self.qualname = qualname
-        self.by_value = by_value
 
     def __reduce__(self):
-        return (_resolve_main, (self.qualname, self.by_value))
+        return (_resolve_main, (self.qualname,))
 
 
-def dumps_callable(fn: Any) -> bytes:
-    """Pickles fn (cached). Raises PicklingError naming the function when it cannot travel."""
+class _NotInWorkers(Exception):
+    pass
+
+
+class _CheckedPickler(pickle.Pickler):
+    """Plain pickle, refusing a function or class of __main__ that the workers do not hold under
+    its name (defined or rebound after they were forked): pickle would write a name the worker
+    cannot resolve, or resolves to another object."""
+
+    def __init__(self, file, main_names):
+        super().__init__(file, PROTOCOL)
+        self.main_names = main_names
+
+    def reducer_override(self, obj):
+        if (type(obj) is FunctionType or isinstance(obj, type)) and \
+                getattr(obj, "__module__", None) == "__main__" and \
+                self.main_names.get(getattr(obj, "__qualname__", None)) is not obj:
+            raise _NotInWorkers
+        return NotImplemented
+
+
+def _by_value_plain(fn: Any, main_names: dict) -> bytes | None:
+    """fn's plain pickle when the workers can rebuild it, else None (cloudpickle is needed)."""
+    buf = io.BytesIO()
+    try:
+        _CheckedPickler(buf, main_names).dump(fn)
+    except Exception:
+        return None
+    return buf.getvalue()
+
+
+def _by_value(fn: Any) -> bytes:
+    try:
+        return _cloudpickle().dumps(fn, PROTOCOL)
+    except Exception as exc:
+        raise PicklingError(f"cannot send function {describe(fn)} to a worker: {exc}") from exc
+
+
+def dumps_callable(fn: Any, main_names: dict | None = None):
+    """What a task carries of fn: bytes when fn travels by reference (a worker may keep the
+    function they name), or a 1-tuple holding its by-value pickle (unpickled afresh for every
+    task, as the standard library does). main_names: functions of __main__ the workers hold under
+    these names (main_functions()), or None. Raises PicklingError naming the function when it
+    cannot travel."""
     hit = _FN_CACHE.get(id(fn))
     if hit is not None and hit[0] is fn:
         return hit[1]
     if not callable(fn):
         raise TypeError(f"{fn!r} is not callable")
-    blob = None
-    if not _by_value_needed(fn):
+    if _by_value_needed(fn):
+        qualname = getattr(fn, "__qualname__", "") or ""
+        if main_names is not None and main_names.get(qualname) is fn and \
+                getattr(fn, "__module__", None) == "__main__":
+            blob = _MAIN_REFS.get(qualname)
+            if blob is None:
+                if len(_MAIN_REFS) >= _FN_CACHE_MAX:
+                    _MAIN_REFS.clear()
+                blob = _MAIN_REFS[qualname] = _dumps(_MainFunction(qualname), PROTOCOL)
+            return blob
+    elif _pickled_by_name(fn):
+        try:
+            blob = _dumps(fn, PROTOCOL)
+        except Exception:
+            return (_by_value(fn),)
+        if len(_FN_CACHE) >= _FN_CACHE_MAX:
+            _FN_CACHE.clear()
+        _FN_CACHE[id(fn)] = (fn, blob)
+        return blob
+    # Its state is in its pickle, and may change before the next call. Plain pickle is much
+    # cheaper than cloudpickle (which writes classes of __main__ out whole) where it will do.
+    if type(fn) is not FunctionType:
         try:
             blob = _dumps(fn, PROTOCOL)
         except Exception:
             blob = None
-    if blob is None:
-        try:
-            blob = _cloudpickle().dumps(fn, PROTOCOL)
-        except Exception as exc:
-            raise PicklingError(f"cannot send function {describe(fn)} to a worker: {exc}") from exc
-        qualname = getattr(fn, "__qualname__", "") or ""
-        if getattr(fn, "__module__", None) == "__main__" and "<" not in qualname:
-            blob = _dumps(_MainFunction(qualname, blob), PROTOCOL)
-    if len(_FN_CACHE) >= _FN_CACHE_MAX:
-        _FN_CACHE.clear()
-    _FN_CACHE[id(fn)] = (fn, blob)
-    return blob
+        if blob is not None and b"__main__" in blob:  # it names something of __main__
+            blob = _by_value_plain(fn, _NO_NAMES if main_names is None else main_names)
+        if blob is not None:
+            return (blob,)
+    return (_by_value(fn),)
+
+
+_NO_NAMES: dict = {}
 
 
 def _pickling_error(message: str, cause: BaseException) -> BaseException:
@@ -181,9 +268,42 @@ def dumps_exception(exc: BaseException, what: str) -> bytes:
         _loads(blob)  # an exception that pickles but cannot be rebuilt is caught here, in the worker
         return _dumps((blob, tb, None), PROTOCOL)
     except Exception as why:
-        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {_short_repr(exc, 500)}"
         reason = f"{type(why).__name__}: {why}"
+        if isinstance(why, _TOO_BIG_OR_DEEP):
+            # Its content is too deep or too big to pickle, not of a kind that cannot travel:
+            # send its type with its message instead, saying what was left behind.
+            blob = _rebuilt(exc, reason)
+            if blob is not None:
+                return _dumps((blob, tb, None), PROTOCOL)
+            reason += f"; {type(exc).__qualname__} cannot be rebuilt from its message either"
+        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {_short_repr(exc, 500)}"
         return _dumps((None, tb, (text, reason)), PROTOCOL)
+
+
+# Pickling failures that come from an object's size or nesting depth, not its kind.
+_TOO_BIG_OR_DEEP = (RecursionError, MemoryError, OverflowError)
+_MESSAGE_MAX = 10_000
+
+
+def _rebuilt(exc: BaseException, reason: str) -> bytes | None:
+    """The pickle of type(exc)(its message), noting that the rest could not be sent; None when
+    that type cannot be rebuilt from a message."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = _short_repr(exc, _MESSAGE_MAX)
+    if len(message) > _MESSAGE_MAX:
+        message = message[:_MESSAGE_MAX - 3] + "..."
+    try:
+        new = type(exc)(message)
+        if hasattr(new, "add_note"):
+            new.add_note(f"(sent back from the worker as its type and message only: the "
+                         f"exception itself could not be pickled: {reason})")
+        blob = _dumps(new, PROTOCOL)
+        _loads(blob)
+        return blob
+    except Exception:
+        return None
 
 
 def loads_exception(payload: bytes) -> BaseException:

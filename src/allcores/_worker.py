@@ -100,8 +100,10 @@ def _run_chunk_tracked(region, k, fn, items, star, what):
     return values, errors
 
 
-def main(region, k: int, initializer, initargs, maxtasks, log_init_errors=False) -> int:
-    """Runs worker slot k. Returns the process exit code."""
+def main(region, k: int, initializer, initargs, maxtasks, log_init_errors=False,
+         shared_modules=False) -> int:
+    """Runs worker slot k. Returns the process exit code. shared_modules: this worker runs in
+    the program's own interpreter (a thread)."""
     forks = _forks[0]
     if initializer is not None:
         try:
@@ -118,6 +120,9 @@ def main(region, k: int, initializer, initargs, maxtasks, log_init_errors=False)
             region.send_result(k, 0, R_INIT_ERR, k, ser.dumps_exception(exc, what))
             return EXIT_INIT_FAILED
     fns: dict[bytes, tuple] = {}  # function pickle -> (function, its name for messages)
+    # A function named by reference is looked up once, unless this worker shares the program's
+    # modules (a thread of its process), where the program may rebind that name at any time.
+    keep_fns = not shared_modules
     done = 0
     next_task = region.next_task
     send = region.send_result
@@ -134,12 +139,18 @@ def main(region, k: int, initializer, initargs, maxtasks, log_init_errors=False)
         what = "?"
         try:
             fn_blob, body, extra = _oob.loads(payload) if oob else _loads(payload)
-            known = fns.get(fn_blob)
+            known = fns.get(fn_blob) if keep_fns and type(fn_blob) is bytes else None
             if known is None:
-                fn = _loads(fn_blob)
-                if len(fns) > 256:
-                    fns.clear()
-                known = fns[fn_blob] = (fn, ser.describe(fn))
+                if type(fn_blob) is bytes:  # by reference (see ser.dumps_callable)
+                    fn = _loads(fn_blob)
+                    known = (fn, ser.describe(fn))
+                    if keep_fns:
+                        if len(fns) > 256:
+                            fns.clear()
+                        fns[fn_blob] = known
+                else:  # by value: a fresh copy for every task, as the standard library does
+                    fn = _loads(fn_blob[0])
+                    known = (fn, ser.describe(fn))
             fn, what = known
             if kind == K_CALL:
                 t0 = perf()

@@ -82,8 +82,11 @@ class ProcessPoolExecutor(Executor):
             task_timeout=None, progress=False):
         """Returns an iterator equivalent to map(fn, *iterables), run in the workers.
 
-        The input is consumed lazily: only a bounded number of tasks run ahead of the consumer.
-        timeout (seconds, from this call) bounds the wait for each next result; on expiry the
+        The input is read whole by this call, as the standard library does, so an error it
+        raises is raised here (and no task runs); with buffersize=N it is read lazily, N items
+        ahead of the consumer, and an error it raises comes from the iterator, after the results
+        of every item read before it. Tasks are sent as the consumer goes, a bounded number of
+        them ahead. timeout (seconds, from this call) bounds the wait for each next result; on expiry the
         iterator raises TimeoutError and the remaining tasks are cancelled. task_timeout bounds
         each item's run time (TaskTimeout at its position; its worker is replaced), as Pool's
         maps do. progress=True (or a dict of tqdm options) shows a tqdm bar, as Pool.map does.
@@ -99,16 +102,22 @@ class ProcessPoolExecutor(Executor):
             if interpreter_exiting():
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         deadline = None if timeout is None else time.monotonic() + timeout
+        items = zip(*iterables)
+        if not buffersize:
+            items = list(items)
         total = None
-        if progress and all(hasattr(i, "__len__") for i in iterables):
-            total = min((len(i) for i in iterables), default=0)
+        if progress:
+            if isinstance(items, list):
+                total = len(items)
+            elif all(hasattr(i, "__len__") for i in iterables):
+                total = min((len(i) for i in iterables), default=0)
         it = _ExecutorMapIterator(self._engine, True, _progress_bar(progress, total))
         window = max(1, buffersize) if buffersize else None
         if chunksize is None and getattr(self._engine, "maxtasks", None) is not None:
             # max_tasks_per_child counts items, as concurrent.futures' (chunksize 1) does: no
             # automatic batching then.
             chunksize = 1
-        job = MapJob(self._engine, fn, zip(*iterables), chunksize, True, it, lazy=True,
+        job = MapJob(self._engine, fn, items, chunksize, True, it, lazy=True,
                      window=window, timeout=task_timeout)
         it._bind(job)
         _start_job(job, self._engine,
@@ -120,10 +129,10 @@ class ProcessPoolExecutor(Executor):
             while True:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
-                    value = it.next(left)
+                    got = [it.next(left)]
                 except StopIteration:
                     return
-                yield value
+                yield got.pop()  # the generator keeps no reference to a result it handed over
         finally:
             if not job.exhausted or job.inflight:
                 job.abort()

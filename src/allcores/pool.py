@@ -27,9 +27,15 @@ RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 
 
 def _run_callback(cb, arg):
+    # multiprocessing runs callbacks in its result-handler thread, where one that raises prints
+    # its traceback and kills that thread (the pool hangs): here the traceback is printed and
+    # every other result is delivered as usual. Ctrl-C in the main thread propagates.
     try:
         cb(arg)
-    except Exception:  # a callback's failure must not break result delivery
+    except BaseException as exc:  # noqa: B902
+        if isinstance(exc, KeyboardInterrupt) and \
+                threading.current_thread() is threading.main_thread():
+            raise
         import traceback
         traceback.print_exc()
 
@@ -269,15 +275,24 @@ class IMapIterator:
         if self._pos >= len(values):
             self._cur = None
         if errors and i in errors:
-            return True, (False, item_error(errors, i))
-        return True, (True, values[i])
+            exc = item_error(errors, i)
+            errors[i] = None  # handed over: the iterator keeps no reference to it
+            return True, (False, exc)
+        value = values[i]
+        values[i] = None
+        return True, (True, value)
 
     def _has_ready(self):
         # Ordered: only the next run counts. Later runs arrive first all the time, and counting
         # them made the consumer spin through wait_for() until the next one came.
-        if self._cur is not None or self._done:
+        if self._cur is not None:
             return True
-        return self._next in self._ready if self._ordered else bool(self._ready)
+        if self._next in self._ready if self._ordered else self._ready:
+            return True
+        # The end, once every item sent came back (a failed input ends the map with items
+        # still in flight: their results come first).
+        return self._done and (self._delivered_total is None or
+                               self._next >= self._delivered_total)
 
     def next(self, timeout=None):
         # Runs once per item of every imap: kept to one frame, the common case first.

@@ -1,6 +1,6 @@
 """What allcores.Pool and ProcessPoolExecutor offer beyond the standard library: lambdas, closures
 and functions of __main__ travel (cloudpickle); Pool.submit() returns a concurrent.futures.Future;
-imap and Executor.map consume their input lazily; chunk sizes are chosen automatically;
+imap and Executor.map(buffersize=) consume their input lazily; chunk sizes are chosen automatically;
 progress bars.
 """
 import asyncio
@@ -250,7 +250,7 @@ def test_imap_consumes_its_input_lazily(pool, gate):
 def test_executor_map_consumes_its_input_lazily(allcores_impl, gate):
     source = CountingInput(30_000)
     with allcores_impl.executor(2) as ex:
-        it = ex.map(functools.partial(gated_square, gate=gate), source)
+        it = ex.map(functools.partial(gated_square, gate=gate), source, buffersize=8)
         assert next(it) == 0
         wait_until(lambda: source.taken >= 3, what="the workers taking the first items")
         threading.Event().wait(0.3)
@@ -261,7 +261,7 @@ def test_executor_map_consumes_its_input_lazily(allcores_impl, gate):
 
 def test_executor_map_of_an_endless_input_can_be_abandoned(allcores_impl):
     with allcores_impl.executor(2) as ex:
-        for value in ex.map(square, itertools.count()):
+        for value in ex.map(square, itertools.count(), buffersize=8):
             if value > 10_000:
                 break
         assert ex.submit(square, 3).result(30) == 9
