@@ -800,13 +800,14 @@ class Engine:
                 "process: CPython cannot fork a process with live subinterpreters. Create the "
                 "process pool first, or close (and join) the interpreter pool before")
         self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        # What the template's __main__ will hold: those functions travel by name.
-        self._main_names = ser.main_functions()
         self._template_args = (initializer, initargs, maxtasks, self._log_init_errors)
         self._template_deaths = []
         self._fork_template()
 
     def _fork_template(self):
+        # What the template's __main__ will hold (taken again for each template): those
+        # functions travel by name.
+        self._main_names = ser.main_functions()
         pid = _core.fork_template()
         if pid == 0:
             _template_main(self._region, self._efd, *self._template_args)
