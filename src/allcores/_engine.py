@@ -87,6 +87,8 @@ def _template_main(region, efd, initializer, initargs, maxtasks):
     try:
         import gc
         gc.freeze()  # objects inherited from the parent are never traversed, so never copied
+        from . import _inherited
+        _inherited.forget_parent_state()
         k = region.template_serve(efd)
         if k is None:
             code = 0
