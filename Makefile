@@ -17,6 +17,10 @@ export AC_TEST_BACKEND_PYTHONS
 # The quick bench run (tests/python/test_bench.py, 45 s) likewise runs on the default Python.
 AC_TEST_BENCH_PYTHON ?= $(DEFAULT_PY)
 export AC_TEST_BENCH_PYTHON
+# joblib's own test_parallel.py on the "allcores" backend (tests/python/test_joblib_suite.py, about
+# a minute) likewise runs on the default Python.
+AC_TEST_JOBLIB_PYTHON ?= $(DEFAULT_PY)
+export AC_TEST_JOBLIB_PYTHON
 
 venv_dir = $(if $(filter $(DEFAULT_PY),$(1)),$(VENV),$(VENV)-$(1))
 
