@@ -6,8 +6,9 @@ sender's mapping: both share the page cache), as with joblib's loky backend. "w+
 "r+", so the file is not truncated again. A slice, a transposed or a strided memmap arrives as
 the same view of the region. The stdlib copies the values instead (numpy pickles a memmap as a
 plain array); these travel as values too: a copy-on-write mapping (mode "c", whose changes are
-not in the file), a memmap with no file name, one of zero size, and files registered with
-by_value() (the temporary files of joblib's auto-memmapping: a result must not outlive them).
+not in the file), a memmap with no file name or whose file was removed, one of zero size, and
+files registered with by_value() (the temporary files of joblib's auto-memmapping: a result
+must not outlive them).
 
 The hook is _oob's pickler (reducer_override); the argument scan (allcores._core.is_big) counts
 every numpy.memmap as "big", so the payload takes that pickler whatever the memmap's size.
@@ -15,6 +16,7 @@ every numpy.memmap as "big", so the payload takes that pickler whatever the memm
 from __future__ import annotations
 
 import mmap
+import os
 import sys
 
 _MAPPABLE_MODES = ("r", "r+", "w+")
@@ -62,8 +64,9 @@ def reduce(a):
     import numpy as np
     m = _backing(a)
     if m is None or not isinstance(m, np.memmap) or m.filename is None or a.size == 0 or \
-            any(m.filename in s for s in _by_value_sets) or m.mode not in _MAPPABLE_MODES:
-        return np.asarray(a).__reduce_ex__(5)  # the values, as a plain array (out of band)
+            m.mode not in _MAPPABLE_MODES or any(m.filename in s for s in _by_value_sets) or \
+            not os.path.exists(m.filename):  # unlinked while mapped: only this process has it
+        return _values, (np.asarray(a),)  # a plain array (out of band)
     lo, hi, data = _extent(a)
     offset = m.offset + (lo - _extent(m)[0])
     if a.flags.c_contiguous or a.flags.f_contiguous:
@@ -71,6 +74,11 @@ def reduce(a):
         return _rebuild, (m.filename, a.dtype, m.mode, offset, a.shape, order, None, 0, 0)
     return _rebuild, (m.filename, a.dtype, m.mode, offset, a.shape, "C", a.strides,
                       data - lo, hi - lo)
+
+
+def _values(array):
+    """The receiver's own writable array, as a pickled array arrives from the stdlib."""
+    return array if array.flags.writeable else array.copy()
 
 
 def _rebuild(filename, dtype, mode, offset, shape, order, strides, data_offset, span):

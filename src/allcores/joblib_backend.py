@@ -108,10 +108,16 @@ def _pool_for(n_jobs, backend, options, initializer=None, initargs=()):
         pool = Pool(n_jobs, initializer, initargs, backend=backend, **options)
     with _pools_lock:
         old = _pools.get(key)
-        _pools[key] = (pool, initializer, initargs)
-    if old is not None and old[0] is not pool:
+        if old is not None and _usable(old[0]) and _same_initializer(old, initializer, initargs):
+            winner = old[0]  # another thread started one meanwhile: ours is not used
+        else:
+            winner = pool
+            _pools[key] = (pool, initializer, initargs)
+    if winner is not pool:
+        pool.terminate()
+    elif old is not None:
         old[0].close()  # tasks it still runs finish; new calls go to the new pool
-    return pool
+    return winner
 
 
 def _drop(pool):
@@ -241,13 +247,14 @@ class AllcoresBackend(AutoBatchingMixin, ParallelBackendBase):
         """joblib's max_nbytes, mmap_mode and temp_folder, as its process backends read them."""
         self._clean_temporary(force=False)
         self._max_nbytes = options.get("max_nbytes", 1e6)
-        if self.pool_backend != "process" or self._max_nbytes is None or \
-                get_memmapping_reducers is None or "numpy" not in sys.modules:
-            self._forward = None
+        self._forward = None
+        if self.pool_backend != "process" or get_memmapping_reducers is None or \
+                "numpy" not in sys.modules:
             return
-        self._temp = TemporaryResourcesManager(options.get("temp_folder"))
+        if self._max_nbytes is not None:  # else the reducer only maps memmap-backed arrays
+            self._temp = TemporaryResourcesManager(options.get("temp_folder"))
         forward, _ = get_memmapping_reducers(
-            temp_folder_resolver=self._temp.resolve_temp_folder_name,
+            temp_folder_resolver=self._temp.resolve_temp_folder_name if self._temp else None,
             max_nbytes=self._max_nbytes, mmap_mode=options.get("mmap_mode", "r"),
             verbose=options.get("verbose", 0), unlink_on_gc_collect=False, prewarm=False)
         import numpy as np

@@ -96,6 +96,14 @@ def test_a_copy_on_write_memmap_travels_as_its_values(pool, tmp_path):
     assert (kind, mode, total) == ("ndarray", None, 5.0)
 
 
+def test_a_memmap_whose_file_was_removed_travels_as_its_values(pool, tmp_path):
+    filename = str(tmp_path / "gone.mmap")
+    np.full(4, 2.0).tofile(filename)
+    orphan = np.memmap(filename, dtype=np.float64, mode="r+")
+    os.unlink(filename)  # the mapping lives on in this process only
+    assert pool.apply(describe, (orphan,))[:4] == ("ndarray", None, True, 8.0)
+
+
 def test_a_memmap_result_comes_back_as_a_mapping(pool, tmp_path):
     filename = str(tmp_path / "result.mmap")
     np.arange(5, dtype=np.float64).tofile(filename)
