@@ -221,6 +221,8 @@ class AllcoresBackend(AutoBatchingMixin, ParallelBackendBase):
         self._temp = None       # joblib's TemporaryResourcesManager of this call's dumped arrays
         self._forward = None    # joblib's reducer dumping big arrays there
         self._max_nbytes = None
+        self._temp_root = None
+        self._temp_lock = threading.Lock()
 
     def effective_n_jobs(self, n_jobs):
         if n_jobs == 0:
@@ -251,14 +253,21 @@ class AllcoresBackend(AutoBatchingMixin, ParallelBackendBase):
         if self.pool_backend != "process" or get_memmapping_reducers is None or \
                 "numpy" not in sys.modules:
             return
-        if self._max_nbytes is not None:  # else the reducer only maps memmap-backed arrays
-            self._temp = TemporaryResourcesManager(options.get("temp_folder"))
+        self._temp_root = options.get("temp_folder")
         forward, _ = get_memmapping_reducers(
-            temp_folder_resolver=self._temp.resolve_temp_folder_name if self._temp else None,
+            temp_folder_resolver=self._temp_folder,
             max_nbytes=self._max_nbytes, mmap_mode=options.get("mmap_mode", "r"),
             verbose=options.get("verbose", 0), unlink_on_gc_collect=False, prewarm=False)
         import numpy as np
         self._forward = forward[np.ndarray]
+
+    def _temp_folder(self):
+        """This call's folder for dumped arrays, made when the first is dumped: a call that dumps
+        nothing starts no resource tracker process and makes no folder."""
+        with self._temp_lock:
+            if self._temp is None:
+                self._temp = TemporaryResourcesManager(self._temp_root)
+            return self._temp.resolve_temp_folder_name()
 
     def _clean_temporary(self, force):
         temp, self._temp = self._temp, None

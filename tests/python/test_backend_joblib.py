@@ -91,11 +91,6 @@ def fill(out, i):
     out[i] = i + 1
 
 
-def array_kind(a):
-    return (type(a).__name__, getattr(a, "mode", None), bool(a.flags.writeable),
-            getattr(a, "filename", None), float(a.sum()))
-
-
 def test_workers_write_into_a_memmap_the_caller_opened(tmp_path):
     np = pytest.importorskip("numpy")
     filename = str(tmp_path / "out.mmap")
@@ -105,26 +100,49 @@ def test_workers_write_into_a_memmap_the_caller_opened(tmp_path):
         assert f.read() == np.arange(1, 51, dtype=np.float64).tobytes()
 
 
+_MEMMAPPING = textwrap.dedent("""
+    import os, sys, time
+    import numpy as np
+    import joblib, allcores.joblib_backend
+    from joblib import Parallel, delayed
+
+    def array_kind(a):
+        return (type(a).__name__, getattr(a, "mode", None), bool(a.flags.writeable),
+                getattr(a, "filename", None), float(a.sum()))
+
+    if __name__ == "__main__":
+        folder = sys.argv[1]
+        big = np.ones(300_000)  # 2.4 MB: over joblib's default max_nbytes (1 MB)
+        small = np.ones(1000)
+        kinds = Parallel(n_jobs=2, backend="allcores")(delayed(array_kind)(a) for a in (big, big, small))
+        print([k[:3] + (k[4],) for k in kinds])
+        kinds = Parallel(n_jobs=2, backend="allcores", max_nbytes="100K", mmap_mode="r+",
+                         temp_folder=folder)(delayed(array_kind)(a) for a in (big, small))
+        print([k[:3] for k in kinds], kinds[0][3].startswith(folder))
+        deadline = time.monotonic() + 30  # the call's dumps are removed once it ends
+        while any(files for _, _, files in os.walk(folder)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print(any(files for _, _, files in os.walk(folder)))
+        kinds = Parallel(n_jobs=2, backend="allcores", max_nbytes=None)(
+            delayed(array_kind)(big) for _ in range(2))
+        print([k[:3] for k in kinds])
+""")
+
+
+@pytest.mark.timeout(180)
 def test_big_inputs_are_memory_mapped_as_with_loky(tmp_path):
-    np = pytest.importorskip("numpy")
-    big = np.ones(300_000)  # 2.4 MB: over joblib's default max_nbytes (1 MB)
-    small = np.ones(1000)
-    run = joblib.Parallel(n_jobs=2, backend="allcores")
-    kinds = run(joblib.delayed(array_kind)(a) for a in (big, big, small))
-    assert [k[:3] for k in kinds] == [("memmap", "r", False)] * 2 + [("ndarray", None, True)]
-    assert [k[4] for k in kinds] == [300_000.0, 300_000.0, 1000.0]
-    folder = str(tmp_path / "dumps")
-    kinds = joblib.Parallel(n_jobs=2, backend="allcores", max_nbytes="100K", mmap_mode="r+",
-                            temp_folder=folder)(joblib.delayed(array_kind)(a) for a in (big, small))
-    assert kinds[0][:3] == ("memmap", "r+", True) and kinds[0][3].startswith(folder)
-    assert kinds[1][:3] == ("ndarray", None, True)  # 8 KB: under max_nbytes, copied
-    deadline = time.monotonic() + 30  # the call's dumps are removed once it ends
-    while any(files for _, _, files in os.walk(folder)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(files for _, _, files in os.walk(folder))
-    kinds = joblib.Parallel(n_jobs=2, backend="allcores", max_nbytes=None)(
-        joblib.delayed(array_kind)(big) for _ in range(2))
-    assert [k[:3] for k in kinds] == [("ndarray", None, True)] * 2
+    """In a program of its own: joblib's dumps start its resource tracker, a child process that
+    lives as long as the program."""
+    pytest.importorskip("numpy")
+    run = subprocess.run([sys.executable, "-c", _MEMMAPPING, str(tmp_path / "dumps")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.splitlines() == [
+        str([("memmap", "r", False, 300000.0)] * 2 + [("ndarray", None, True, 1000.0)]),
+        str([("memmap", "r+", True), ("ndarray", None, True)]) + " True",  # 8 KB: copied
+        "False",
+        str([("ndarray", None, True)] * 2),
+    ]
 
 
 # -- initializer ------------------------------------------------------------------------------
