@@ -38,6 +38,10 @@ export AC_TEST_PACKAGING_PYTHON
 # classes about 10 s. A comma-separated list of Pythons; set it to one to save time.
 AC_TEST_CPYTHON_SUITES_PYTHON ?= $(subst $(eval) ,$(comma),$(strip $(PYTHONS)))
 export AC_TEST_CPYTHON_SUITES_PYTHON
+# joblib's own test_parallel.py on the "allcores" backend (tests/python/test_joblib_suite.py, about
+# a minute) likewise runs on the default Python.
+AC_TEST_JOBLIB_PYTHON ?= $(DEFAULT_PY)
+export AC_TEST_JOBLIB_PYTHON
 
 venv_dir = $(if $(filter $(DEFAULT_PY),$(1)),$(VENV),$(VENV)-$(1))
 

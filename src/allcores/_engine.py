@@ -93,6 +93,8 @@ def _template_main(region, efd, initializer, initargs, maxtasks, log_init_errors
         import gc
         gc.freeze()  # objects inherited from the parent are never traversed, so never copied
         _core.isolate_fds([efd] + _std_stream_fds())
+        from . import _inherited
+        _inherited.forget_parent_state()
         k = region.template_serve(efd)
         if k is None:
             code = 0

@@ -19,6 +19,7 @@ import pickle
 import struct
 
 from . import _core
+from . import _memmap
 from . import _serialize as ser
 
 KIND_OOB = 0x200       # message kind bit: the payload is framed as above
@@ -50,8 +51,12 @@ def _rebuild_memoryview(buf):
 class _Pickler(pickle.Pickler):
     """Sends big bytes, bytearrays and memoryviews out of band (numpy does so by itself)."""
 
+    memmap = None  # numpy.memmap while numpy is imported: sent by reference (see _memmap)
+
     def reducer_override(self, obj):
         t = type(obj)
+        if t is self.memmap:
+            return _memmap.reduce(obj)
         if t in _BUFFER_TYPES and _is_big(obj):
             if t is memoryview and not obj.contiguous:
                 return NotImplemented
@@ -100,17 +105,18 @@ def dumps(obj) -> list:
     buffers = []
     f = io.BytesIO()
     p = _Pickler(f, ser.PROTOCOL, buffer_callback=buffers.append)
+    p.memmap = _memmap.memmap_type()
     try:
         p.dump(obj)
     except Exception:
         buffers = []
         f = io.BytesIO()
-        p = ser._cloudpickle().CloudPickler(f, ser.PROTOCOL, buffer_callback=buffers.append)
+        p = _memmap.cloud_pickler()(f, ser.PROTOCOL, buffer_callback=buffers.append)
         p.dump(obj)
     if len(buffers) > _core.OOB_MAX_BUFFERS:  # more than a frame may hold: send them in band
         buffers = []
         f = io.BytesIO()
-        ser._cloudpickle().CloudPickler(f, ser.PROTOCOL).dump(obj)
+        _memmap.cloud_pickler()(f, ser.PROTOCOL).dump(obj)
     stream = f.getbuffer()
     views = [b.raw() for b in buffers]
     n = len(views)

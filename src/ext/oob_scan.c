@@ -3,7 +3,8 @@
  *
  * Contract:
  * - is_big(obj): True for a bytes (SharedBytes included), bytearray or memoryview of at least
- *   OOB_MIN_BYTES bytes, and for a numpy.ndarray or numpy.memmap whose nbytes is at least that;
+ *   OOB_MIN_BYTES bytes, for a numpy.ndarray whose nbytes is at least that, and for any
+ *   numpy.memmap (it travels as a reference to its file, whatever its size: allcores/_memmap.py);
  *   False for anything else, subclasses included (they may pickle in their own way).
  * - wants_oob(*objs): True when one of objs, or an element one level inside a tuple or list of
  *   them, or a value of a dict of them, is big. The look is shallow on purpose: tiny tasks must
@@ -17,7 +18,8 @@
 #define OOB_MIN_BYTES (64 * 1024)
 
 /* numpy.ndarray is a static type, whose tp_name carries its module; numpy.memmap is a class
- * written in Python, whose tp_name is its bare name (its __module__ says "numpy"). */
+ * written in Python, whose tp_name is its bare name (its __module__ says "numpy").
+ * 1 numpy.ndarray, 2 numpy.memmap, 0 anything else. */
 static int numpy_array_type(PyTypeObject *t) {
   if (strcmp(t->tp_name, "numpy.ndarray") == 0) return 1;
   if (strcmp(t->tp_name, "memmap") != 0) return 0;
@@ -28,7 +30,7 @@ static int numpy_array_type(PyTypeObject *t) {
   }
   int is_numpy = PyUnicode_Check(module) && PyUnicode_CompareWithASCIIString(module, "numpy") == 0;
   Py_DECREF(module);
-  return is_numpy;
+  return is_numpy ? 2 : 0;
 }
 
 /* 1 big, 0 not, -1 error (numpy's nbytes raised). */
@@ -37,7 +39,8 @@ static int is_big(ac_module_state *st, PyObject *obj) {
   if (t == &PyBytes_Type || t == st->SharedBytes) return PyBytes_GET_SIZE(obj) >= OOB_MIN_BYTES;
   if (t == &PyByteArray_Type) return PyByteArray_GET_SIZE(obj) >= OOB_MIN_BYTES;
   if (t == &PyMemoryView_Type) return PyMemoryView_GET_BUFFER(obj)->len >= OOB_MIN_BYTES;
-  if (!numpy_array_type(t)) return 0;
+  int numpy_kind = numpy_array_type(t);
+  if (numpy_kind != 1) return numpy_kind == 2;
   PyObject *nbytes = PyObject_GetAttrString(obj, "nbytes");
   if (!nbytes) return -1;
   Py_ssize_t n = PyLong_AsSsize_t(nbytes);
