@@ -280,7 +280,7 @@ class Report:
                              f"{p.cpu_s:7.2f} {p.cores_used:5.2f} {pct(p.idle)}  {pct(p.held).strip()}")
             lines.append(f"doctor: {self.doctor_cpu_s * 1e3:.0f} ms of CPU in all processes "
                          f"({self.doctor_cost * 100:.1f}% of the program's CPU)")
-        lines.append(f"sampler: {self.samples} samples, one per {self.mean_interval_us or self.interval_us:.0f} us, "
+        lines.append(f"sampler: {self.samples or self.state_samples} samples, one per {self.mean_interval_us or self.interval_us:.0f} us, "
                      f"{self.sampler_cpu_s * 1e3:.0f} ms of CPU ({self.sampler_cost * 100:.1f}% of the run), "
                      f"{self.sampler_priority} priority")
         for n in self.notes:
