@@ -116,6 +116,7 @@ class TreePoller:
         self.procs[self.root] = me
         self._thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
         self._thread.start()
+        name_this_thread(tid=self._thread.native_id)
         return self
 
     def stop(self):
