@@ -201,7 +201,19 @@ def _start():
 def _after_fork():
     global _collector
     _collector = None  # the parent's; its threads did not come along
-    _start()
+    # Not from inside the fork hook: the interpreter is still finishing the fork (on a
+    # free-threaded build a thread started there can deadlock the child). The first Python call
+    # the child makes once the fork is done starts it, and hands back the profiler it found.
+    prev = sys.getprofile()
+
+    def _first_call(*args):
+        sys.setprofile(prev)
+        _start()
+        _mp_exit_hook()
+        if prev is not None:
+            return prev(*args)
+
+    sys.setprofile(_first_call)
 
 
 def _at_exit():
@@ -241,4 +253,3 @@ def install(start: bool = True):
 
 def _after_fork_and_hook():
     _after_fork()
-    _mp_exit_hook()

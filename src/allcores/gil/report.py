@@ -268,7 +268,7 @@ class Report:
                          f"{i['switches']} switches")
         if self.gil_disabled and self.threads:
             par = self.parallelism()
-            lines.append(f"no GIL (free-threaded build): {par['threads']} busy threads ran "
+            lines.append(f"no GIL (free-threaded build): {par['threads']} busy thread(s) ran "
                          f"{par['reached']:.2f} at a time on average (peak {par['peak']:.2f} cores)")
         if len(self.processes) > 1:
             lines.append(f"processes: {len(self.processes)}; the program's CPU {self.program_cpu_s:.2f} s, "
