@@ -43,7 +43,7 @@ def test_parallel_threads_are_said_to_run_in_parallel():
     assert "GIL is disabled" in r.verdict and "ran 2.80 at a time" in r.verdict and "ran in parallel" in r.verdict
     assert "take turns" not in r.verdict and "process pool" not in r.verdict
     text = r.summary()
-    assert "no GIL (free-threaded build): 3 busy threads ran 2.80 at a time" in text
+    assert "no GIL (free-threaded build): 3 busy thread(s) ran 2.80 at a time" in text
     assert "GIL held" not in text.splitlines()[0]
     d = json.loads(r.to_json())
     assert d["held"] is None and d["switches"] is None and d["gil_disabled"] is True

@@ -39,7 +39,7 @@ _collector = None
 class _Collector:
     def __init__(self, folder: str):
         from .meter import Meter
-        from .stacks import StackSampler
+        from .stacks import StackSampler, name_this_thread
         self.folder = folder
         self.pid = os.getpid()
         self.t0_ns = time.monotonic_ns()
@@ -57,6 +57,7 @@ class _Collector:
         self.term_pending = False
         self.thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
         self.thread.start()
+        name_this_thread(tid=self.thread.native_id)
 
     def _loop(self):
         from .stacks import name_this_thread
@@ -84,8 +85,9 @@ class _Collector:
         t = (time.monotonic_ns() - self.t0_ns) / 1e9
         if _in_worker_loop():
             self.pool_worker = True
-            # it got there since the last sample that saw it elsewhere
-            self.loop_s = t if self.preloop_s is None else min(t, self.preloop_s + STACK_S)
+            # it got there since the last sample that saw it elsewhere; the first sample finding
+            # it there says only that the start-up was shorter than one sampling period
+            self.loop_s = 0.0 if self.preloop_s is None else min(t, self.preloop_s + STACK_S)
             return True
         self.preloop_s = t
         return False
@@ -199,7 +201,19 @@ def _start():
 def _after_fork():
     global _collector
     _collector = None  # the parent's; its threads did not come along
-    _start()
+    # Not from inside the fork hook: the interpreter is still finishing the fork (on a
+    # free-threaded build a thread started there can deadlock the child). The first Python call
+    # the child makes once the fork is done starts it, and hands back the profiler it found.
+    prev = sys.getprofile()
+
+    def _first_call(*args):
+        sys.setprofile(prev)
+        _start()
+        _mp_exit_hook()
+        if prev is not None:
+            return prev(*args)
+
+    sys.setprofile(_first_call)
 
 
 def _at_exit():
@@ -239,4 +253,3 @@ def install(start: bool = True):
 
 def _after_fork_and_hook():
     _after_fork()
-    _mp_exit_hook()

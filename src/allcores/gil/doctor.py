@@ -32,7 +32,9 @@ USAGE = """usage: allcores doctor [--html FILE] [--json FILE] [--interval US] sc
        allcores doctor [options] -m module [args...]
 
 Runs a Python program under the GIL meter, then prints the GIL's use, each thread's share
-(held, waiting for the GIL, running without it, blocked), the cores used, and a verdict.
+(held, waiting for the GIL, running without it, blocked), the cores used, and a verdict. It
+follows every process the program starts (pools, subprocesses): one row per process, the cores
+the whole program used, and why a pool is not N times faster.
 
 options:
   --html FILE     write a self-contained HTML report (timeline, cores over time, numbers)

@@ -268,7 +268,7 @@ class Report:
                          f"{i['switches']} switches")
         if self.gil_disabled and self.threads:
             par = self.parallelism()
-            lines.append(f"no GIL (free-threaded build): {par['threads']} busy threads ran "
+            lines.append(f"no GIL (free-threaded build): {par['threads']} busy thread(s) ran "
                          f"{par['reached']:.2f} at a time on average (peak {par['peak']:.2f} cores)")
         if len(self.processes) > 1:
             lines.append(f"processes: {len(self.processes)}; the program's CPU {self.program_cpu_s:.2f} s, "
@@ -280,7 +280,7 @@ class Report:
                              f"{p.cpu_s:7.2f} {p.cores_used:5.2f} {pct(p.idle)}  {pct(p.held).strip()}")
             lines.append(f"doctor: {self.doctor_cpu_s * 1e3:.0f} ms of CPU in all processes "
                          f"({self.doctor_cost * 100:.1f}% of the program's CPU)")
-        lines.append(f"sampler: {self.samples} samples, one per {self.mean_interval_us or self.interval_us:.0f} us, "
+        lines.append(f"sampler: {self.samples or self.state_samples} samples, one per {self.mean_interval_us or self.interval_us:.0f} us, "
                      f"{self.sampler_cpu_s * 1e3:.0f} ms of CPU ({self.sampler_cost * 100:.1f}% of the run), "
                      f"{self.sampler_priority} priority")
         for n in self.notes:

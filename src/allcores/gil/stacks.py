@@ -26,10 +26,12 @@ DOCTOR_THREADS = ("allcores-doctor",)
 DOCTOR_COMMS = (b"allcores-doctor", b"allcores-gil")
 
 
-def name_this_thread(name: str = "allcores-doctor") -> None:
-    """Gives the calling thread its name in the kernel's view too (/proc/.../comm)."""
+def name_this_thread(name: str = "allcores-doctor", tid: int | None = None) -> None:
+    """Gives a thread of this process (the calling one by default) its name in the kernel's view
+    too (/proc/.../comm); done by the starter as soon as the thread exists, so that no poll sees
+    it unnamed."""
     try:
-        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as f:
+        with open(f"/proc/self/task/{tid or threading.get_native_id()}/comm", "w") as f:
             f.write(name[:15])
     except OSError:
         pass

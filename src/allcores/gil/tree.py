@@ -69,7 +69,7 @@ class Proc:
         self.child_ticks = 0
         self.points: list[tuple[float, int, float]] = []   # (t, own ticks, threads wanting a CPU)
         self.fd: int | None = None
-        self.task_fds: dict[int, list] = {}   # tid -> [schedstat fd, last run+wait ns, name checks]
+        self.task_fds: dict[int, list] = {}   # tid -> [schedstat fd, last run+wait ns, the doctor's]
         self.runnable_sum = 0.0      # threads wanting a CPU, summed over the polls it was busy in
         self.runnable_polls = 0
 
@@ -116,6 +116,7 @@ class TreePoller:
         self.procs[self.root] = me
         self._thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
         self._thread.start()
+        name_this_thread(tid=self._thread.native_id)
         return self
 
     def stop(self):
@@ -217,8 +218,9 @@ class TreePoller:
     def _runnable_threads(self, p: Proc, nthreads: int, dt: float) -> float:
         """How many of the process's threads wanted a CPU over the last poll interval, on
         average: the time each spent on a CPU or runnable waiting for one (schedstat), over the
-        interval. Other programs' load makes threads wait, not want more, so the sum counts
-        this program's demand for cores; the doctor's own threads are left out."""
+        interval. A CPU-bound thread counts 1.0 however loaded the machine is (it waits for
+        what it does not get); a thread woken for a moment counts more on a loaded machine,
+        where it waits longer. The doctor's own threads are left out."""
         try:
             tids = [int(t) for t in os.listdir(f"/proc/{p.pid}/task")]
         except OSError:
@@ -232,18 +234,20 @@ class TreePoller:
             try:
                 if st is None:
                     fd = os.open(f"/proc/{p.pid}/task/{tid}/schedstat", os.O_RDONLY)
-                    st = p.task_fds[tid] = [fd, None, 0]
-                if st[2] < 3:  # its name, until it has had time to name itself
-                    st[2] += 1
-                    comm = _read(f"/proc/{p.pid}/task/{tid}/comm", 64) or b""
-                    if comm.strip() in DOCTOR_COMMS:
-                        st[2] = 99
+                    st = p.task_fds[tid] = [fd, None, False]
                 f = os.pread(st[0], 128, 0).split()
                 total = int(f[0]) + int(f[1])
             except (OSError, ValueError, IndexError):
                 continue
-            if st[1] is not None and st[2] != 99:
-                want += total - st[1]
+            if st[1] is not None and not st[2]:
+                d = total - st[1]
+                # a thread that wanted a CPU a good part of the interval: is it the doctor's own?
+                # (they name themselves as they start, so the name is checked again until then)
+                if d >= 0.2e9 * dt:
+                    comm = _read(f"/proc/{p.pid}/task/{tid}/comm", 64) or b""
+                    st[2] = comm.strip() in DOCTOR_COMMS
+                if not st[2]:
+                    want += d
             st[1] = total
         for tid in set(p.task_fds) - set(tids):
             try:

@@ -283,8 +283,11 @@ def pool_findings(r) -> list[tuple[str, str]]:
     # tiny tasks: the pool's machinery itself (not pickling big data) is what runs, in the
     # workers or in the parent's main thread
     w_pool = w_kinds.get("pool", 0) / w_n if w_n else 0.0
-    main_pool = _kind_shares({"kinds": main.stacks.get("main_kinds") or {}}).get("pool", 0.0)
-    tiny = work_cpu > 0 and over_cpu >= TINY_OVERHEAD * work_cpu and \
+    main_sh = _kind_shares({"kinds": main.stacks.get("main_kinds") or {}})
+    main_pool = main_sh.get("pool", 0.0)
+    # a busy main thread in the caller's own code is the bottleneck whatever the workers do
+    own_code = main_busy >= PARENT_BUSY and main_sh.get("code", 0.0) >= 0.5
+    tiny = work_cpu > 0 and over_cpu >= TINY_OVERHEAD * work_cpu and not own_code and \
         ((w_n >= 3 and w_pool >= 0.5) or (main_busy >= PARENT_BUSY and main_pool >= 0.5))
 
     tail, window, tail_idle, tail_busy = _tail(workers)
@@ -312,7 +315,6 @@ def pool_findings(r) -> list[tuple[str, str]]:
                                    " They got less CPU than they asked for: other programs are competing for "
                                    "this machine's cores.")))
     if parent:
-        main_sh = _kind_shares({"kinds": main.stacks.get("main_kinds") or {}})
         what = sorted(((k, v) for k, v in (main_sh or m_sh).items()), key=lambda kv: -kv[1])
         said = {"code": "its own code", "pickling": "pickling", "unpickling": "unpickling",
                 "pool": "the pool's machinery"}
