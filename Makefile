@@ -21,8 +21,11 @@ AC_TEST_LONG_PYTHONS ?= 3.11 3.15
 export AC_TEST_LONG_PYTHONS
 # The Pool API suite runs on each other backend on one Python only (see backend_impls.py): the
 # thread backend where its threads run in parallel (3.13t), the interpreter backend on the
-# newest Python, dask on the default one.
-AC_TEST_BACKEND_PYTHONS ?= thread:3.13t,interpreter:3.15,dask:$(DEFAULT_PY)
+# newest Python, dask on the default one; on a machine without 3.13t or 3.15, on 3.11 and 3.13.
+ifndef AC_TEST_BACKEND_PYTHONS
+AC_TEST_BACKEND_PYTHONS := thread:$(if $(shell tools/find-python 3.13t),3.13t,$(DEFAULT_PY)),$\
+  interpreter:$(if $(shell tools/find-python 3.15),3.15,3.13),dask:$(DEFAULT_PY)
+endif
 export AC_TEST_BACKEND_PYTHONS
 # The quick bench run (tests/python/test_bench.py, 45 s) likewise runs on the default Python.
 AC_TEST_BENCH_PYTHON ?= $(DEFAULT_PY)

@@ -47,20 +47,38 @@ class ApplyResult:
         self._future = future
         self._callback = callback
         self._error_callback = error_callback
+        self._delivered = None
         if callback is not None or error_callback is not None:
+            # As multiprocessing, the result is ready once its callback has run. A Future wakes
+            # its waiters before it runs its done-callbacks, so get(), wait() and ready() also
+            # wait for this event (where threads run in parallel, get() would otherwise win).
+            self._delivered = threading.Event()
+            self._callback_thread = None
             future.add_done_callback(self._on_done)
 
     def _on_done(self, fut):
-        if fut.cancelled():
-            if self._error_callback is not None:
-                _run_callback(self._error_callback, CancelledError())
-            return
-        exc = fut.exception()
-        if exc is None:
-            if self._callback is not None:
-                _run_callback(self._callback, fut.result())
-        elif self._error_callback is not None:
-            _run_callback(self._error_callback, exc)
+        self._callback_thread = threading.get_ident()
+        try:
+            if fut.cancelled():
+                if self._error_callback is not None:
+                    _run_callback(self._error_callback, CancelledError())
+                return
+            exc = fut.exception()
+            if exc is None:
+                if self._callback is not None:
+                    _run_callback(self._callback, fut.result())
+            elif self._error_callback is not None:
+                _run_callback(self._error_callback, exc)
+        finally:
+            self._delivered.set()
+
+    def _callbacks_ran(self, deadline=None):
+        """After the future is done: waits until its callback has run (not in the callback's own
+        thread: a callback may look at its own result) or the deadline; True when it has."""
+        d = self._delivered
+        if d is None or d.is_set() or self._callback_thread == threading.get_ident():
+            return True
+        return d.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     @property
     def future(self):
@@ -68,7 +86,7 @@ class ApplyResult:
         return self._future
 
     def ready(self):
-        return self._future.done()
+        return self._future.done() and (self._delivered is None or self._delivered.is_set())
 
     def successful(self):
         if not self.ready():
@@ -76,19 +94,32 @@ class ApplyResult:
         return not self._future.cancelled() and self._future.exception() is None
 
     def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             self._future.exception(timeout)
         except (TimeoutError, CancelledError):
             pass
+        if self._future.done():
+            self._callbacks_ran(deadline)
 
     def get(self, timeout=None):
         fut = self._future
+        deadline = None if timeout is None or self._delivered is None else time.monotonic() + timeout
         try:
-            return fut.result(timeout)
+            value = fut.result(timeout)
         except TimeoutError:
             if fut.done():
+                if not self._callbacks_ran(deadline):
+                    raise multiprocessing.TimeoutError from None
                 raise  # the task itself raised TimeoutError (or TaskTimeout)
             raise multiprocessing.TimeoutError from None
+        except BaseException:
+            if not self._callbacks_ran(deadline):
+                raise multiprocessing.TimeoutError from None
+            raise
+        if self._delivered is not None and not self._callbacks_ran(deadline):
+            raise multiprocessing.TimeoutError
+        return value
 
     def __await__(self):
         import asyncio

@@ -194,6 +194,11 @@ def dask_cluster(**config):
     reducers in copyreg): undone afterwards, so that later tests see plain pickle."""
     import dask
     from distributed import LocalCluster
+    from gil_build import GIL_OFF
+    if GIL_OFF:
+        # distributed's profiler walks other threads' frames (sys._current_frames), which
+        # crashes a free-threaded 3.13 running without the GIL
+        config = {"distributed.worker.profile.enabled": False, **config}
     try:
         with dask.config.set(config):
             cluster = LocalCluster(n_workers=DASK_WORKERS, threads_per_worker=1, processes=True,

@@ -1,6 +1,7 @@
 """backend="auto": threads where they run Python in parallel (a free-threaded build whose GIL is
 off), processes elsewhere and whenever a task must be stoppable; `allcores info` says which and
 why. sys._is_gil_enabled and the build flag are stood in for, so every Python runs every case."""
+import copyreg
 import sys
 
 import pytest
@@ -66,6 +67,13 @@ def test_auto_takes_no_backend_options():
 ])
 def test_allcores_info_says_what_auto_picks_and_why(python, capsys, build, enabled, says):
     python(build, enabled)
-    assert cli.info() == 0
+    plain = dict(copyreg.dispatch_table)
+    try:
+        assert cli.info() == 0
+    finally:
+        # info imports dask.distributed where installed, which makes every exception class
+        # picklable by value (tblib's reducers): later tests expect plain pickle
+        copyreg.dispatch_table.clear()
+        copyreg.dispatch_table.update(plain)
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("auto")]
     assert len(lines) == 1 and says in lines[0]

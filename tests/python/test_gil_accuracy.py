@@ -18,6 +18,7 @@ import zlib
 import hashlib
 
 import pytest
+from gil_build import needs_gil
 
 import allcores.gil as gil
 
@@ -95,6 +96,7 @@ def show(r, **extra):
     print(r.summary(), extra)
 
 
+@needs_gil
 def test_two_spinners_take_turns():
     def check(res):
         r, recs, cores_truth = res
@@ -124,6 +126,7 @@ def test_two_spinners_take_turns():
     twice(lambda: run_spinners(2, 1.5), check)
 
 
+@needs_gil
 def test_lone_spinner_nobody_waits():
     def check(res):
         r, recs, cores_truth = res
@@ -140,6 +143,7 @@ def test_lone_spinner_nobody_waits():
     twice(lambda: run_spinners(1, 1.2), check)
 
 
+@needs_gil
 def test_sleeping_threads_hold_the_gil_briefly():
     def run():
         work = [0.0, 0.0]
@@ -181,6 +185,7 @@ def test_sleeping_threads_hold_the_gil_briefly():
     twice(run, check)
 
 
+@needs_gil
 def test_c_calls_that_release_the_gil_run_in_parallel():
     buf = os.urandom(4 << 20) * 4   # 16 MiB: hashlib and zlib release the GIL on big buffers
 
@@ -229,6 +234,7 @@ def switches_seen(recs):
     return sum(1 for k in range(1, len(items)) if items[k][1] != items[k - 1][1])
 
 
+@needs_gil
 def test_switch_interval_changes_the_switch_count():
     def run():
         out = []
@@ -254,6 +260,7 @@ def test_switch_interval_changes_the_switch_count():
     twice(run, check)
 
 
+@needs_gil
 def test_gil_hog_is_named():
     data = [random.random() for _ in range(300_000)]
 
@@ -315,6 +322,7 @@ def test_cpu_starvation_is_told_apart():
     twice(run, check)
 
 
+@needs_gil
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="own-GIL subinterpreters need Python 3.12")
 def test_own_gil_subinterpreter_is_counted_apart():
     code = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < 1.0: pass\n"

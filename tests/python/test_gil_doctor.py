@@ -5,6 +5,7 @@ import sys
 import textwrap
 
 import pytest
+from gil_build import needs_gil
 
 from allcores.gil import doctor
 
@@ -30,6 +31,7 @@ def doctor_cmd(*args, cwd=None):
                           text=True, timeout=120, cwd=cwd)
 
 
+@needs_gil
 def test_runs_a_script_with_its_arguments_and_reports(tmp_path):
     script = tmp_path / "prog.py"
     script.write_text(SPINNERS)

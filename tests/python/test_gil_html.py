@@ -11,11 +11,13 @@ import time
 import zlib
 
 import pytest
+from gil_build import needs_gil
 
 import allcores.gil as gil
 from allcores.gil.html import PALETTE
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sampler reads Linux /proc")
+pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sampler reads Linux /proc"),
+              needs_gil]
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: install Debian's chromium package "

@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from gil_build import needs_gil
 
 import allcores
 import allcores.gil as gil
@@ -46,6 +47,7 @@ def test_public_entry_points():
     assert _gil.PY_MINOR == sys.version_info.minor, "the layout was built for this Python"
 
 
+@needs_gil
 def test_json_has_the_contract_keys(tmp_path):
     r = run_threads([("alpha", spin, (0.3,)), ("beta", time.sleep, (0.3,))])
     path = tmp_path / "r.json"
@@ -95,6 +97,7 @@ def test_profile_hook_is_restored_and_chained():
     assert sys.getprofile() is None
 
 
+@needs_gil
 def test_timeline_holds_alternate_and_cores_are_drawn():
     r = run_threads([("a", spin, (0.6,)), ("b", spin, (0.6,))])
     holds = r.holds()
@@ -132,6 +135,7 @@ def test_meter_errors():
     m.stop()
 
 
+@needs_gil
 def test_self_test_rejects_a_wrong_layout_and_the_sampler_degrades():
     from allcores import _gil
     good = _gil.Sampler(switch_interval_us=round(sys.getswitchinterval() * 1e6))
@@ -147,6 +151,7 @@ def test_self_test_rejects_a_wrong_layout_and_the_sampler_degrades():
     assert any(t["cpu_ns"] > 0 for t in bad.threads()), "per-thread CPU is still measured"
 
 
+@needs_gil
 def test_without_the_layout_cpu_and_states_remain():
     r = run_threads([("a", spin, (0.4,)), ("b", spin, (0.4,))], meter=gil.meter(layout=False))
     assert r.held is None and r.switches is None and not r.gil_measured
@@ -246,6 +251,7 @@ def test_sampler_c_files_stay_free_of_python():
         assert not re.search(r'#\s*include\s*[<"]Python\.h', text), f"{path.name} must not include Python.h"
 
 
+@needs_gil
 def test_fork_while_sampling_and_exit_while_running():
     code = textwrap.dedent("""
         import os, threading, time
