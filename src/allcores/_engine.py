@@ -903,6 +903,8 @@ class Engine:
     def close(self):
         """No new work; workers exit once every queued task is done. Maps in progress go on:
         a lazy one (imap) keeps reading its input as its results are consumed, until join()."""
+        if self._in_forked_child():
+            return
         with self._lock:
             self._closing = True
             self._maybe_drain()
@@ -932,8 +934,15 @@ class Engine:
                     self._timed_entries -= 1
             self._maybe_drain()
 
+    def _in_forked_child(self):
+        """True in a process forked from the pool's owner: the region, the template and the
+        workers are the owner's, and nothing done here may stop them."""
+        return _forked_child and os.getpid() != self._pid
+
     def terminate(self):
         """Stop now: kill the workers, cancel what has not completed."""
+        if self._in_forked_child():
+            return
         with self._lock:
             self._closing = True
             self._terminated = True
@@ -942,6 +951,8 @@ class Engine:
         self.join()
 
     def join(self, timeout=None):
+        if self._in_forked_child():
+            return True
         if self._closing and self._jobs and not self._terminated:
             # Lazy maps stop waiting for their consumer: their results wait in their iterators
             # (as multiprocessing's do), or, for an iterator the program dropped, no more of the

@@ -321,3 +321,40 @@ def test_templates_forked_while_threads_run_give_no_fork_warning(allcores_impl):
     finally:
         stop.set()
         other.join(timeout=30)
+
+
+def test_a_forked_child_dropping_the_parents_pool_leaves_it_running():
+    """A forked child that closes, terminates or garbage-collects its copy of the parent's pool
+    must not stop the parent's: the region, template and workers are the parent's."""
+    import allcores
+    for how in ("terminate", "close", "drop"):
+        pool = allcores.Pool(2)
+        try:
+            assert pool.apply(abs, (-1,)) == 1
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    import warnings
+                    warnings.simplefilter("ignore")
+                    if how == "terminate":
+                        pool.terminate()
+                    elif how == "close":
+                        pool.close()
+                        pool.join()
+                    else:
+                        pool.__del__()  # what collecting it runs
+                except BaseException:
+                    code = 1
+                os._exit(code)
+            deadline = time.monotonic() + 30
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                assert time.monotonic() < deadline, "forked child hung"
+                time.sleep(0.01)
+            assert os.waitstatus_to_exitcode(status) == 0
+            assert pool.map(abs, range(-50, 0), chunksize=1) == list(range(50, 0, -1)), how
+        finally:
+            pool.terminate()
