@@ -244,7 +244,11 @@ def install(start: bool = True):
     if _installed or not os.environ.get(ENV):
         return
     _installed = True
-    os.register_at_fork(after_in_child=_after_fork_and_hook)
+    # With the GIL off, starting a collector in a forked child was seen to deadlock it (3.13t:
+    # a multiprocessing worker on a semaphore, allcores' template on a runtime lock): forked
+    # children are then measured from /proc only.
+    if getattr(sys, "_is_gil_enabled", lambda: True)():
+        os.register_at_fork(after_in_child=_after_fork_and_hook)
     atexit.register(_at_exit)
     if start:
         _start()
