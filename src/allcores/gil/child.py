@@ -69,8 +69,14 @@ class _Collector:
                 with self._slock:
                     found = self.sample()
                 now = time.monotonic()
-                if found or now - last >= WRITE_S:
+                # rewritten every second at first, then every tenth of the time so far: a file
+                # holds the whole timeline, so a long run must not rewrite it ever more often
+                if found or now - last >= max(WRITE_S, 0.1 * (now - self.t0_ns / 1e9)):
                     last = now
+                    if not os.path.isdir(self.folder):  # the doctor is gone: stop measuring
+                        self._stop.set()
+                        self.meter.stop()
+                        break
                     self.write()
             except Exception:  # never take the program down
                 pass
