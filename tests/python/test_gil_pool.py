@@ -12,7 +12,12 @@ import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the doctor reads Linux /proc")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the doctor reads Linux /proc"),
+    pytest.mark.skipif(not getattr(sys, "_is_gil_enabled", lambda: True)(),
+                       reason="with the GIL off, forked children carry no collector (docs/gil.md, what the "
+                              "doctor cannot see), so the pool findings are not made"),
+]
 
 POOL_CODES = {"parallel", "parent-bound", "tiny-tasks", "imbalance", "oversubscribed", "startup-bound"}
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)

@@ -69,8 +69,14 @@ class _Collector:
                 with self._slock:
                     found = self.sample()
                 now = time.monotonic()
-                if found or now - last >= WRITE_S:
+                # rewritten every second at first, then every tenth of the time so far: a file
+                # holds the whole timeline, so a long run must not rewrite it ever more often
+                if found or now - last >= max(WRITE_S, 0.1 * (now - self.t0_ns / 1e9)):
                     last = now
+                    if not os.path.isdir(self.folder):  # the doctor is gone: stop measuring
+                        self._stop.set()
+                        self.meter.stop()
+                        break
                     self.write()
             except Exception:  # never take the program down
                 pass
@@ -244,7 +250,11 @@ def install(start: bool = True):
     if _installed or not os.environ.get(ENV):
         return
     _installed = True
-    os.register_at_fork(after_in_child=_after_fork_and_hook)
+    # With the GIL off, starting a collector in a forked child was seen to deadlock it (3.13t:
+    # a multiprocessing worker on a semaphore, allcores' template on a runtime lock): forked
+    # children are then measured from /proc only.
+    if getattr(sys, "_is_gil_enabled", lambda: True)():
+        os.register_at_fork(after_in_child=_after_fork_and_hook)
     atexit.register(_at_exit)
     if start:
         _start()
