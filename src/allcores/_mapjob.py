@@ -354,7 +354,13 @@ class MapJob:
         with self.lock:
             self.inflight -= 1
             self.chunker.observe(len(entry.items), elapsed)
-        self.sink.chunk(entry.start, values, errors)
+            # Read under the lock: once inflight is 0, feed() in another thread may hold the
+            # sink weakly (a consumer that dropped it gets nothing more).
+            sink = self.sink
+        if type(sink) is weakref.ref:
+            sink = sink()
+        if sink is not None:
+            sink.chunk(entry.start, values, errors)
         if to_feed is None:
             self.feed()
         else:
@@ -366,30 +372,41 @@ class MapJob:
         resubmit (cancelled, the pool broke), every item fails with exc."""
         with self.lock:
             self.inflight -= 1
+            sink = self._sink_now()
         start = entry.start
         items = entry.items
         n = len(items)
-        if resubmit and not self.aborted and n > 1:
+        if sink is None:  # the consumer dropped its iterator
+            pass
+        elif resubmit and not self.aborted and n > 1:
             # Items before `index` may have run, but their results died with the worker, and
             # items after it never ran: only the one that was running fails; the rest run again.
             if index:
                 self._resubmit(start, items[:index])
             if index + 1 < n:
                 self._resubmit(start + index + 1, items[index + 1:])
-            self.sink.item(start + index, False, exc)
+            sink.item(start + index, False, exc)
         elif n == 1:
-            self.sink.item(start, False, exc)
+            sink.item(start, False, exc)
         else:
-            self.sink.chunk(start, [None] * n, _AllFailed(exc, n))
+            sink.chunk(start, [None] * n, _AllFailed(exc, n))
         self.feed()
+
+    def _sink_now(self):
+        """Under self.lock: the sink, held strongly for the caller (feed() may hold it weakly
+        once nothing is in flight); None when the consumer dropped it."""
+        sink = self.sink
+        return sink() if type(sink) is weakref.ref else sink
 
     def chunk_retry(self, entry):
         """The worker died running an untracked chunk: run it again, tracked."""
         with self.lock:
             self.inflight -= 1
+            sink = self._sink_now()
         if self.aborted:
             n = len(entry.items)
-            self.sink.chunk(entry.start, [None] * n, _AllFailed(CancelledError(), n))
+            if sink is not None:
+                sink.chunk(entry.start, [None] * n, _AllFailed(CancelledError(), n))
         else:
             self._resubmit(entry.start, entry.items)
         self.feed()

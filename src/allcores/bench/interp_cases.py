@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+from .backend_cases import _timed_map
 from .bars import bar, figure
 from .case import case
 from .pool_cases import median_round, paired_rounds, private_mib
@@ -40,10 +41,10 @@ class _Pool:
     def submit(self, fn, x):
         return self.p.submit(fn, x)
 
-    def map(self, fn, xs):
+    def map(self, fn, xs, chunksize=1):
         if self.kind == "allcores":
-            return self.p.map(fn, xs, chunksize=1)
-        return list(self.p.map(fn, xs))
+            return self.p.map(fn, xs, chunksize=chunksize)
+        return list(self.p.map(fn, xs))  # one task per item: it does not batch
 
     def close(self):
         if self.kind == "allcores":
@@ -124,20 +125,12 @@ def interp_cpu(lib, workers, p):
             _warm(pools[kind], workers)
             pools[kind].map(work, [n // 20] * (2 * workers))
 
-        def timed_map(kind):
-            t0 = time.perf_counter()
-            out = pools[kind].map(work, [n] * workers)
-            dt = time.perf_counter() - t0
-            if list(out) != [expected] * workers:
-                raise AssertionError("wrong results")
-            return dt
-
         def serial():
             t0 = time.perf_counter()
             work(n)
             return time.perf_counter() - t0
         steps = {"serial": serial}
-        steps.update({k: (lambda k=k: timed_map(k)) for k in KINDS})
+        steps.update({k: (lambda k=k: _timed_map(pools[k], n, workers, expected)) for k in KINDS})
         rounds = paired_rounds(steps, p["rounds"])
     finally:
         for pool in pools.values():
