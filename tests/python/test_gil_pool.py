@@ -12,6 +12,8 @@ import textwrap
 
 import pytest
 
+from allcores.gil.tree import POLL_S
+
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the doctor reads Linux /proc"),
     pytest.mark.skipif(not getattr(sys, "_is_gil_enabled", lambda: True)(),
@@ -47,13 +49,15 @@ if __name__ == "__main__":
 import multiprocessing as mp, random
 def make(seed):
     r = random.Random(seed)
-    return [r.random() for _ in range(150_000)]
+    return [r.random() for _ in range(50_000)]
 if __name__ == "__main__":
-    merged = []
+    hist = {}
     with mp.get_context("fork").Pool(2) as p:
-        for part in p.imap(make, range(10)):
-            merged = sorted(merged + part)   # the parent merges and sorts every result
-    print(len(merged))
+        for part in p.imap(make, range(32)):
+            for x in part:   # the parent bins every value of every result, in Python
+                k = int(x * 64)
+                hist[k] = hist.get(k, 0) + x * x
+    print(len(hist))
 """,
     "tiny": """
 import multiprocessing as mp
@@ -131,9 +135,10 @@ def check_figures(rep, workers):
     # cores_used counts the whole program: its CPU, the doctor's own taken out, over the wall time
     want = (rep["program_cpu_s"] - rep["doctor_cpu_s"]) / rep["wall_s"]
     assert rep["cores_used"] == pytest.approx(want, rel=1e-6)
-    # and the processes' own CPU adds up to it (each one read at its last poll: within 10%)
+    # and the processes' own CPU adds up to it: each one is read at its last poll, so a worker
+    # busy to its end may miss up to a poll's worth of CPU
     assert sum(p["cpu_s"] for p in procs) == pytest.approx(rep["program_cpu_s"] - rep["doctor_cpu_s"], rel=0.1,
-                                                           abs=0.05)
+                                                           abs=0.05 + POLL_S * len(ws))
     for p in procs:
         assert p["start_s"] <= p["end_s"] <= rep["wall_s"] + 0.5
         assert 0 <= p["idle"] <= 1 and p["busy"], p["pid"]

@@ -22,11 +22,11 @@ import time
 
 ENV = "ALLCORES_DOCTOR_DIR"
 #: The children's GIL meter: one sample per 10 ms, stretched to stay under 0.3% of one CPU; the
-#: stacks 5 times a second; the file rewritten every second. Every process pays this, busy or not.
+#: stacks 20 times a second (a short run still gets enough of them); the file rewritten every quarter second at first (a worker may be killed without a last write). Every process pays this, busy or not.
 CHILD_INTERVAL_US = 10000
 CHILD_BUDGET = 0.003
-STACK_S = 0.2
-WRITE_S = 1.0
+STACK_S = 0.05
+WRITE_S = 0.25
 THREAD_NAME = "allcores-doctor"
 
 # The stack frames of the worker loops that make a process a pool worker.
@@ -69,7 +69,7 @@ class _Collector:
                 with self._slock:
                     found = self.sample()
                 now = time.monotonic()
-                # rewritten every second at first, then every tenth of the time so far: a file
+                # rewritten every WRITE_S at first, then every tenth of the time so far: a file
                 # holds the whole timeline, so a long run must not rewrite it ever more often
                 if found or now - last >= max(WRITE_S, 0.1 * (now - self.t0_ns / 1e9)):
                     last = now

@@ -305,6 +305,9 @@ def pool_findings(r) -> list[tuple[str, str]]:
     oversub = runnable >= max(OVERSUB_FACTOR * cores, cores + 1) and bool(multi)
 
     parent = main_busy >= PARENT_BUSY and w_idle >= PARENT_WORKERS_IDLE and not tiny
+    # workers idle waiting for the parent end their work in whatever order it hands results on:
+    # which one finished last says nothing about the tasks' sizes
+    imbalance = imbalance and not parent
 
     if 1 - w_idle >= POOL_PARALLEL and not (parent or imbalance or startup or oversub or tiny):
         out.append(("parallel", f"The work uses the cores: the pool's {len(workers)} workers were busy "
