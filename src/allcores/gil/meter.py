@@ -7,6 +7,7 @@ the report is made still get their names.
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 import time
@@ -78,8 +79,11 @@ class _Names:
         self.snapshot()
 
     def snapshot(self):
+        main = threading.main_thread()
         for t in threading.enumerate():
-            nid = getattr(t, "native_id", None)
+            # the main thread's id is the process's: a process forked by C code (allcores'
+            # workers) keeps the native_id of the thread that forked its parent
+            nid = os.getpid() if t is main else getattr(t, "native_id", None)
             if nid:
                 self.threads[nid] = t
 
@@ -194,7 +198,7 @@ class Meter:
             events=s.events() if self.timeline else b"", cpu_points=s.cpu_points() if self.timeline else b"",
             names=names, notes=notes, interval_us=self.interval_us,
             gil_measured=bool(s.layout_ok and not s.gil_disabled and _gil_enabled()),
-            gil_disabled=not _gil_enabled(), main_native_id=threading.main_thread().native_id)
+            gil_disabled=not _gil_enabled(), main_native_id=os.getpid())
 
 
 def meter(interval_us: float | None = None, *, timeline: bool = True, layout: bool = True,
