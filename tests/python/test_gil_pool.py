@@ -36,8 +36,12 @@ PROGRAMS = {
     "cpu_pool": SPIN + """
 import multiprocessing as mp
 if __name__ == "__main__":
-    with mp.get_context("fork").Pool(2) as p:
+    p = mp.get_context("fork").Pool(2)
+    try:
         print(sum(p.map(spin, [1_000_000] * 16, chunksize=1)))
+    finally:
+        p.close()
+        p.join()
 """,
     "allcores_pool": SPIN + """
 import allcores
@@ -52,11 +56,15 @@ def make(seed):
     return [r.random() for _ in range(50_000)]
 if __name__ == "__main__":
     hist = {}
-    with mp.get_context("fork").Pool(2) as p:
+    p = mp.get_context("fork").Pool(2)
+    try:
         for part in p.imap(make, range(32)):
             for x in part:   # the parent bins every value of every result, in Python
                 k = int(x * 64)
                 hist[k] = hist.get(k, 0) + x * x
+    finally:
+        p.close()
+        p.join()
     print(len(hist))
 """,
     "tiny": """
@@ -76,8 +84,12 @@ def busy(s):
         pass
     return s
 if __name__ == "__main__":
-    with mp.get_context("fork").Pool(2) as p:
+    p = mp.get_context("fork").Pool(2)
+    try:
         print(p.map(busy, [0.05] * 7 + [1.2], chunksize=1))
+    finally:
+        p.close()
+        p.join()
 """,
     "oversub": """
 import multiprocessing as mp
@@ -89,8 +101,12 @@ def work(seed):
         a /= a.max()
     return float(a.sum())
 if __name__ == "__main__":
-    with mp.get_context("fork").Pool(2) as p:
+    p = mp.get_context("fork").Pool(2)
+    try:
         print(p.map(work, range(4), chunksize=1))
+    finally:
+        p.close()
+        p.join()
 """,
     "startup": """
 import multiprocessing as mp
@@ -98,8 +114,12 @@ import heavy_import  # noqa: F401  (every spawned worker imports it again)
 def sq(x):
     return x * x
 if __name__ == "__main__":
-    with mp.get_context("spawn").Pool(2) as p:
+    p = mp.get_context("spawn").Pool(2)
+    try:
         print(sum(p.map(sq, range(8))))
+    finally:
+        p.close()
+        p.join()
 """,
 }
 
