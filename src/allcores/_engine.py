@@ -485,7 +485,12 @@ class Engine:
         region = self._region
         while ov:
             tid, kind, payload = ov[0]
-            if not region.push_task(tid, kind, 0, payload, 0.0):
+            try:
+                if not region.push_task(tid, kind, 0, payload, 0.0):
+                    return
+            except _core.ClosedError:  # the pool broke or stopped: none of them can be queued now
+                while ov:
+                    self._refuse(ov.popleft()[0])
                 return
             ov.popleft()
 
@@ -656,7 +661,11 @@ class Engine:
                 if self._finished():
                     break
         except BaseException as exc:  # noqa: B902 - never die silently: break the pool instead
-            self._break(exc)
+            if isinstance(exc, (_core.ClosedError, _core.CorruptError)):
+                # The core's own errors are no public type: tasks fail as the stdlib's would.
+                self._break(BrokenProcessPool(f"the pool's shared region failed: {exc}"), exc)
+            else:
+                self._break(exc)
         finally:
             self._on_collector_exit()
 

@@ -16,7 +16,7 @@ import time
 import weakref
 from concurrent.futures import CancelledError
 
-from . import _oob
+from . import _core, _oob
 from . import _serialize as ser
 from . import _worker as W
 from .errors import TaskTimeout, WorkerLost
@@ -280,10 +280,15 @@ class MapJob:
                     self.inflight += 1
                     # Counted once registered: the sink waits for every item counted here.
                     self.submitted = start + len(items)
-                    if push is None or overflow or not push(
+                    try:
+                        pushed = push is not None and not overflow and push(
                             tid, kind | _oob.KIND_OOB if type(payload) is list else kind, 0,
-                            payload, 0.0):
-                        engine.submit_chunk(tid, payload, track)  # queues it without blocking
+                            payload, 0.0)
+                    except _core.ClosedError:  # the pool broke or stopped meanwhile
+                        pushed = False
+                    if not pushed:
+                        # Queues it without blocking; fails it (BrokenProcessPool) on a closed ring.
+                        engine.submit_chunk(tid, payload, track)
                     if failure is not None:
                         break
                 if failure is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 
 from ._mapjob import MapJob
-from .pool import IMapIterator, _progress_bar
+from .pool import IMapIterator, _progress_bar, _start_job
 
 __all__ = ["apply", "map", "starmap", "imap", "imap_unordered"]
 
@@ -112,7 +112,7 @@ def _imap(pool, fn, iterable, chunksize, ordered, star, progress):
     it = AsyncIMapIterator(pool._engine, ordered, _progress_bar(progress, total))
     job = MapJob(pool._engine, fn, iterable, chunksize, star, it, lazy=True)
     it._bind(job)
-    job.start()
+    _start_job(job, pool._engine)
     return it
 
 
