@@ -92,6 +92,16 @@ EXPECTED = {
 }
 
 
+#: Expected failures whose outcome depends on timing: they may pass (where workers take every
+#: queued task before shutdown() runs, nothing is left for cancel_futures to cancel).
+MAY_PASS = {_SHUT + "test_cancel_futures"}
+
+
+def may_pass(test_id):
+    cls, name = test_id.split(".")[-2:]
+    return f"{cls}.{name}" in MAY_PASS
+
+
 def expected_reason(test_id):
     cls, name = test_id.split(".")[-2:]
     return EXPECTED.get(f"{cls}.{name}")

@@ -5,6 +5,7 @@ what to set."""
 import os
 import subprocess
 import sys
+import sysconfig
 import textwrap
 
 import pytest
@@ -14,6 +15,12 @@ from allcores import _arena_size
 from allcores import _engine
 
 LIMIT_MIB = 1024  # far below the default arena on any machine with 4 GiB of RAM or more
+
+# A free-threaded CPython reserves address space of its own (mimalloc's arenas): under a 1 GiB
+# RLIMIT_AS it cannot even load its extension modules, with or without allcores.
+pytestmark = pytest.mark.skipif(bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+                                reason="a free-threaded CPython does not start under a 1 GiB "
+                                       "address space limit (its allocator reserves more)")
 
 
 def _run_limited(body, limit_mib=LIMIT_MIB, env=None):
