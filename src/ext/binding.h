@@ -50,6 +50,7 @@ int acx_register_process(PyObject *module);
 int acx_register_copy(PyObject *module);
 int acx_register_oob_scan(PyObject *module);
 int acx_register_oob_frame(PyObject *module);
+int acx_register_protocol(PyObject *module);
 __attribute__((weak)) int acx_register_shared(PyObject *module);
 __attribute__((weak)) int acx_register_interp(PyObject *module);
 

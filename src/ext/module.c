@@ -14,6 +14,7 @@ static int module_exec(PyObject *m) {
   if (acx_register_copy(m) < 0) return -1;
   if (acx_register_oob_scan(m) < 0) return -1;
   if (acx_register_oob_frame(m) < 0) return -1;
+  if (acx_register_protocol(m) < 0) return -1;
   if (acx_register_shared && acx_register_shared(m) < 0) return -1;
   if (acx_register_interp && acx_register_interp(m) < 0) return -1;
   return 0;

@@ -9,6 +9,7 @@
 
 #include "allcores/clock.h"
 #include "allcores/errors.h"
+#include "allcores/protocol.h"
 #include "allcores/region.h"
 #include "allcores/spin.h"
 #include "allcores/template.h"
@@ -134,9 +135,6 @@ static int check_worker(RegionObject *self, unsigned int k) {
   return 0;
 }
 
-/* Messages whose kind has this bit carry out-of-band buffers: they are received as a BlockBuffer
- * (a zero-copy view of their arena block) instead of a copy. */
-#define KIND_OOB 0x200u
 
 /* A view of an arena block; the block is freed when the last view of it goes. It keeps its Region
  * alive, so the mapping outlives every view. The block holds the receiver's own copy of the
@@ -250,12 +248,12 @@ static PyObject *message_tuple(RegionObject *self, const ac_msg *m, const uint8_
                  (unsigned long long)m->id, m->kind, m->len, (unsigned long long)m->block);
     return NULL;
   }
-  if (m->block && (m->kind & KIND_OOB) && !(held == NULL && results_pin_too_much(r))) {
+  if (m->block && (m->kind & AC_MSG_OOB) && !(held == NULL && results_pin_too_much(r))) {
     /* Zero copy: the block stays alive as long as the view (held stays set: a worker that dies
      * mid-task has its block freed by the parent; send_result clears it without freeing). */
     if (!held) ac_region_adopt(r, m->block);
     payload = block_buffer_new(self, m->block);
-  } else if (m->block && (m->kind & KIND_OOB)) {
+  } else if (m->block && (m->kind & AC_MSG_OOB)) {
     /* The caller keeps so many zero-copy results alive that workers could soon find no room
      * for theirs (a hang): this one is copied out, into writable memory as a view would be. */
     ac_block *b = ac_block_at(r->base, m->block);
