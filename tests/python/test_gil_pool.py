@@ -63,7 +63,7 @@ if __name__ == "__main__":
     hist = {}
     p = mp.get_context("fork").Pool(2)
     try:
-        for part in p.imap(make, range(32)):
+        for part in p.imap(make, range(96)):
             for x in part:   # the parent bins every value of every result, in Python
                 k = int(x * 64)
                 hist[k] = hist.get(k, 0) + x * x

@@ -270,3 +270,31 @@ def test_fork_while_sampling_and_exit_while_running():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "child 0 parent samples True" in p.stdout
+
+
+def _parent_bound_report(main_kinds):
+    """A pool run whose parent worked the whole time while its two workers waited, with the
+    main thread's stack samples given."""
+    from types import SimpleNamespace as NS
+    busy = [(0.1 * i, 0.1 * (i + 1), 1.0, 1.0) for i in range(20)]
+    idle = [(0.1 * i, 0.1 * (i + 1), 0.1, 0.1) for i in range(20)]
+    main = NS(role="main", busy=busy, cores_used=1.0, start_s=0.0, end_s=2.0, cpu_s=2.0,
+              stacks={"main_kinds": main_kinds, "kinds": dict(main_kinds),
+                      "top_code": [["<module> (prog.py:12)", main_kinds.get("code", 0)]]
+                      if main_kinds.get("code") else []})
+    workers = [NS(role="pool worker", busy=idle, cores_used=0.1, start_s=0.0, end_s=2.0, cpu_s=0.2,
+                  idle=0.9, stacks={"kinds": {"code": 3}}, startup_s=0.01, runnable=0.1)
+               for _ in range(2)]
+    return NS(processes=[main, *workers], cores_available=2, runnable=[], cores_used=1.2, wall_s=2.0)
+
+
+def test_parent_bound_says_what_the_parent_did_only_from_enough_samples():
+    from allcores.gil.verdict import PARENT_MIN_SAMPLES, pool_findings
+    found = dict(pool_findings(_parent_bound_report({"code": 18, "pool": 2})))
+    assert "its own code 90%, the pool's machinery 10%" in found["parent-bound"]
+    assert "the busiest code: <module> (prog.py:12)" in found["parent-bound"]
+    # one or two samples can land in the pool's code by chance: they are not a breakdown
+    few = dict(pool_findings(_parent_bound_report({"pool": PARENT_MIN_SAMPLES - 1})))
+    text = few["parent-bound"]
+    assert f"too few ({PARENT_MIN_SAMPLES - 1}) to tell what it was doing" in text
+    assert "machinery" not in text.split("Move that work")[0] and "busiest" not in text

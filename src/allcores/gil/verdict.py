@@ -207,6 +207,9 @@ OVERSUB_PER_PROCESS = 1.7
 #: module) before their worker loop, and at least STARTUP_MIN_S.
 STARTUP_SHARE = 0.3
 STARTUP_MIN_S = 0.2
+#: The main thread's stack samples needed before the verdict says what it spent its time on
+#: (at 20 samples a second; fewer say little: one or two can land in the pool's code by chance).
+PARENT_MIN_SAMPLES = 8
 _OVERHEAD_KINDS = ("pool", "pickling", "unpickling")
 
 
@@ -285,6 +288,9 @@ def pool_findings(r) -> list[tuple[str, str]]:
     w_pool = w_kinds.get("pool", 0) / w_n if w_n else 0.0
     main_sh = _kind_shares({"kinds": main.stacks.get("main_kinds") or {}})
     main_pool = main_sh.get("pool", 0.0)
+    # a handful of the main thread's samples can land in the pool's code by chance
+    n_main = sum((main.stacks.get("main_kinds") or main.stacks.get("kinds") or {}).values())
+    main_pool = main_pool if n_main >= PARENT_MIN_SAMPLES else 0.0
     # a busy main thread in the caller's own code is the bottleneck whatever the workers do
     own_code = main_busy >= PARENT_BUSY and main_sh.get("code", 0.0) >= 0.5
     tiny = work_cpu > 0 and over_cpu >= TINY_OVERHEAD * work_cpu and not own_code and \
@@ -322,8 +328,11 @@ def pool_findings(r) -> list[tuple[str, str]]:
         said = {"code": "its own code", "pickling": "pickling", "unpickling": "unpickling",
                 "pool": "the pool's machinery"}
         doing = ", ".join(f"{said.get(k, k)} {_pct(v)}" for k, v in what[:3] if v >= 0.05)
+        if n_main < PARENT_MIN_SAMPLES:
+            doing = (f"too few ({n_main}) to tell what it was doing, a run of a second or more "
+                     "gives enough") if n_main else ""
         top = (main.stacks.get("top_code") or [])
-        top_s = f"; the busiest code: {top[0][0]}" if top else ""
+        top_s = f"; the busiest code: {top[0][0]}" if top and n_main >= PARENT_MIN_SAMPLES else ""
         out.append(("parent-bound", f"The main process is the bottleneck: it was busy {_pct(main_busy)} of the time "
                                     f"the pool ran ({main_cores:.2f} of a core), and the {len(workers)} workers sat idle {_pct(w_idle)} of their "
                                     f"time waiting for it. Its main thread's stack samples: {doing or 'no Python running'}{top_s}. "
