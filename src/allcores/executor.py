@@ -1,6 +1,8 @@
 """allcores.ProcessPoolExecutor: a concurrent.futures.Executor on the allcores engine."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from concurrent.futures import Executor, TimeoutError as FuturesTimeout
@@ -47,6 +49,8 @@ class ProcessPoolExecutor(Executor):
             _warn_start_method(mp_context, 2)
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
+        self._backend = backend
+        self._owner_pid = os.getpid()
         if arena_size is not None and (backend != "process" or backend_options):
             backend_options["arena_size"] = arena_size
         if backend != "process" or backend_options:
@@ -149,6 +153,35 @@ class ProcessPoolExecutor(Executor):
             self._engine.join()
 
     shutdown.__doc__ = Executor.shutdown.__doc__
+
+    def terminate_workers(self):
+        """Terminate every worker process now (SIGTERM) and shut the executor down, as
+        concurrent.futures does from Python 3.14: queued tasks are cancelled, the running ones
+        fail with BrokenProcessPool (WorkerLost), and no more work is accepted. With the thread
+        and interpreter backends, whose workers are not processes, the running tasks' futures
+        are cancelled instead (a thread cannot be stopped: it finishes its task, unheard)."""
+        self._force_shutdown(signal.SIGTERM)
+
+    def kill_workers(self):
+        """As terminate_workers(), with SIGKILL: a worker cannot catch or ignore it."""
+        self._force_shutdown(signal.SIGKILL)
+
+    def _force_shutdown(self, signum):
+        # The pids first: shutdown() lets idle workers exit, and a pid read after that could
+        # already name another process.
+        pids = self._engine.worker_pids(timeout=0) if self._backend == "process" else None
+        self.shutdown(wait=False, cancel_futures=True)
+        if os.getpid() != self._owner_pid:  # a forked child: the workers are its parent's
+            return
+        if pids is None:
+            if self._backend != "dask":  # a cluster's workers are not this executor's to stop
+                self._engine.terminate()
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:  # it ended before the signal
+                pass
 
     def __del__(self):
         # As concurrent.futures: an executor dropped without shutdown() still finishes the
