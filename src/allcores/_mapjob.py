@@ -450,6 +450,24 @@ class MapJob:
         self.eager = True
         self.feed()
 
+    def stop_input(self, exc):
+        """Read no more input: the results of the items already sent come first, then exc (the
+        executor shut down under a map that reads its input as its consumer goes)."""
+        with self.lock:
+            report = not self.exhausted and not self._done_reported
+            if report:
+                self.exhausted = self._done_reported = True
+            finished = not report and self.exhausted and self.inflight == 0 and not self._done_reported
+            if finished:
+                self._done_reported = True
+            sink = self._sink_now()
+        if sink is not None:
+            if report:
+                sink.fail(exc)
+            elif finished:
+                sink.done()
+        self.engine.job_done(self)
+
     def abandon(self):
         """The consumer dropped the iterator: read no more input (chunks in flight finish)."""
         with self.lock:

@@ -5,6 +5,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from concurrent.futures import Executor, TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 
@@ -50,6 +51,7 @@ class ProcessPoolExecutor(Executor):
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
         self._backend = backend
+        self._input_maps = weakref.WeakSet()   # maps reading their input as they go (buffersize)
         self._owner_pid = os.getpid()
         if arena_size is not None and (backend != "process" or backend_options):
             backend_options["arena_size"] = arena_size
@@ -97,6 +99,11 @@ class ProcessPoolExecutor(Executor):
         """
         if chunksize is not None and chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
+        if buffersize is not None:
+            if not isinstance(buffersize, int):
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
         task_timeout = _check_timeout(task_timeout, self._engine)
         with self._shutdown_lock:
             if self._engine.broken is not None:
@@ -117,13 +124,15 @@ class ProcessPoolExecutor(Executor):
                 total = min((len(i) for i in iterables), default=0)
         it = _ExecutorMapIterator(self._engine, True, _progress_bar(progress, total))
         window = max(1, buffersize) if buffersize else None
-        if chunksize is None and getattr(self._engine, "maxtasks", None) is not None:
-            # max_tasks_per_child counts items, as concurrent.futures' (chunksize 1) does: no
-            # automatic batching then.
+        if chunksize is None and (buffersize or getattr(self._engine, "maxtasks", None) is not None):
+            # max_tasks_per_child counts items, as concurrent.futures' (chunksize 1) does, and
+            # buffersize bounds the items read ahead: no automatic batching then.
             chunksize = 1
         job = MapJob(self._engine, fn, items, chunksize, True, it, lazy=True,
                      window=window, timeout=task_timeout)
         it._bind(job)
+        if buffersize:
+            self._input_maps.add(job)
         _start_job(job, self._engine,
                    lambda: RuntimeError("cannot schedule new futures after shutdown"))
         return self._results(it, job, deadline)
@@ -146,6 +155,10 @@ class ProcessPoolExecutor(Executor):
     def shutdown(self, wait=True, *, cancel_futures=False):
         with self._shutdown_lock:
             self._shutdown = True
+        # A map with buffersize reads no more of its input: as concurrent.futures', it can
+        # submit nothing after shutdown (its iterator raises RuntimeError once it would have to).
+        for job in list(self._input_maps):
+            job.stop_input(RuntimeError("cannot schedule new futures after shutdown"))
         if cancel_futures:
             self._engine.cancel_queued()
         self._engine.close()
@@ -160,13 +173,17 @@ class ProcessPoolExecutor(Executor):
         fail with BrokenProcessPool (WorkerLost), and no more work is accepted. With the thread
         and interpreter backends, whose workers are not processes, the running tasks' futures
         are cancelled instead (a thread cannot be stopped: it finishes its task, unheard)."""
-        self._force_shutdown(signal.SIGTERM)
+        self._force_shutdown(operation="terminate")
 
     def kill_workers(self):
         """As terminate_workers(), with SIGKILL: a worker cannot catch or ignore it."""
-        self._force_shutdown(signal.SIGKILL)
+        self._force_shutdown(operation="kill")
 
-    def _force_shutdown(self, signum):
+    def _force_shutdown(self, operation):
+        # concurrent.futures' name and operations ("terminate", "kill"), which its tests call
+        signum = {"terminate": signal.SIGTERM, "kill": signal.SIGKILL}.get(operation)
+        if signum is None:
+            raise ValueError(f"Unsupported operation: {operation!r}")
         # The pids first: shutdown() lets idle workers exit, and a pid read after that could
         # already name another process.
         pids = self._engine.worker_pids(timeout=0) if self._backend == "process" else None

@@ -55,6 +55,7 @@ EXPECTED = {
     _EXE + "test_killed_child": _PRIVATE + "_processes",
     _EXE + "test_saturation": _PRIVATE + "_processes",
     _EXE + "test_max_tasks_per_child_defaults_to_spawn_context": _PRIVATE + "_mp_context",
+    _EXE + "test_force_shutdown_workers_stops_pool": _PRIVATE + "_processes",
     _EXE + "test_traceback": _PRIVATE + "the cause's type is concurrent.futures.process."
                              "_RemoteTraceback (allcores: multiprocessing.pool.RemoteTraceback)",
     _EXE + "test_python_finalization_error": _PRIVATE + "it replaces threading."
@@ -91,6 +92,16 @@ EXPECTED = {
         "chunk the input failed in, which this test counts on"),
 }
 
+
+#: Tests that are not run, with the reason: each reads a private attribute of the standard
+#: library's executor before it releases the tasks it started, which then wait for ever (the
+#: test's clean-up, shutdown(wait=True), would hang until the watchdog).
+NOT_RUN = {
+    _EXE + "test_broken_process_pool_traceback": _PRIVATE + "_processes (to terminate a worker); "
+    "its three tasks then wait for ever on an event nothing sets",
+    _EXE + "test_force_shutdown_workers": _PRIVATE + "_processes (to watch a worker's "
+    "terminate()); its task then waits for ever on an event nothing sets",
+}
 
 #: Expected failures whose outcome depends on timing: they may pass (where workers take every
 #: queued task before shutdown() runs, nothing is left for cancel_futures to cancel).
@@ -165,6 +176,11 @@ def _load(suite):
         mp.install_tests_in_module_dict(vars(mod), "fork", only_type="processes")
         for name in MP_CLASSES:
             tests.append((mod, vars(mod)[name]))
+    for mod, cls in tests:
+        for name in dir(cls):
+            reason = NOT_RUN.get(f"{cls.__name__}.{name}")
+            if reason:
+                setattr(cls, name, unittest.skip("not run: " + reason)(getattr(cls, name)))
     out = []
     for mod, cls in tests:
         out.append((mod, cls, loader.loadTestsFromTestCase(cls)))

@@ -1,6 +1,8 @@
-"""ProcessPoolExecutor.terminate_workers() and kill_workers(), as concurrent.futures has them from
-Python 3.14: the workers get the signal, queued work is cancelled, running work fails with
-BrokenProcessPool, and the executor accepts nothing more."""
+"""What concurrent.futures added in Python 3.14, on every Python: terminate_workers() and
+kill_workers() (the workers get the signal, queued work is cancelled, running work fails with
+BrokenProcessPool, the executor accepts nothing more), and map()'s buffersize (validated; at most
+that many items read ahead; after shutdown no more input is read)."""
+import itertools
 import os
 import signal
 import time
@@ -101,3 +103,47 @@ def test_force_shutdown_on_a_backend_without_processes(backend):
     with pytest.raises(RuntimeError):
         ex.submit(abs, 1)
     ex.shutdown(wait=True)
+
+
+def test_buffersize_is_validated_as_concurrent_futures_does():
+    with allcores.ProcessPoolExecutor(1) as ex:
+        for bad in ("foo", 2.0):
+            with pytest.raises(TypeError, match="buffersize must be an integer or None"):
+                ex.map(str, range(4), buffersize=bad)
+        for bad in (0, -1):
+            with pytest.raises(ValueError, match="buffersize must be None or > 0"):
+                ex.map(str, range(4), buffersize=bad)
+        assert list(ex.map(str, range(4), buffersize=1)) == ["0", "1", "2", "3"]
+
+
+def test_buffersize_reads_only_that_many_items_ahead():
+    ints = iter(range(10))
+    ex = allcores.ProcessPoolExecutor(2)
+    ex.map(str, ints, buffersize=2)
+    ex.shutdown(wait=True)
+    assert next(ints) == 2
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_shutdown_under_an_endless_buffered_map_reads_no_more_input(wait):
+    # the map's input never ends: shutdown must neither read it to its end (a hang) nor lose the
+    # results of what was sent; the iterator then says it can submit no more
+    ex = allcores.ProcessPoolExecutor(2)
+    counted = itertools.count()
+    res = ex.map(str, counted, buffersize=2)
+    assert next(res) == "0"
+    ex.shutdown(wait=wait)
+    got = []
+    with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
+        for x in res:
+            got.append(x)
+            assert len(got) < 100, "the map went on reading its input after shutdown"
+    assert got == [str(i) for i in range(1, len(got) + 1)]
+    assert next(counted) == len(got) + 1
+    ex.shutdown(wait=True)
+
+
+def test_force_shutdown_names_its_operation():
+    with allcores.ProcessPoolExecutor(1) as ex:
+        with pytest.raises(ValueError, match="Unsupported operation"):
+            ex._force_shutdown(operation="invalid operation")
