@@ -122,8 +122,18 @@ int ac_region_release(ac_region *r, uint64_t block);
 /* The receiver keeps a received block (a zero-copy view): it is tagged as the parent's, so that
  * reaping its sender never mistakes it for a result that never arrived. */
 void ac_region_adopt(ac_region *r, uint64_t block);
+/* Zero-copy views of a received block: its holders are counted in the block's refs (ac_block),
+ * and the last one to let go frees it. ac_region_share() counts `holders` on a block that had
+ * none: the views made of it, plus, for a worker's view of its own task's payload, the worker's
+ * record (take.block), which lets go when the task is finished (ac_worker_send_result). Until
+ * then the record still names the block for ac_region_reap, so a worker that dies holding views
+ * never leaks it. ac_region_unshare() lets one holder go. */
+void ac_region_share(ac_region *r, uint64_t block, int64_t holders);
+void ac_region_unshare(ac_region *r, uint64_t block);
 
-/* Worker-side steps. Each records what it is doing in the worker's record first. */
+/* Worker-side steps. Each records what it is doing in the worker's record first.
+ * ac_worker_send_result finishes the task once its result is published: the record lets go of
+ * the task's payload block, freeing it unless views still hold it (ac_region_share). */
 int ac_worker_next_task(ac_region *r, uint32_t k, ac_msg *msg, void *inline_buf, int64_t timeout_ns,
                         int64_t spin_ns);
 int ac_worker_send_result(ac_region *r, uint32_t k, ac_msg *msg, const struct iovec *parts,

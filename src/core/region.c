@@ -193,6 +193,24 @@ int ac_region_release(ac_region *r, uint64_t block) {
   return ac_arena_free(&r->hdr->arena, r->base, block);
 }
 
+void ac_region_share(ac_region *r, uint64_t block, int64_t holders) {
+  atomic_store(&ac_block_at(r->base, block)->refs, holders);
+}
+
+void ac_region_unshare(ac_region *r, uint64_t block) {
+  if (atomic_fetch_sub(&ac_block_at(r->base, block)->refs, 1) == 1) ac_region_release(r, block);
+}
+
+/* The record's hold on its task's block ends: a block no view shares (refs 0) was the record's
+ * alone. Views are only made by the worker itself, before this, so refs cannot go from 0 to
+ * more meanwhile; a view let go in another thread at the same time is settled by the count. */
+static void finish_task_block(ac_region *r, uint64_t block) {
+  if (atomic_load(&ac_block_at(r->base, block)->refs) == 0)
+    ac_region_release(r, block);
+  else
+    ac_region_unshare(r, block);
+}
+
 int ac_worker_next_task(ac_region *r, uint32_t k, ac_msg *msg, void *inline_buf, int64_t timeout_ns,
                         int64_t spin_ns) {
   ac_worker_rec *w = &r->workers[k];
@@ -221,7 +239,7 @@ int ac_worker_send_result(ac_region *r, uint32_t k, ac_msg *msg, const struct io
     uint64_t block = atomic_exchange(&w->take.block, 0);
     atomic_store(&w->take.id, 0);
     atomic_fetch_add(&w->tasks_done, 1);
-    if (block) ac_region_release(r, block);
+    if (block) finish_task_block(r, block);
   }
   return rc;
 }

@@ -1,7 +1,6 @@
 /* region_type.c: allcores._core.Region, the Python face of a pool's shared region (region.h).
- * Every wait releases the GIL and runs in slices so that signals (Ctrl-C) are handled within
- * WAIT_SLICE_NS; fast paths try once with the GIL held first, since releasing and re-taking the
- * GIL costs more than a push or pop that succeeds at once. */
+ * Every wait is acx_wait's (binding.h): one try with the GIL held, then slices without it with
+ * signals handled between them. */
 #include "binding.h"
 
 #include <structmember.h>
@@ -14,7 +13,6 @@
 #include "allcores/spin.h"
 #include "allcores/template.h"
 
-#define WAIT_SLICE_NS 50000000LL /* 50 ms between signal checks while blocked */
 #define MAX_PARTS 64
 #define GIL_FREE_COPY_BYTES (256 * 1024) /* copies bigger than this run without the GIL */
 #define POP_CLAIMS 32 /* threads of one process waiting in pop_results() at once, tracked */
@@ -40,7 +38,7 @@ typedef struct {
 #define RegionObject_CAST(op) ((RegionObject *)(op))
 
 static PyObject *raise_rc(RegionObject *self, int rc, const char *what) {
-  return ac_py_raise(ac_module_from_type(Py_TYPE(self)), rc, what);
+  return ac_py_raise_for((PyObject *)self, rc, what);
 }
 
 static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
@@ -168,10 +166,7 @@ static void BlockBuffer_dealloc(PyObject *op) {
   RegionObject *reg = (RegionObject *)self->region;
   /* A fork child inherits this object but not the block: freeing it there (a child that ends
    * with sys.exit() deallocates everything) would hand the parent's data to the next payload. */
-  if (reg && reg->region.base && self->pid == getpid()) {
-    ac_block *b = ac_block_at(reg->region.base, self->block);
-    if (atomic_fetch_sub(&b->refs, 1) == 1) ac_region_release(&reg->region, self->block);
-  }
+  if (reg && reg->region.base && self->pid == getpid()) ac_region_unshare(&reg->region, self->block);
   Py_XDECREF(self->region);
   tp->tp_free(op);
   Py_DECREF(tp);
@@ -210,13 +205,15 @@ int acx_block_buffer_region(ac_module_state *st, PyObject *obj, const struct ac_
   return 0;
 }
 
-static PyObject *block_buffer_new(RegionObject *region, uint64_t block) {
+/* A view of a received block; `recorded`: the block is the calling worker's task payload, which
+ * its record holds too until the task is finished (ac_region_share). */
+static PyObject *block_buffer_new(RegionObject *region, uint64_t block, int recorded) {
   ac_module_state *st = ac_state_from_type(Py_TYPE(region));
   if (!st) return NULL;
   BlockBufferObject *self = PyObject_New(BlockBufferObject, st->BlockBuffer);
   if (!self) return NULL;
   ac_block *b = ac_block_at(region->region.base, block);
-  atomic_store(&b->refs, 1);
+  ac_region_share(&region->region, block, recorded ? 2 : 1);
   Py_INCREF(region);
   self->region = (PyObject *)region;
   self->block = block;
@@ -250,9 +247,9 @@ static PyObject *message_tuple(RegionObject *self, const ac_msg *m, const uint8_
   }
   if (m->block && (m->kind & AC_MSG_OOB) && !(held == NULL && results_pin_too_much(r))) {
     /* Zero copy: the block stays alive as long as the view (held stays set: a worker that dies
-     * mid-task has its block freed by the parent; send_result clears it without freeing). */
+     * mid-task has its block freed by the parent; send_result lets go of the record's hold). */
     if (!held) ac_region_adopt(r, m->block);
-    payload = block_buffer_new(self, m->block);
+    payload = block_buffer_new(self, m->block, held != NULL);
   } else if (m->block && (m->kind & AC_MSG_OOB)) {
     /* The caller keeps so many zero-copy results alive that workers could soon find no room
      * for theirs (a hang): this one is copied out, into writable memory as a view would be. */
@@ -321,36 +318,26 @@ static int get_parts(PyObject *obj, Py_buffer *views, struct iovec *iov, int *n,
   return 0;
 }
 
-/* Sends on ring q: one attempt with the GIL held, then waits without it in signal-checked
- * slices. Returns 0, -ETIMEDOUT, or another code; -1 with an exception set after a signal. */
-static int send_waiting(RegionObject *self, ac_ring *q, ac_msg *msg, struct iovec *iov, int n,
-                        uint64_t total, uint64_t owner, _Atomic uint64_t *claim,
-                        _Atomic uint64_t *held, double timeout) {
-  ac_region *r = &self->region;
-  int rc = -ETIMEDOUT;
-  if (total <= GIL_FREE_COPY_BYTES) {
-    rc = ac_region_send(r, q, msg, iov, n, owner, claim, held, 0, NULL);
-    if (rc != -ETIMEDOUT) return rc;
-  }
-  int64_t deadline = timeout < 0 ? -1 : ac_now_ns() + (int64_t)(timeout * 1e9);
-  for (;;) {
-    int64_t slice = WAIT_SLICE_NS;
-    if (deadline >= 0) {
-      int64_t left = deadline - ac_now_ns();
-      if (left <= 0 && rc == -ETIMEDOUT && total <= GIL_FREE_COPY_BYTES) return -ETIMEDOUT;
-      if (left < 0) left = 0;
-      if (left < slice) slice = left;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = ac_region_send(r, q, msg, iov, n, owner, claim, held, slice, NULL);
-    Py_END_ALLOW_THREADS
-    if (rc == -ETIMEDOUT || rc == -EINTR) {
-      if (PyErr_CheckSignals() < 0) return -1;
-      if (deadline >= 0 && ac_now_ns() >= deadline) return -ETIMEDOUT;
-      continue;
-    }
-    return rc;
-  }
+/* One message to send: a task (k < 0) from the parent, or worker k's result. */
+typedef struct {
+  ac_region *r;
+  int64_t k;
+  ac_msg msg;
+  struct iovec *iov;
+  int n;
+  uint64_t total;
+} send_arg;
+
+/* acx_wait's step for a send. With the GIL held it only tries a small payload (a big copy runs
+ * without the GIL). */
+static int send_step(void *arg, int64_t timeout_ns, int gil_held) {
+  send_arg *a = arg;
+  if (gil_held && a->total > GIL_FREE_COPY_BYTES) return -EBUSY;
+  int rc = a->k < 0 ? ac_region_send(a->r, a->r->tasks, &a->msg, a->iov, a->n, AC_OWNER_PARENT,
+                                     NULL, NULL, timeout_ns, NULL)
+                    : ac_worker_send_result(a->r, (uint32_t)a->k, &a->msg, a->iov, a->n,
+                                            timeout_ns);
+  return gil_held && rc == -ETIMEDOUT ? -EAGAIN : rc;
 }
 
 PyDoc_STRVAR(Region_push_task__doc__,
@@ -374,12 +361,10 @@ static PyObject *Region_push_task(PyObject *op, PyObject *const *args, Py_ssize_
   int n;
   uint64_t total;
   if (get_parts(payload, views, iov, &n, &total) < 0) return NULL;
-  ac_msg msg = {.id = id, .kind = kind, .aux = aux};
-  int rc = send_waiting(self, self->region.tasks, &msg, iov, n, total, AC_OWNER_PARENT, NULL, NULL,
-                        timeout);
+  send_arg a = {&self->region, -1, {.id = id, .kind = kind, .aux = aux}, iov, n, total};
+  int rc = acx_wait(send_step, &a, acx_seconds_ns(timeout));
   for (int i = 0; i < n; i++) PyBuffer_Release(&views[i]);
-  if (rc == -1 && PyErr_Occurred()) return NULL;
-  if (rc == -ETIMEDOUT) Py_RETURN_FALSE;
+  if (rc == -ETIMEDOUT || rc == -EAGAIN) Py_RETURN_FALSE;
   if (rc) return raise_rc(self, rc, "push_task");
   Py_RETURN_TRUE;
 }
@@ -416,6 +401,38 @@ static void claim_release(RegionObject *self, ac_claim *claim, uint32_t bit) {
   atomic_fetch_and(&self->claims_used, ~bit);
 }
 
+/* A pop of the result ring. With the GIL held: one try; a caller that may wait (max_n > 0) then
+ * takes a claim record and its spin, and waits without the GIL, spinning in the first slice. */
+typedef struct {
+  RegionObject *self;
+  int may_wait;
+  ac_msg *m;
+  uint8_t *buf;
+  ac_watch *watch;
+  long long spin_cap;
+  int64_t spin;
+  ac_claim *claim;
+  uint32_t bit;
+} pop_arg;
+
+static int pop_step(void *arg, int64_t timeout_ns, int gil_held) {
+  pop_arg *a = arg;
+  ac_region *r = &a->self->region;
+  if (gil_held) {
+    int rc = ac_ring_try_pop(r->results, a->m, a->buf, NULL);
+    if (rc == 0 || !a->may_wait) return rc;
+    a->spin = ac_spin_budget(&a->self->result_spin, a->spin_cap);
+    a->claim = claim_acquire(a->self, &a->bit);
+    return -EBUSY; /* even a zero timeout gets its one wait, with the spin, without the GIL */
+  }
+  int64_t start = ac_now_ns();
+  int rc = ac_ring_pop_wait(r->results, a->m, a->buf, a->claim, timeout_ns, a->spin, a->watch);
+  if (a->spin > 0)
+    ac_spin_learn(&a->self->result_spin, a->spin_cap, a->spin, ac_now_ns() - start, rc == 0);
+  a->spin = 0;
+  return rc;
+}
+
 static PyObject *Region_pop_results(PyObject *op, PyObject *const *args, Py_ssize_t nargs) {
   RegionObject *self = RegionObject_CAST(op);
   unsigned int max_n, event_seen;
@@ -437,44 +454,17 @@ static PyObject *Region_pop_results(PyObject *op, PyObject *const *args, Py_ssiz
   if (!out) return NULL;
   uint8_t buf[AC_SLOT_INLINE];
   ac_msg m;
-  int rc = ac_ring_try_pop(r->results, &m, buf, NULL);
-  if (rc != 0 && max_n > 0) {
-    ac_watch watch = {&r->hdr->event_word, event_seen,
-                      poke_obj != Py_None ? &self->poke : NULL, poke_seen};
-    int64_t deadline = timeout < 0 ? -1 : ac_now_ns() + (int64_t)(timeout * 1e9);
-    int64_t spin = ac_spin_budget(&self->result_spin, spin_ns);
-    uint32_t bit = 0;
-    ac_claim *claim = claim_acquire(self, &bit);
-    for (;;) {
-      int64_t slice = WAIT_SLICE_NS;
-      int64_t start = ac_now_ns();
-      if (deadline >= 0) {
-        int64_t left = deadline - start;
-        if (left < 0) left = 0;
-        if (left < slice) slice = left;
-      }
-      Py_BEGIN_ALLOW_THREADS
-      rc = ac_ring_pop_wait(r->results, &m, buf, claim, slice, spin, &watch);
-      Py_END_ALLOW_THREADS
-      if (spin > 0) ac_spin_learn(&self->result_spin, spin_ns, spin, ac_now_ns() - start, rc == 0);
-      spin = 0;
-      if (rc == -ETIMEDOUT || rc == -EINTR) {
-        if (PyErr_CheckSignals() < 0) {
-          claim_release(self, claim, bit);
-          Py_DECREF(out);
-          return NULL;
-        }
-        if (deadline >= 0 && ac_now_ns() >= deadline) break;
-        continue;
-      }
-      break;
-    }
-    /* Counted in inflight before the claim lets go: with the GIL held, no other thread of this
-     * process runs in between. */
-    if (rc == 0) atomic_fetch_add(&self->inflight, 1);
-    claim_release(self, claim, bit);
-  } else if (rc == 0) {
-    atomic_fetch_add(&self->inflight, 1);
+  ac_watch watch = {&r->hdr->event_word, event_seen, poke_obj != Py_None ? &self->poke : NULL,
+                    poke_seen};
+  pop_arg a = {self, max_n > 0, &m, buf, &watch, spin_ns, 0, NULL, 0};
+  int rc = acx_wait(pop_step, &a, max_n > 0 ? acx_seconds_ns(timeout) : 0);
+  /* Counted in inflight before the claim lets go: with the GIL held, no other thread of this
+   * process runs in between. */
+  if (rc == 0) atomic_fetch_add(&self->inflight, 1);
+  claim_release(self, a.claim, a.bit);
+  if (rc == ACX_PYERR) {
+    Py_DECREF(out);
+    return NULL;
   }
   unsigned int got = 0;
   while (rc == 0) {
@@ -516,6 +506,33 @@ PyDoc_STRVAR(Region_next_task__doc__,
 "In worker k: wait for the next task and return (id, kind, aux, payload), or None once the\n"
 "task ring is closed and drained.");
 
+/* Worker k's wait for a task: one try with the GIL held, then waits without it, spinning in the
+ * first one. */
+typedef struct {
+  RegionObject *self;
+  uint32_t k;
+  ac_msg *m;
+  uint8_t *buf;
+  long long spin_cap;
+  int64_t spin;
+} next_arg;
+
+static int next_step(void *arg, int64_t timeout_ns, int gil_held) {
+  next_arg *a = arg;
+  ac_region *r = &a->self->region;
+  if (gil_held) {
+    int rc = ac_worker_next_task(r, a->k, a->m, a->buf, 0, 0);
+    a->spin = ac_spin_budget(&a->self->task_spin, a->spin_cap);
+    return rc == -ETIMEDOUT || rc == -EINTR ? -EAGAIN : rc;
+  }
+  int64_t start = ac_now_ns();
+  int rc = ac_worker_next_task(r, a->k, a->m, a->buf, timeout_ns, a->spin);
+  if (a->spin > 0)
+    ac_spin_learn(&a->self->task_spin, a->spin_cap, a->spin, ac_now_ns() - start, rc == 0);
+  a->spin = 0;
+  return rc;
+}
+
 static PyObject *Region_next_task(PyObject *op, PyObject *const *args, Py_ssize_t nargs) {
   RegionObject *self = RegionObject_CAST(op);
   unsigned int k;
@@ -527,17 +544,8 @@ static PyObject *Region_next_task(PyObject *op, PyObject *const *args, Py_ssize_
   ac_region *r = &self->region;
   uint8_t buf[AC_SLOT_INLINE];
   ac_msg m;
-  int rc = ac_worker_next_task(r, k, &m, buf, 0, 0);
-  int64_t spin = ac_spin_budget(&self->task_spin, spin_ns);
-  while (rc == -ETIMEDOUT || rc == -EINTR) {
-    if (PyErr_CheckSignals() < 0) return NULL;
-    int64_t start = ac_now_ns();
-    Py_BEGIN_ALLOW_THREADS
-    rc = ac_worker_next_task(r, k, &m, buf, WAIT_SLICE_NS, spin);
-    Py_END_ALLOW_THREADS
-    if (spin > 0) ac_spin_learn(&self->task_spin, spin_ns, spin, ac_now_ns() - start, rc == 0);
-    spin = 0;
-  }
+  next_arg a = {self, k, &m, buf, spin_ns, 0};
+  int rc = acx_wait(next_step, &a, -1);
   if (rc == AC_ECLOSED) Py_RETURN_NONE;
   if (rc) return raise_rc(self, rc, "next_task");
   return message_tuple(self, &m, buf, &r->workers[k].take.block);
@@ -562,20 +570,10 @@ static PyObject *Region_send_result(PyObject *op, PyObject *const *args, Py_ssiz
   int n;
   uint64_t total;
   if (get_parts(payload, views, iov, &n, &total) < 0) return NULL;
-  ac_region *r = &self->region;
-  ac_worker_rec *w = &r->workers[k];
-  ac_msg msg = {.id = id, .kind = kind, .aux = aux};
-  uint64_t owner = ac_owner_tag(k, atomic_load(&w->gen));
-  int rc = send_waiting(self, r->results, &msg, iov, n, total, owner, &w->push_pos,
-                        &w->result_block, -1.0);
+  send_arg a = {&self->region, k, {.id = id, .kind = kind, .aux = aux}, iov, n, total};
+  int rc = acx_wait(send_step, &a, -1);
   for (int i = 0; i < n; i++) PyBuffer_Release(&views[i]);
-  if (rc == -1 && PyErr_Occurred()) return NULL;
   if (rc) return raise_rc(self, rc, "send_result");
-  uint64_t block = atomic_exchange(&w->take.block, 0);
-  atomic_store(&w->take.id, 0);
-  atomic_fetch_add(&w->tasks_done, 1);
-  /* A block still held here is owned by a BlockBuffer of the task's arguments: freed with it. */
-  if (block && atomic_load(&ac_block_at(r->base, block)->refs) == 0) ac_region_release(r, block);
   Py_RETURN_NONE;
 }
 

@@ -2,6 +2,7 @@
  * received headers, the worker steps, the worker-slot state machine, and what the parent finds
  * after a worker dies in each window (ac_region_reap). */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -164,6 +165,110 @@ TEST_IMPL(region_send_inline_and_through_arena_with_parts) {
   ASSERT_EQ(ac_worker_next_task(&r, 0, &got, buf, 1000000, 0), -ETIMEDOUT);
   ASSERT_EQ(r.tasks->consumers_busy, 0);
   ASSERT_EQ(r.workers[0].state, AC_W_IDLE);
+  ac_region_destroy(&r);
+}
+
+/* A worker that keeps views of its task's payload (zero copy): the block outlives the task until
+ * the last view lets go, whichever comes first, the views or the result. */
+static uint64_t take_viewed_task(ac_region *r, uint64_t id, int64_t views) {
+  static char big[50000];
+  parent_send(r, id, big, sizeof big);
+  ac_msg got;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_OK(ac_worker_next_task(r, 0, &got, buf, 0, 0));
+  ASSERT_GT(got.block, 0);
+  ac_region_share(r, got.block, views + 1); /* the views and the worker's record */
+  return got.block;
+}
+
+static void send_ok(ac_region *r, uint64_t id) {
+  ac_msg res = {.id = id};
+  struct iovec out = {"ok", 2};
+  ASSERT_OK(ac_worker_send_result(r, 0, &res, &out, 1, -1));
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_OK(ac_ring_try_pop(r->results, &res, buf, NULL));
+  ASSERT_EQ(res.id, id);
+}
+
+TEST_IMPL(region_viewed_task_block_outlives_the_result) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  uint64_t block = take_viewed_task(&r, 1, 2);
+  uint64_t in_use = r.hdr->arena.bytes_in_use;
+  send_ok(&r, 1);
+  ASSERT_EQ(r.workers[0].take.block, 0); /* the record let go... */
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, in_use); /* ...but the views still hold it */
+  ASSERT_EQ(ac_block_at(r.base, block)->state, AC_BLOCK_PUBLISHED);
+  ac_region_unshare(&r, block);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, in_use);
+  ac_region_unshare(&r, block); /* the last view frees it */
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  ASSERT_EQ(r.hdr->arena.frees, 1);
+  ac_region_destroy(&r);
+}
+
+TEST_IMPL(region_views_let_go_before_the_result_free_the_block_once) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  uint64_t block = take_viewed_task(&r, 1, 1);
+  ac_region_unshare(&r, block); /* the view goes while the task runs: the record still holds */
+  ASSERT_GT(r.hdr->arena.bytes_in_use, 0);
+  ASSERT_EQ(r.workers[0].take.block, block);
+  send_ok(&r, 1);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  ASSERT_EQ(r.hdr->arena.frees, 1); /* freed once, by the result */
+  /* A block nobody views goes with the result, as before. */
+  static char big[50000];
+  parent_send(&r, 2, big, sizeof big);
+  ac_msg got;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_OK(ac_worker_next_task(&r, 0, &got, buf, 0, 0));
+  send_ok(&r, 2);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  ASSERT_EQ(r.hdr->arena.frees, 2);
+  ac_region_destroy(&r);
+}
+
+/* A view let go in another thread while the result is sent: the block is freed exactly once. */
+typedef struct {
+  ac_region *r;
+  uint64_t block;
+} unshare_arg;
+
+static void *unshare_thread(void *p) {
+  unshare_arg *a = p;
+  ac_region_unshare(a->r, a->block);
+  return NULL;
+}
+
+TEST_IMPL(region_view_and_result_racing_free_the_block_once) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  for (int i = 1; i <= 200; i++) {
+    unshare_arg a = {&r, take_viewed_task(&r, (uint64_t)i, 1)};
+    pthread_t t;
+    ASSERT_OK(pthread_create(&t, NULL, unshare_thread, &a));
+    send_ok(&r, (uint64_t)i);
+    ASSERT_OK(pthread_join(t, NULL));
+    ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+    ASSERT_EQ(r.hdr->arena.frees, (uint64_t)i);
+  }
+  ac_region_destroy(&r);
+}
+
+/* A worker killed while views of its task's payload lived: the parent frees the block. */
+TEST_IMPL(region_reap_frees_a_viewed_task_block) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  ASSERT_OK(ac_region_request_spawn(&r, 0));
+  ASSERT_OK(ac_region_host_spawned(&r, 0, 1));
+  take_viewed_task(&r, 4, 1);
+  mark_exited(&r, 0, 1, 9);
+  ac_reaped out;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+  ASSERT_EQ(out.task_id, 4);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
   ac_region_destroy(&r);
 }
 
