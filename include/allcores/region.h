@@ -138,6 +138,9 @@ int ac_worker_next_task(ac_region *r, uint32_t k, ac_msg *msg, void *inline_buf,
                         int64_t spin_ns);
 int ac_worker_send_result(ac_region *r, uint32_t k, ac_msg *msg, const struct iovec *parts,
                           int nparts, int64_t timeout_ns);
+/* Worker k starts item `item` of a chunk: its record names the item and when it began, so that
+ * a death or a timeout is charged to that item. */
+void ac_worker_set_item(ac_region *r, uint32_t k, uint64_t item);
 
 /* Parent-side: what happened to a worker slot the template marked EXITED. */
 typedef struct ac_reaped {
@@ -161,6 +164,13 @@ int ac_region_reap(ac_region *r, uint32_t k, ac_reaped *out, void *recovered_inl
  * the template (ac_template_notify). */
 int ac_region_request_spawn(ac_region *r, uint32_t k);
 int ac_region_request_kill(ac_region *r, uint32_t k);
+/* Parent: asks every worker to stop: AC_SHUTDOWN_DRAIN closes the task ring (workers finish
+ * what is queued, then exit), AC_SHUTDOWN_NOW has them killed. The word only ever rises. The
+ * caller then wakes the template. */
+void ac_region_shutdown(ac_region *r, uint32_t mode);
+/* Parent: takes one queued task off the task ring (it will never run) and frees its payload;
+ * *id gets its id. Returns 0, or -EAGAIN once none is left. */
+int ac_region_drain_task(ac_region *r, uint64_t *id);
 /* For hosts other than the template (threads, subinterpreters): slot k, requested with
  * ac_region_request_spawn, is now served by worker `id` (SPAWN -> STARTING; returns -EBUSY when
  * the slot was not requested), and later: worker k has ended with `status` (a wait status). */

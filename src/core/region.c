@@ -244,6 +244,31 @@ int ac_worker_send_result(ac_region *r, uint32_t k, ac_msg *msg, const struct io
   return rc;
 }
 
+void ac_worker_set_item(ac_region *r, uint32_t k, uint64_t item) {
+  ac_worker_rec *w = &r->workers[k];
+  atomic_store_explicit(&w->item, item, memory_order_relaxed);
+  /* release: whoever reads the start time also sees the item it belongs to */
+  atomic_store_explicit(&w->started_ns, ac_now_ns(), memory_order_release);
+}
+
+void ac_region_shutdown(ac_region *r, uint32_t mode) {
+  uint32_t cur = atomic_load(&r->hdr->shutdown);
+  while (mode > cur && !atomic_compare_exchange_weak(&r->hdr->shutdown, &cur, mode)) {
+  }
+  if (mode >= AC_SHUTDOWN_DRAIN) ac_ring_close(r->tasks);
+}
+
+int ac_region_drain_task(ac_region *r, uint64_t *id) {
+  uint8_t buf[AC_SLOT_INLINE];
+  ac_msg m;
+  int rc = ac_ring_try_pop(r->tasks, &m, buf, NULL);
+  if (rc) return rc;
+  /* A forged block offset is left alone: freeing it could free someone else's block. */
+  if (m.block && ac_region_check_msg(r, &m) == 0) ac_region_release(r, m.block);
+  *id = m.id;
+  return 0;
+}
+
 void ac_region_signal_event(ac_region *r) {
   atomic_fetch_add(&r->hdr->event_word, 1);
   ac_ring_wake_consumers(r->results);

@@ -72,6 +72,7 @@ int64_t acx_seconds_ns(double seconds);
 /* Registration hooks, one per file that defines types or functions. Weak ones are optional
  * subsystems that may be absent from a build. */
 int acx_register_region(PyObject *module);
+int acx_register_block_buffer(PyObject *module); /* called by acx_register_region */
 int acx_register_process(PyObject *module);
 int acx_register_copy(PyObject *module);
 int acx_register_oob_scan(PyObject *module);

@@ -272,6 +272,56 @@ TEST_IMPL(region_reap_frees_a_viewed_task_block) {
   ac_region_destroy(&r);
 }
 
+TEST_IMPL(region_shutdown_only_rises_and_closes_the_task_ring) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  ac_region_shutdown(&r, AC_SHUTDOWN_NONE);
+  ASSERT_EQ(r.hdr->shutdown, AC_SHUTDOWN_NONE);
+  ASSERT_EQ(r.tasks->closed, 0);
+  ac_region_shutdown(&r, AC_SHUTDOWN_NOW);
+  ASSERT_EQ(r.hdr->shutdown, AC_SHUTDOWN_NOW);
+  ASSERT_NE(r.tasks->closed, 0);
+  ac_region_shutdown(&r, AC_SHUTDOWN_DRAIN); /* never lowers: NOW stays NOW */
+  ASSERT_EQ(r.hdr->shutdown, AC_SHUTDOWN_NOW);
+  ac_msg m;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_EQ(ac_worker_next_task(&r, 0, &m, buf, 0, 0), AC_ECLOSED);
+  ac_region_destroy(&r);
+}
+
+TEST_IMPL(region_drain_tasks_frees_their_payloads) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  static char big[50000];
+  parent_send(&r, 1, big, sizeof big);
+  parent_send(&r, 2, "small", 5);
+  parent_send(&r, 3, big, sizeof big);
+  ASSERT_GT(r.hdr->arena.bytes_in_use, 0);
+  uint64_t id;
+  for (uint64_t want = 1; want <= 3; want++) {
+    ASSERT_OK(ac_region_drain_task(&r, &id));
+    ASSERT_EQ(id, want);
+  }
+  ASSERT_EQ(ac_region_drain_task(&r, &id), -EAGAIN);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  ASSERT_EQ(r.hdr->arena.frees, 2);
+  ac_region_shutdown(&r, AC_SHUTDOWN_DRAIN);
+  ASSERT_EQ(ac_region_drain_task(&r, &id), -EAGAIN);
+  ac_region_destroy(&r);
+}
+
+TEST_IMPL(region_worker_set_item_names_the_item_and_its_start) {
+  ac_region r;
+  make_region(&r, 2, 1 << 20);
+  int64_t before = ac_now_ns();
+  ac_worker_set_item(&r, 1, 42);
+  ASSERT_EQ(r.workers[1].item, 42);
+  ASSERT_GE(r.workers[1].started_ns, before);
+  ASSERT_LE(r.workers[1].started_ns, ac_now_ns());
+  ASSERT_EQ(r.workers[0].item, 0);
+  ac_region_destroy(&r);
+}
+
 TEST_IMPL(region_send_inline_boundary) {
   ac_region r;
   make_region(&r, 1, 1 << 20);
