@@ -9,7 +9,9 @@
  *   holds), written by the worker before each step, so that when it dies the parent can tell
  *   exactly which task was running and repair the rings (ac_region_reap).
  * - Payloads: ac_region_send copies the given parts inline into a slot when they fit, else into an
- *   arena block; the receiver gets the block offset and frees it with ac_region_release.
+ *   arena block; the receiver gets the block offset and frees it with ac_region_release, or,
+ *   for an out-of-band payload (ac_region_keep_in_block), keeps it as zero-copy views that the
+ *   last of its holders frees (ac_region_share).
  * - The memfd stays open with the mapping, so that a receiver can also map part of a block
  *   privately (ac_region_map_private): a copy-on-write view of the pages, with no copy made.
  * Functions return 0 or a negative code (errors.h, ring.h). */
@@ -122,6 +124,15 @@ int ac_region_release(ac_region *r, uint64_t block);
 /* The receiver keeps a received block (a zero-copy view): it is tagged as the parent's, so that
  * reaping its sender never mistakes it for a result that never arrived. */
 void ac_region_adopt(ac_region *r, uint64_t block);
+/* Whether a received payload in a block stays there, as zero-copy views (ac_region_share),
+ * rather than being copied out: only an out-of-band one does (AC_MSG_OOB, protocol.h); a worker's
+ * task always, a result for the parent only while more than half the arena is free: past that,
+ * results kept alive could leave workers no room for theirs (a hang). */
+int ac_region_keep_in_block(ac_region *r, const ac_msg *m, int for_worker);
+/* The receiver copied the payload of a received block out: frees the block. `held` (may be NULL)
+ * is a worker record's note of it (take.block), cleared first so that reaping the worker never
+ * frees the block a second time. */
+void ac_region_consume(ac_region *r, uint64_t block, _Atomic uint64_t *held);
 /* Zero-copy views of a received block: its holders are counted in the block's refs (ac_block),
  * and the last one to let go frees it. ac_region_share() counts `holders` on a block that had
  * none: the views made of it, plus, for a worker's view of its own task's payload, the worker's

@@ -11,6 +11,7 @@
 #include "allcores/clock.h"
 #include "allcores/errors.h"
 #include "allcores/futex.h"
+#include "allcores/protocol.h"
 
 #define PAGE ((uint64_t)1 << AC_PAGE_SHIFT)
 
@@ -191,6 +192,19 @@ void ac_region_adopt(ac_region *r, uint64_t block) {
 int ac_region_release(ac_region *r, uint64_t block) {
   if (block == 0) return 0;
   return ac_arena_free(&r->hdr->arena, r->base, block);
+}
+
+int ac_region_keep_in_block(ac_region *r, const ac_msg *m, int for_worker) {
+  if (!m->block || !(m->kind & AC_MSG_OOB)) return 0;
+  if (for_worker) return 1;
+  ac_arena *a = &r->hdr->arena;
+  return atomic_load_explicit(&a->bytes_in_use, memory_order_relaxed) <=
+         (a->pages << AC_PAGE_SHIFT) / 2;
+}
+
+void ac_region_consume(ac_region *r, uint64_t block, _Atomic uint64_t *held) {
+  if (held) atomic_store(held, 0);
+  ac_region_release(r, block);
 }
 
 void ac_region_share(ac_region *r, uint64_t block, int64_t holders) {

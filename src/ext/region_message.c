@@ -6,19 +6,11 @@
 
 #include <string.h>
 
-#include "allcores/protocol.h"
+#include "allcores/protocol.h" /* AC_MSG_OOB */
 
-/* True when more than half the arena is in use: the parent then stops pinning arena blocks under
- * the results it hands out. */
-static int results_pin_too_much(ac_region *r) {
-  ac_arena *a = &r->hdr->arena;
-  return atomic_load_explicit(&a->bytes_in_use, memory_order_relaxed) >
-         (a->pages << AC_PAGE_SHIFT) / 2;
-}
-
-/* Turns a received message into (id, kind, aux, payload bytes) and frees its block. `held` (may
- * be NULL) is the worker record's note of the block, cleared before the block is freed so the
- * parent never frees it a second time after this worker dies. */
+/* Turns a received message into (id, kind, aux, payload): a view of its block when the core says
+ * it stays there (ac_region_keep_in_block), else a copy, the block consumed. `held` (NULL for
+ * the parent) is the worker record's note of the block (ac_region_consume). */
 PyObject *acx_message_tuple(RegionObject *self, const ac_msg *m, const uint8_t *inline_buf,
                             _Atomic uint64_t *held) {
   ac_region *r = &self->region;
@@ -30,14 +22,14 @@ PyObject *acx_message_tuple(RegionObject *self, const ac_msg *m, const uint8_t *
                  (unsigned long long)m->id, m->kind, m->len, (unsigned long long)m->block);
     return NULL;
   }
-  if (m->block && (m->kind & AC_MSG_OOB) && !(held == NULL && results_pin_too_much(r))) {
+  if (ac_region_keep_in_block(r, m, held != NULL)) {
     /* Zero copy: the block stays alive as long as the view (held stays set: a worker that dies
      * mid-task has its block freed by the parent; send_result lets go of the record's hold). */
     if (!held) ac_region_adopt(r, m->block);
     payload = acx_block_buffer_new(self, m->block, held != NULL);
   } else if (m->block && (m->kind & AC_MSG_OOB)) {
-    /* The caller keeps so many zero-copy results alive that workers could soon find no room
-     * for theirs (a hang): this one is copied out, into writable memory as a view would be. */
+    /* An out-of-band result copied out (the arena is crowded): into writable memory, as a view
+     * would be. */
     ac_block *b = ac_block_at(r->base, m->block);
     payload = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)b->len);
     if (payload) {
@@ -45,7 +37,7 @@ PyObject *acx_message_tuple(RegionObject *self, const ac_msg *m, const uint8_t *
       memcpy(PyByteArray_AS_STRING(payload), ac_block_data(r->base, m->block), b->len);
       Py_END_ALLOW_THREADS
     }
-    ac_region_release(r, m->block);
+    ac_region_consume(r, m->block, NULL);
   } else if (m->block) {
     ac_block *b = ac_block_at(r->base, m->block);
     payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)b->len);
@@ -58,8 +50,7 @@ PyObject *acx_message_tuple(RegionObject *self, const ac_msg *m, const uint8_t *
         memcpy(PyBytes_AS_STRING(payload), ac_block_data(r->base, m->block), b->len);
       }
     }
-    if (held) atomic_store(held, 0);
-    ac_region_release(r, m->block);
+    ac_region_consume(r, m->block, held);
   } else {
     payload = PyBytes_FromStringAndSize((const char *)inline_buf, m->len);
   }

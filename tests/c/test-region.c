@@ -10,6 +10,7 @@
 
 #include "allcores/clock.h"
 #include "allcores/errors.h"
+#include "allcores/protocol.h"
 #include "allcores/region.h"
 #include "task.h"
 
@@ -170,15 +171,20 @@ TEST_IMPL(region_send_inline_and_through_arena_with_parts) {
 
 /* A worker that keeps views of its task's payload (zero copy): the block outlives the task until
  * the last view lets go, whichever comes first, the views or the result. */
-static uint64_t take_viewed_task(ac_region *r, uint64_t id, int64_t views) {
+static uint64_t take_big_task(ac_region *r, uint64_t id) {
   static char big[50000];
   parent_send(r, id, big, sizeof big);
   ac_msg got;
   uint8_t buf[AC_SLOT_INLINE];
   ASSERT_OK(ac_worker_next_task(r, 0, &got, buf, 0, 0));
   ASSERT_GT(got.block, 0);
-  ac_region_share(r, got.block, views + 1); /* the views and the worker's record */
   return got.block;
+}
+
+static uint64_t take_viewed_task(ac_region *r, uint64_t id, int64_t views) {
+  uint64_t block = take_big_task(r, id);
+  ac_region_share(r, block, views + 1); /* the views and the worker's record */
+  return block;
 }
 
 static void send_ok(ac_region *r, uint64_t id) {
@@ -218,11 +224,7 @@ TEST_IMPL(region_views_let_go_before_the_result_free_the_block_once) {
   ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
   ASSERT_EQ(r.hdr->arena.frees, 1); /* freed once, by the result */
   /* A block nobody views goes with the result, as before. */
-  static char big[50000];
-  parent_send(&r, 2, big, sizeof big);
-  ac_msg got;
-  uint8_t buf[AC_SLOT_INLINE];
-  ASSERT_OK(ac_worker_next_task(&r, 0, &got, buf, 0, 0));
+  take_big_task(&r, 2);
   send_ok(&r, 2);
   ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
   ASSERT_EQ(r.hdr->arena.frees, 2);
@@ -269,6 +271,45 @@ TEST_IMPL(region_reap_frees_a_viewed_task_block) {
   ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
   ASSERT_EQ(out.task_id, 4);
   ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  ac_region_destroy(&r);
+}
+
+/* Out-of-band payloads stay in their block: a worker's task always, a parent's result only while
+ * at most half the arena is in use. Everything else is copied out and consumed. */
+TEST_IMPL(region_keep_in_block_only_out_of_band_and_while_the_arena_has_room) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  static char big[50000];
+  struct iovec iov = {big, sizeof big};
+  ac_msg m = {.id = 1, .kind = AC_MSG_OOB};
+  ASSERT_OK(ac_region_send(&r, r.results, &m, &iov, 1, ac_owner_tag(0, 0), NULL, NULL, -1, NULL));
+  ASSERT_GT(m.block, 0);
+  ASSERT_EQ(ac_region_keep_in_block(&r, &m, 0), 1);
+  ASSERT_EQ(ac_region_keep_in_block(&r, &m, 1), 1);
+  ac_msg plain = m;
+  plain.kind = 0;
+  ASSERT_EQ(ac_region_keep_in_block(&r, &plain, 1), 0);
+  ac_msg in_slot = {.id = 2, .kind = AC_MSG_OOB, .len = 5};
+  ASSERT_EQ(ac_region_keep_in_block(&r, &in_slot, 1), 0);
+  /* Fill past half the arena: the parent's results are copied out now, workers' tasks are not. */
+  uint64_t half = (r.hdr->arena.pages << AC_PAGE_SHIFT) / 2;
+  while (r.hdr->arena.bytes_in_use <= half)
+    ASSERT_GT(ac_arena_alloc(&r.hdr->arena, r.base, 60000, AC_OWNER_PARENT), 0);
+  ASSERT_EQ(ac_region_keep_in_block(&r, &m, 0), 0);
+  ASSERT_EQ(ac_region_keep_in_block(&r, &m, 1), 1);
+  ac_region_destroy(&r);
+}
+
+TEST_IMPL(region_consume_forgets_the_record_then_frees) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  uint64_t block = take_big_task(&r, 7);
+  ASSERT_EQ(r.workers[0].take.block, block);
+  ac_region_consume(&r, block, &r.workers[0].take.block);
+  ASSERT_EQ(r.workers[0].take.block, 0);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  send_ok(&r, 7); /* the result frees nothing more */
+  ASSERT_EQ(r.hdr->arena.frees, 1);
   ac_region_destroy(&r);
 }
 
