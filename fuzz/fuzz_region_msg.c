@@ -3,7 +3,9 @@
  * not, inside the arena or not, just below the region's end), any length, and arena block
  * headers overwritten with arbitrary bytes, mixed with real messages sent through the arena.
  * Whatever a check accepts must lie inside the region, and the receiver then reads all of it; a
- * PROT_NONE guard page right after the region makes any read past its end fault.
+ * PROT_NONE guard page right after the region makes any read past its end fault. Received tasks
+ * end as the binding ends them: kept under zero-copy views (ac_region_share) or copied and
+ * consumed, then answered with ac_worker_send_result.
  *
  * Not scribbled on: the first 8 bytes of each page, where a free block keeps its free-stack
  * link. The allocator trusts that link (arena.c pop_free), so a forged one sends the next
@@ -13,6 +15,7 @@
 #include <sys/mman.h>
 
 #include "allcores/errors.h"
+#include "allcores/protocol.h"
 #include "allcores/region.h"
 #include "fuzz.h"
 
@@ -70,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       memset(payload, (int)step, len);
       struct iovec iov[3] = {{payload, len / 4}, {payload + len / 4, len / 2},
                              {payload + len / 4 + len / 2, len - len / 4 - len / 2}};
-      ac_msg m = {.id = (uint64_t)step + 1};
+      ac_msg m = {.id = (uint64_t)step + 1, .kind = fz_below(&f, 2) ? AC_MSG_OOB : 0};
       int rc = ac_region_send(&r, r.tasks, &m, iov, 3, AC_OWNER_PARENT, NULL, NULL, 0, NULL);
       FUZZ_CHECK(rc == 0 || rc == -ETIMEDOUT || rc == AC_ETOOBIG);
       break;
@@ -83,8 +86,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
       }
       receive(&r, &m, buf);
+      /* As the binding does: an out-of-band payload stays in its block under 1-3 views, some
+       * let go while the task runs, the rest after its result; another is copied and consumed. */
+      uint32_t views = 0, early = 0;
+      if (ac_region_keep_in_block(&r, &m, 1)) {
+        views = 1 + fz_below(&f, 3);
+        early = fz_below(&f, views + 1);
+        ac_region_share(&r, m.block, (int64_t)views + 1);
+      } else if (m.block) {
+        ac_region_consume(&r, m.block, &r.workers[0].take.block);
+      }
+      for (uint32_t i = 0; i < early; i++) ac_region_unshare(&r, m.block);
       ac_msg res = {.id = m.id};
       ac_worker_send_result(&r, 0, &res, NULL, 0, 0);
+      for (uint32_t i = early; i < views; i++) ac_region_unshare(&r, m.block);
       ac_ring_try_pop(r.results, &res, buf, NULL);
       break;
     }

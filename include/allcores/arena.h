@@ -46,7 +46,7 @@ typedef struct ac_block {
   _Atomic uint32_t state;
   uint32_t cls;
   _Atomic uint64_t owner; /* who allocated it (a tag chosen by the caller) */
-  _Atomic int64_t refs;   /* for blocks shared by reference; 0 otherwise */
+  _Atomic int64_t refs;   /* holders of a block shared by reference (region.h); 0 otherwise */
   uint64_t len;           /* payload bytes in use */
   uint64_t user[3];
 } ac_block;

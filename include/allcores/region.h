@@ -9,7 +9,9 @@
  *   holds), written by the worker before each step, so that when it dies the parent can tell
  *   exactly which task was running and repair the rings (ac_region_reap).
  * - Payloads: ac_region_send copies the given parts inline into a slot when they fit, else into an
- *   arena block; the receiver gets the block offset and frees it with ac_region_release.
+ *   arena block; the receiver gets the block offset and frees it with ac_region_release, or,
+ *   for an out-of-band payload (ac_region_keep_in_block), keeps it as zero-copy views that the
+ *   last of its holders frees (ac_region_share).
  * - The memfd stays open with the mapping, so that a receiver can also map part of a block
  *   privately (ac_region_map_private): a copy-on-write view of the pages, with no copy made.
  * Functions return 0 or a negative code (errors.h, ring.h). */
@@ -122,12 +124,34 @@ int ac_region_release(ac_region *r, uint64_t block);
 /* The receiver keeps a received block (a zero-copy view): it is tagged as the parent's, so that
  * reaping its sender never mistakes it for a result that never arrived. */
 void ac_region_adopt(ac_region *r, uint64_t block);
+/* Whether a received payload in a block stays there, as zero-copy views (ac_region_share),
+ * rather than being copied out: only an out-of-band one does (AC_MSG_OOB, protocol.h); a worker's
+ * task always, a result for the parent only while more than half the arena is free: past that,
+ * results kept alive could leave workers no room for theirs (a hang). */
+int ac_region_keep_in_block(ac_region *r, const ac_msg *m, int for_worker);
+/* The receiver copied the payload of a received block out: frees the block. `held` (may be NULL)
+ * is a worker record's note of it (take.block), cleared first so that reaping the worker never
+ * frees the block a second time. */
+void ac_region_consume(ac_region *r, uint64_t block, _Atomic uint64_t *held);
+/* Zero-copy views of a received block: its holders are counted in the block's refs (ac_block),
+ * and the last one to let go frees it. ac_region_share() counts `holders` on a block that had
+ * none: the views made of it, plus, for a worker's view of its own task's payload, the worker's
+ * record (take.block), which lets go when the task is finished (ac_worker_send_result). Until
+ * then the record still names the block for ac_region_reap, so a worker that dies holding views
+ * never leaks it. ac_region_unshare() lets one holder go. */
+void ac_region_share(ac_region *r, uint64_t block, int64_t holders);
+void ac_region_unshare(ac_region *r, uint64_t block);
 
-/* Worker-side steps. Each records what it is doing in the worker's record first. */
+/* Worker-side steps. Each records what it is doing in the worker's record first.
+ * ac_worker_send_result finishes the task once its result is published: the record lets go of
+ * the task's payload block, freeing it unless views still hold it (ac_region_share). */
 int ac_worker_next_task(ac_region *r, uint32_t k, ac_msg *msg, void *inline_buf, int64_t timeout_ns,
                         int64_t spin_ns);
 int ac_worker_send_result(ac_region *r, uint32_t k, ac_msg *msg, const struct iovec *parts,
                           int nparts, int64_t timeout_ns);
+/* Worker k starts item `item` of a chunk: its record names the item and when it began, so that
+ * a death or a timeout is charged to that item. */
+void ac_worker_set_item(ac_region *r, uint32_t k, uint64_t item);
 
 /* Parent-side: what happened to a worker slot the template marked EXITED. */
 typedef struct ac_reaped {
@@ -151,6 +175,13 @@ int ac_region_reap(ac_region *r, uint32_t k, ac_reaped *out, void *recovered_inl
  * the template (ac_template_notify). */
 int ac_region_request_spawn(ac_region *r, uint32_t k);
 int ac_region_request_kill(ac_region *r, uint32_t k);
+/* Parent: asks every worker to stop: AC_SHUTDOWN_DRAIN closes the task ring (workers finish
+ * what is queued, then exit), AC_SHUTDOWN_NOW has them killed. The word only ever rises. The
+ * caller then wakes the template. */
+void ac_region_shutdown(ac_region *r, uint32_t mode);
+/* Parent: takes one queued task off the task ring (it will never run) and frees its payload;
+ * *id gets its id. Returns 0, or -EAGAIN once none is left. */
+int ac_region_drain_task(ac_region *r, uint64_t *id);
 /* For hosts other than the template (threads, subinterpreters): slot k, requested with
  * ac_region_request_spawn, is now served by worker `id` (SPAWN -> STARTING; returns -EBUSY when
  * the slot was not requested), and later: worker k has ended with `status` (a wait status). */

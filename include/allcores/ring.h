@@ -21,10 +21,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "allcores/errors.h"
+
 #define AC_SLOT_BYTES 512
 #define AC_SLOT_INLINE (AC_SLOT_BYTES - 40)
 #define AC_KIND_TOMBSTONE 0xffffffffu /* a slot left by a dead producer; consumers skip it */
-#define AC_EEVENT (-4102)
 #define AC_LAZY_DEPTH 8 /* with lazy waking, items one busy consumer is trusted to absorb */
 
 typedef struct ac_msg {

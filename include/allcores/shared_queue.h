@@ -5,7 +5,7 @@
  * - Small items are copied into a byte ring; items bigger than a quarter of the ring go into an
  *   arena block of the same segment (arena.h) and the ring carries the block's offset, so an item
  *   never depends on its producer staying alive, and big copies run outside the queue's mutex.
- * - The queue's state (head, tail, count) changes under one robust mutex (shared_lock.h), and only
+ * - The queue's state (head, tail, count) changes under one robust mutex (shared_mutex.h), and only
  *   at the end of a put or a get: a process killed in the middle leaves the queue consistent (at
  *   worst an arena block of the item it was moving is leaked until the queue is freed).
  * - ac_squeue_put/get take timeout_ns: 0 = do not wait for space/items (-EAGAIN), < 0 = no limit,
@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "allcores/arena.h"
-#include "allcores/shared_lock.h"
+#include "allcores/shared_mutex.h"
 
 #define AC_SQ_TRY 1u
 #define AC_SQ_TRY_BYTES (256u * 1024u)
@@ -44,6 +44,8 @@ int ac_squeue_init(ac_squeue *q, uint64_t ring_bytes, uint64_t arena_bytes, uint
 /* Largest item the queue can carry. */
 uint64_t ac_squeue_max_item(ac_squeue *q);
 
+/* Appends an item with a tag below 2^24 (-EINVAL otherwise); AC_ETOOBIG when len is above
+ * ac_squeue_max_item. */
 int ac_squeue_put(ac_squeue *q, const void *data, uint64_t len, uint32_t tag, int64_t timeout_ns,
                   unsigned flags);
 

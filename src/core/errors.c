@@ -10,6 +10,7 @@ const char *ac_strerror(int code) {
   case AC_ECORRUPT: return "invalid frame in shared memory";
   case AC_ENOSPACE: return "the shared arena is full";
   case AC_EDEAD: return "the peer process is gone";
+  case AC_EEVENT: return "the watched word changed while waiting";
   default: return code < 0 && code > -4096 ? strerror(-code) : "unknown error";
   }
 }

@@ -11,6 +11,7 @@
 #include "allcores/clock.h"
 #include "allcores/errors.h"
 #include "allcores/futex.h"
+#include "allcores/protocol.h"
 
 #define PAGE ((uint64_t)1 << AC_PAGE_SHIFT)
 
@@ -193,6 +194,37 @@ int ac_region_release(ac_region *r, uint64_t block) {
   return ac_arena_free(&r->hdr->arena, r->base, block);
 }
 
+int ac_region_keep_in_block(ac_region *r, const ac_msg *m, int for_worker) {
+  if (!m->block || !(m->kind & AC_MSG_OOB)) return 0;
+  if (for_worker) return 1;
+  ac_arena *a = &r->hdr->arena;
+  return atomic_load_explicit(&a->bytes_in_use, memory_order_relaxed) <=
+         (a->pages << AC_PAGE_SHIFT) / 2;
+}
+
+void ac_region_consume(ac_region *r, uint64_t block, _Atomic uint64_t *held) {
+  if (held) atomic_store(held, 0);
+  ac_region_release(r, block);
+}
+
+void ac_region_share(ac_region *r, uint64_t block, int64_t holders) {
+  atomic_store(&ac_block_at(r->base, block)->refs, holders);
+}
+
+void ac_region_unshare(ac_region *r, uint64_t block) {
+  if (atomic_fetch_sub(&ac_block_at(r->base, block)->refs, 1) == 1) ac_region_release(r, block);
+}
+
+/* The record's hold on its task's block ends: a block no view shares (refs 0) was the record's
+ * alone. Views are only made by the worker itself, before this, so refs cannot go from 0 to
+ * more meanwhile; a view let go in another thread at the same time is settled by the count. */
+static void finish_task_block(ac_region *r, uint64_t block) {
+  if (atomic_load(&ac_block_at(r->base, block)->refs) == 0)
+    ac_region_release(r, block);
+  else
+    ac_region_unshare(r, block);
+}
+
 int ac_worker_next_task(ac_region *r, uint32_t k, ac_msg *msg, void *inline_buf, int64_t timeout_ns,
                         int64_t spin_ns) {
   ac_worker_rec *w = &r->workers[k];
@@ -221,9 +253,34 @@ int ac_worker_send_result(ac_region *r, uint32_t k, ac_msg *msg, const struct io
     uint64_t block = atomic_exchange(&w->take.block, 0);
     atomic_store(&w->take.id, 0);
     atomic_fetch_add(&w->tasks_done, 1);
-    if (block) ac_region_release(r, block);
+    if (block) finish_task_block(r, block);
   }
   return rc;
+}
+
+void ac_worker_set_item(ac_region *r, uint32_t k, uint64_t item) {
+  ac_worker_rec *w = &r->workers[k];
+  atomic_store_explicit(&w->item, item, memory_order_relaxed);
+  /* release: whoever reads the start time also sees the item it belongs to */
+  atomic_store_explicit(&w->started_ns, ac_now_ns(), memory_order_release);
+}
+
+void ac_region_shutdown(ac_region *r, uint32_t mode) {
+  uint32_t cur = atomic_load(&r->hdr->shutdown);
+  while (mode > cur && !atomic_compare_exchange_weak(&r->hdr->shutdown, &cur, mode)) {
+  }
+  if (mode >= AC_SHUTDOWN_DRAIN) ac_ring_close(r->tasks);
+}
+
+int ac_region_drain_task(ac_region *r, uint64_t *id) {
+  uint8_t buf[AC_SLOT_INLINE];
+  ac_msg m;
+  int rc = ac_ring_try_pop(r->tasks, &m, buf, NULL);
+  if (rc) return rc;
+  /* A forged block offset is left alone: freeing it could free someone else's block. */
+  if (m.block && ac_region_check_msg(r, &m) == 0) ac_region_release(r, m.block);
+  *id = m.id;
+  return 0;
 }
 
 void ac_region_signal_event(ac_region *r) {

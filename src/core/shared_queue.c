@@ -131,7 +131,8 @@ static int64_t alloc_block(ac_squeue *q, uint64_t len, int64_t timeout_ns, int64
 
 int ac_squeue_put(ac_squeue *q, const void *data, uint64_t len, uint32_t tag, int64_t timeout_ns,
                   unsigned flags) {
-  if (len > ac_squeue_max_item(q) || tag >= (1u << (32 - TAG_SHIFT))) return AC_ETOOBIG;
+  if (tag >= (1u << (32 - TAG_SHIFT))) return -EINVAL;
+  if (len > ac_squeue_max_item(q)) return AC_ETOOBIG;
   int is_big = big(q, len);
   if (is_big && (flags & AC_SQ_TRY) && len > AC_SQ_TRY_BYTES) return -EBUSY;
   int64_t start = ac_now_ns();

@@ -23,7 +23,9 @@
  * races between concurrent creations and finalizations (gh-105699, pybind11#5779), and both are
  * rare (a pool's start, maxtasksperchild). Never waited for while holding a GIL: creation needs
  * the main GIL, which another thread waiting here may hold otherwise. */
+#if PY_VERSION_HEX >= 0x030C0000
 static pthread_mutex_t lifecycle_lock = PTHREAD_MUTEX_INITIALIZER;
+#endif
 
 typedef struct {
   PyObject_HEAD

@@ -1,5 +1,5 @@
 /* received_bytes.c: how a big bytes or bytearray payload received through the region becomes an
- * object of its own type: allcores._core.shared_bytes, bytes_copy, bytearray_copy.
+ * object of its own type: allcores._core.shared_bytes and bytearray_copy.
  *
  * Contract:
  * - shared_bytes(view) returns a SharedBytes, a subclass of bytes, without copying the data: when
@@ -11,13 +11,13 @@
  *   the mapping when it goes. Being private memory, it is copied into a fork child like any
  *   other object: the child's reference counting never reaches the parent's object (a zero-copy
  *   bytes in the shared mapping itself would let it). Anything else (not an arena view, no room,
- *   mmap refused) gets a plain copy, as bytes_copy.
- * - bytes_copy / bytearray_copy return a new bytes (bytearray) holding a copy of any buffer. A
- *   copy of megabytes lands in fresh memory (glibc maps big allocations anew each time), whose 4
- *   KiB page faults cost more than the copy itself on a VM (1.3-1.5 GB/s measured for
- *   bytes(memoryview) of 64 MiB on the 2-core VM); asking for transparent huge pages on the 2
- *   MiB-aligned interior first makes the same copy run at 5-7 GB/s there. The copy runs without
- *   the GIL. A bytearray can grow, so it must own its memory: it is always copied.
+ *   mmap refused) gets a plain copy, made as bytearray_copy makes its own.
+ * - bytearray_copy returns a new bytearray holding a copy of any buffer. A copy of megabytes
+ *   lands in fresh memory (glibc maps big allocations anew each time), whose 4 KiB page faults
+ *   cost more than the copy itself on a VM (1.3-1.5 GB/s measured for bytes(memoryview) of 64
+ *   MiB on the 2-core VM); asking for transparent huge pages on the 2 MiB-aligned interior first
+ *   makes the same copy run at 5-7 GB/s there. The copy runs without the GIL. A bytearray can
+ *   grow, so it must own its memory: it is always copied.
  * SharedBytes cannot be created from Python nor subclassed, and pickles as plain bytes. */
 #include "binding.h"
 
@@ -144,7 +144,6 @@ static PyMethodDef copy_methods[] = {
     {"shared_bytes", shared_bytes, METH_O,
      "shared_bytes(view): bytes made from an arena block's view without a copy (a SharedBytes), "
      "or a copy when that cannot be done."},
-    {"bytes_copy", bytes_copy, METH_O, "bytes_copy(buffer): a new bytes holding a copy of it."},
     {"bytearray_copy", bytearray_copy, METH_O,
      "bytearray_copy(buffer): a new bytearray holding a copy of it."},
     {NULL, NULL, 0, NULL},

@@ -1,47 +1,15 @@
-/* region_type.c: allcores._core.Region, the Python face of a pool's shared region (region.h).
- * Every wait releases the GIL and runs in slices so that signals (Ctrl-C) are handled within
- * WAIT_SLICE_NS; fast paths try once with the GIL held first, since releasing and re-taking the
- * GIL costs more than a push or pop that succeeds at once. */
-#include "binding.h"
+/* region_type.c: allcores._core.Region, the Python face of a pool's shared region (region.h):
+ * its lifecycle, the parent's methods, and the method table of the methods the files of
+ * region_object.h serve. Every wait is acx_wait's (binding.h): one try with the GIL held, then
+ * slices without it with signals handled between them. */
+#include "region_object.h"
 
-#include <structmember.h>
 #include <unistd.h>
 
 #include "allcores/clock.h"
 #include "allcores/errors.h"
-#include "allcores/protocol.h"
-#include "allcores/region.h"
-#include "allcores/spin.h"
 #include "allcores/template.h"
-
-#define WAIT_SLICE_NS 50000000LL /* 50 ms between signal checks while blocked */
-#define MAX_PARTS 64
-#define GIL_FREE_COPY_BYTES (256 * 1024) /* copies bigger than this run without the GIL */
-#define POP_CLAIMS 32 /* threads of one process waiting in pop_results() at once, tracked */
-
-typedef struct {
-  PyObject_HEAD
-  ac_region region;
-  int owner_pid; /* the process that created the mapping */
-  int is_view;   /* views another interpreter's Region: never unmaps (that one owns the mapping) */
-  /* Results taken off the ring and not yet completed, so that the parent never declares a task
-   * lost (or the pool finished) while its result is in another thread's hands: `inflight` counts
-   * pop_results() calls that returned results and have not called pop_done(); `claims` record a
-   * result taken inside a blocking wait (GIL released) until that call holds the GIL again. */
-  _Atomic long inflight;
-  _Atomic uint32_t poke; /* bumped by wake_results(): ends the waits of pop_results() callers */
-  _Atomic uint32_t claims_used; /* bitmap over claims */
-  ac_claim claims[POP_CLAIMS];
-  /* How long this process spins for results (parent) and for tasks (worker): see spin.h. */
-  ac_spin_policy result_spin;
-  ac_spin_policy task_spin;
-} RegionObject;
-
-#define RegionObject_CAST(op) ((RegionObject *)(op))
-
-static PyObject *raise_rc(RegionObject *self, int rc, const char *what) {
-  return ac_py_raise(ac_module_from_type(Py_TYPE(self)), rc, what);
-}
+#include "args.h"
 
 static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
   static char *kwlist[] = {"nworkers", "task_slots", "result_slots", "arena_bytes", NULL};
@@ -84,46 +52,7 @@ static void Region_dealloc(PyObject *op) {
   Py_DECREF(tp);
 }
 
-/* The hot methods (push_task, pop_results, next_task, send_result, set_item: several calls per
- * task) take METH_FASTCALL arguments converted here as PyArg_ParseTuple's I, K, L and d would
- * (I and K without overflow checks, as there): building and parsing an argument tuple cost about
- * 90 ns a call. */
-static int nargs_ok(const char *name, Py_ssize_t nargs, Py_ssize_t min, Py_ssize_t max) {
-  if (nargs >= min && nargs <= max) return 0;
-  PyErr_Format(PyExc_TypeError, "%s() takes %zd to %zd arguments (%zd given)", name, min, max,
-               nargs);
-  return -1;
-}
-
-static int arg_uint(PyObject *o, unsigned int *out) {
-  unsigned long v = PyLong_AsUnsignedLongMask(o);
-  if (v == (unsigned long)-1 && PyErr_Occurred()) return -1;
-  *out = (unsigned int)v;
-  return 0;
-}
-
-static int arg_ull(PyObject *o, unsigned long long *out) {
-  unsigned long long v = PyLong_AsUnsignedLongLongMask(o);
-  if (v == (unsigned long long)-1 && PyErr_Occurred()) return -1;
-  *out = v;
-  return 0;
-}
-
-static int arg_ll(PyObject *o, long long *out) {
-  long long v = PyLong_AsLongLong(o);
-  if (v == -1 && PyErr_Occurred()) return -1;
-  *out = v;
-  return 0;
-}
-
-static int arg_double(PyObject *o, double *out) {
-  double v = PyFloat_AsDouble(o);
-  if (v == -1.0 && PyErr_Occurred()) return -1;
-  *out = v;
-  return 0;
-}
-
-static int check_worker(RegionObject *self, unsigned int k) {
+int acx_check_worker(RegionObject *self, unsigned int k) {
   if (!self->region.base) {
     PyErr_SetString(PyExc_ValueError, "the region was destroyed");
     return -1;
@@ -133,224 +62,6 @@ static int check_worker(RegionObject *self, unsigned int k) {
     return -1;
   }
   return 0;
-}
-
-
-/* A view of an arena block; the block is freed when the last view of it goes. It keeps its Region
- * alive, so the mapping outlives every view. The block holds the receiver's own copy of the
- * payload (the sender never touches it again), so the view is writable: arrays received arrive
- * writable, as they do from multiprocessing, without a second copy. */
-typedef struct {
-  PyObject_HEAD
-  PyObject *region; /* RegionObject */
-  uint64_t block;
-  Py_ssize_t len;
-  Py_ssize_t exports;
-  pid_t pid; /* the process that received the block: the only one that may free it */
-} BlockBufferObject;
-
-static int BlockBuffer_getbuffer(PyObject *op, Py_buffer *view, int flags) {
-  BlockBufferObject *self = (BlockBufferObject *)op;
-  RegionObject *reg = (RegionObject *)self->region;
-  void *data = ac_block_data(reg->region.base, self->block);
-  if (PyBuffer_FillInfo(view, op, data, self->len, 0, flags) < 0) return -1;
-  __atomic_fetch_add(&self->exports, 1, __ATOMIC_RELAXED); /* views may be taken in any thread */
-  return 0;
-}
-
-static void BlockBuffer_releasebuffer(PyObject *op, Py_buffer *view) {
-  __atomic_fetch_sub(&((BlockBufferObject *)op)->exports, 1, __ATOMIC_RELAXED);
-}
-
-static void BlockBuffer_dealloc(PyObject *op) {
-  BlockBufferObject *self = (BlockBufferObject *)op;
-  PyTypeObject *tp = Py_TYPE(op);
-  RegionObject *reg = (RegionObject *)self->region;
-  /* A fork child inherits this object but not the block: freeing it there (a child that ends
-   * with sys.exit() deallocates everything) would hand the parent's data to the next payload. */
-  if (reg && reg->region.base && self->pid == getpid()) {
-    ac_block *b = ac_block_at(reg->region.base, self->block);
-    if (atomic_fetch_sub(&b->refs, 1) == 1) ac_region_release(&reg->region, self->block);
-  }
-  Py_XDECREF(self->region);
-  tp->tp_free(op);
-  Py_DECREF(tp);
-}
-
-static PyObject *BlockBuffer_len(PyObject *op, void *closure) {
-  return PyLong_FromSsize_t(((BlockBufferObject *)op)->len);
-}
-
-static PyGetSetDef BlockBuffer_getset[] = {
-    {"nbytes", BlockBuffer_len, NULL, "Size of the payload in bytes.", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyType_Slot BlockBuffer_slots[] = {
-    {Py_tp_dealloc, BlockBuffer_dealloc},
-    {Py_tp_getset, BlockBuffer_getset},
-    {Py_bf_getbuffer, BlockBuffer_getbuffer},
-    {Py_bf_releasebuffer, BlockBuffer_releasebuffer},
-    {Py_tp_doc, "A zero-copy view of a payload received through the pool's shared memory."},
-    {0, NULL},
-};
-
-static PyType_Spec BlockBuffer_spec = {
-    .name = "allcores._core.BlockBuffer",
-    .basicsize = sizeof(BlockBufferObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = BlockBuffer_slots,
-};
-
-int acx_block_buffer_region(ac_module_state *st, PyObject *obj, const struct ac_region **r) {
-  if (Py_TYPE(obj) != st->BlockBuffer) return -1;
-  RegionObject *reg = (RegionObject *)((BlockBufferObject *)obj)->region;
-  if (!reg || !reg->region.base) return -1;
-  *r = &reg->region;
-  return 0;
-}
-
-static PyObject *block_buffer_new(RegionObject *region, uint64_t block) {
-  ac_module_state *st = ac_state_from_type(Py_TYPE(region));
-  if (!st) return NULL;
-  BlockBufferObject *self = PyObject_New(BlockBufferObject, st->BlockBuffer);
-  if (!self) return NULL;
-  ac_block *b = ac_block_at(region->region.base, block);
-  atomic_store(&b->refs, 1);
-  Py_INCREF(region);
-  self->region = (PyObject *)region;
-  self->block = block;
-  self->len = (Py_ssize_t)b->len;
-  self->exports = 0;
-  self->pid = getpid();
-  return (PyObject *)self;
-}
-
-/* True when more than half the arena is in use: the parent then stops pinning arena blocks under
- * the results it hands out. */
-static int results_pin_too_much(ac_region *r) {
-  ac_arena *a = &r->hdr->arena;
-  return atomic_load_explicit(&a->bytes_in_use, memory_order_relaxed) >
-         (a->pages << AC_PAGE_SHIFT) / 2;
-}
-
-/* Turns a received message into (id, kind, aux, payload bytes) and frees its block. `held` (may
- * be NULL) is the worker record's note of the block, cleared before the block is freed so the
- * parent never frees it a second time after this worker dies. */
-static PyObject *message_tuple(RegionObject *self, const ac_msg *m, const uint8_t *inline_buf,
-                               _Atomic uint64_t *held) {
-  ac_region *r = &self->region;
-  PyObject *payload;
-  int rc = ac_region_check_msg(r, m);
-  if (rc) {
-    PyErr_Format(ac_get_state(ac_module_from_type(Py_TYPE(self)))->CorruptError,
-                 "invalid message in shared memory (id %llu, kind %u, len %u, block %llu)",
-                 (unsigned long long)m->id, m->kind, m->len, (unsigned long long)m->block);
-    return NULL;
-  }
-  if (m->block && (m->kind & AC_MSG_OOB) && !(held == NULL && results_pin_too_much(r))) {
-    /* Zero copy: the block stays alive as long as the view (held stays set: a worker that dies
-     * mid-task has its block freed by the parent; send_result clears it without freeing). */
-    if (!held) ac_region_adopt(r, m->block);
-    payload = block_buffer_new(self, m->block);
-  } else if (m->block && (m->kind & AC_MSG_OOB)) {
-    /* The caller keeps so many zero-copy results alive that workers could soon find no room
-     * for theirs (a hang): this one is copied out, into writable memory as a view would be. */
-    ac_block *b = ac_block_at(r->base, m->block);
-    payload = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)b->len);
-    if (payload) {
-      Py_BEGIN_ALLOW_THREADS
-      memcpy(PyByteArray_AS_STRING(payload), ac_block_data(r->base, m->block), b->len);
-      Py_END_ALLOW_THREADS
-    }
-    ac_region_release(r, m->block);
-  } else if (m->block) {
-    ac_block *b = ac_block_at(r->base, m->block);
-    payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)b->len);
-    if (payload) {
-      if (b->len > GIL_FREE_COPY_BYTES) {
-        Py_BEGIN_ALLOW_THREADS
-        memcpy(PyBytes_AS_STRING(payload), ac_block_data(r->base, m->block), b->len);
-        Py_END_ALLOW_THREADS
-      } else {
-        memcpy(PyBytes_AS_STRING(payload), ac_block_data(r->base, m->block), b->len);
-      }
-    }
-    if (held) atomic_store(held, 0);
-    ac_region_release(r, m->block);
-  } else {
-    payload = PyBytes_FromStringAndSize((const char *)inline_buf, m->len);
-  }
-  if (!payload) return NULL;
-  return Py_BuildValue("(KIIN)", (unsigned long long)m->id, m->kind, m->aux, payload);
-}
-
-/* Collects the buffers of a bytes-like object or a tuple/list of them. */
-static int get_parts(PyObject *obj, Py_buffer *views, struct iovec *iov, int *n, uint64_t *total) {
-  *n = 0;
-  *total = 0;
-  if (PyTuple_Check(obj) || PyList_Check(obj)) {
-    int rc = 0;
-    /* A list's items are borrowed until their buffer holds them: under its critical section,
-     * no other thread replaces one in between (free-threaded builds). */
-    Py_BEGIN_CRITICAL_SECTION(obj);
-    Py_ssize_t len = PySequence_Fast_GET_SIZE(obj);
-    if (len > MAX_PARTS) {
-      PyErr_Format(PyExc_ValueError, "at most %d payload parts", MAX_PARTS);
-      rc = -1;
-    }
-    for (Py_ssize_t i = 0; rc == 0 && i < len; i++) {
-      if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(obj, i), &views[i], PyBUF_SIMPLE) < 0) {
-        for (int j = 0; j < *n; j++) PyBuffer_Release(&views[j]);
-        rc = -1;
-        break;
-      }
-      iov[i].iov_base = views[i].buf;
-      iov[i].iov_len = (size_t)views[i].len;
-      *total += (uint64_t)views[i].len;
-      (*n)++;
-    }
-    Py_END_CRITICAL_SECTION();
-    return rc;
-  }
-  if (PyObject_GetBuffer(obj, &views[0], PyBUF_SIMPLE) < 0) return -1;
-  iov[0].iov_base = views[0].buf;
-  iov[0].iov_len = (size_t)views[0].len;
-  *total = (uint64_t)views[0].len;
-  *n = 1;
-  return 0;
-}
-
-/* Sends on ring q: one attempt with the GIL held, then waits without it in signal-checked
- * slices. Returns 0, -ETIMEDOUT, or another code; -1 with an exception set after a signal. */
-static int send_waiting(RegionObject *self, ac_ring *q, ac_msg *msg, struct iovec *iov, int n,
-                        uint64_t total, uint64_t owner, _Atomic uint64_t *claim,
-                        _Atomic uint64_t *held, double timeout) {
-  ac_region *r = &self->region;
-  int rc = -ETIMEDOUT;
-  if (total <= GIL_FREE_COPY_BYTES) {
-    rc = ac_region_send(r, q, msg, iov, n, owner, claim, held, 0, NULL);
-    if (rc != -ETIMEDOUT) return rc;
-  }
-  int64_t deadline = timeout < 0 ? -1 : ac_now_ns() + (int64_t)(timeout * 1e9);
-  for (;;) {
-    int64_t slice = WAIT_SLICE_NS;
-    if (deadline >= 0) {
-      int64_t left = deadline - ac_now_ns();
-      if (left <= 0 && rc == -ETIMEDOUT && total <= GIL_FREE_COPY_BYTES) return -ETIMEDOUT;
-      if (left < 0) left = 0;
-      if (left < slice) slice = left;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = ac_region_send(r, q, msg, iov, n, owner, claim, held, slice, NULL);
-    Py_END_ALLOW_THREADS
-    if (rc == -ETIMEDOUT || rc == -EINTR) {
-      if (PyErr_CheckSignals() < 0) return -1;
-      if (deadline >= 0 && ac_now_ns() >= deadline) return -ETIMEDOUT;
-      continue;
-    }
-    return rc;
-  }
 }
 
 PyDoc_STRVAR(Region_push_task__doc__,
@@ -373,13 +84,11 @@ static PyObject *Region_push_task(PyObject *op, PyObject *const *args, Py_ssize_
   struct iovec iov[MAX_PARTS];
   int n;
   uint64_t total;
-  if (get_parts(payload, views, iov, &n, &total) < 0) return NULL;
-  ac_msg msg = {.id = id, .kind = kind, .aux = aux};
-  int rc = send_waiting(self, self->region.tasks, &msg, iov, n, total, AC_OWNER_PARENT, NULL, NULL,
-                        timeout);
+  if (acx_get_parts(payload, views, iov, &n, &total) < 0) return NULL;
+  acx_send_arg a = {&self->region, -1, {.id = id, .kind = kind, .aux = aux}, iov, n, total};
+  int rc = acx_wait(acx_send_step, &a, acx_seconds_ns(timeout));
   for (int i = 0; i < n; i++) PyBuffer_Release(&views[i]);
-  if (rc == -1 && PyErr_Occurred()) return NULL;
-  if (rc == -ETIMEDOUT) Py_RETURN_FALSE;
+  if (rc == -ETIMEDOUT || rc == -EAGAIN) Py_RETURN_FALSE;
   if (rc) return raise_rc(self, rc, "push_task");
   Py_RETURN_TRUE;
 }
@@ -392,28 +101,36 @@ PyDoc_STRVAR(Region_pop_results__doc__,
 "the poke counter differs from it (another thread completed what this one waits for).\n"
 "Returns (list, event).");
 
-/* A free claim record for one blocking pop, or NULL when POP_CLAIMS threads wait already (that
- * thread's pops are then untracked until it holds the GIL again: a narrower guarantee, never a
- * wrong result). */
-static ac_claim *claim_acquire(RegionObject *self, uint32_t *bit) {
-  uint32_t used = atomic_load(&self->claims_used);
-  while (used != UINT32_MAX) {
-    int i = __builtin_ctz(~used);
-    if (atomic_compare_exchange_weak(&self->claims_used, &used, used | (1u << i))) {
-      *bit = 1u << i;
-      return &self->claims[i];
-    }
-  }
-  return NULL;
-}
+/* A pop of the result ring. With the GIL held: one try; a caller that may wait (max_n > 0) then
+ * takes a claim record and its spin, and waits without the GIL, spinning in the first slice. */
+typedef struct {
+  RegionObject *self;
+  int may_wait;
+  ac_msg *m;
+  uint8_t *buf;
+  ac_watch *watch;
+  long long spin_cap;
+  int64_t spin;
+  ac_claim *claim;
+  uint32_t bit;
+} pop_arg;
 
-static void claim_release(RegionObject *self, ac_claim *claim, uint32_t bit) {
-  if (!claim) return;
-  atomic_store(&claim->id, 0);
-  atomic_store(&claim->block, 0);
-  atomic_store(&claim->pos, 0);
-  atomic_store(&claim->waiting, 0);
-  atomic_fetch_and(&self->claims_used, ~bit);
+static int pop_step(void *arg, int64_t timeout_ns, int gil_held) {
+  pop_arg *a = arg;
+  ac_region *r = &a->self->region;
+  if (gil_held) {
+    int rc = ac_ring_try_pop(r->results, a->m, a->buf, NULL);
+    if (rc == 0 || !a->may_wait) return rc;
+    a->spin = ac_spin_budget(&a->self->result_spin, a->spin_cap);
+    a->claim = acx_claim_acquire(a->self, &a->bit);
+    return -EBUSY; /* even a zero timeout gets its one wait, with the spin, without the GIL */
+  }
+  int64_t start = ac_now_ns();
+  int rc = ac_ring_pop_wait(r->results, a->m, a->buf, a->claim, timeout_ns, a->spin, a->watch);
+  if (a->spin > 0)
+    ac_spin_learn(&a->self->result_spin, a->spin_cap, a->spin, ac_now_ns() - start, rc == 0);
+  a->spin = 0;
+  return rc;
 }
 
 static PyObject *Region_pop_results(PyObject *op, PyObject *const *args, Py_ssize_t nargs) {
@@ -437,48 +154,21 @@ static PyObject *Region_pop_results(PyObject *op, PyObject *const *args, Py_ssiz
   if (!out) return NULL;
   uint8_t buf[AC_SLOT_INLINE];
   ac_msg m;
-  int rc = ac_ring_try_pop(r->results, &m, buf, NULL);
-  if (rc != 0 && max_n > 0) {
-    ac_watch watch = {&r->hdr->event_word, event_seen,
-                      poke_obj != Py_None ? &self->poke : NULL, poke_seen};
-    int64_t deadline = timeout < 0 ? -1 : ac_now_ns() + (int64_t)(timeout * 1e9);
-    int64_t spin = ac_spin_budget(&self->result_spin, spin_ns);
-    uint32_t bit = 0;
-    ac_claim *claim = claim_acquire(self, &bit);
-    for (;;) {
-      int64_t slice = WAIT_SLICE_NS;
-      int64_t start = ac_now_ns();
-      if (deadline >= 0) {
-        int64_t left = deadline - start;
-        if (left < 0) left = 0;
-        if (left < slice) slice = left;
-      }
-      Py_BEGIN_ALLOW_THREADS
-      rc = ac_ring_pop_wait(r->results, &m, buf, claim, slice, spin, &watch);
-      Py_END_ALLOW_THREADS
-      if (spin > 0) ac_spin_learn(&self->result_spin, spin_ns, spin, ac_now_ns() - start, rc == 0);
-      spin = 0;
-      if (rc == -ETIMEDOUT || rc == -EINTR) {
-        if (PyErr_CheckSignals() < 0) {
-          claim_release(self, claim, bit);
-          Py_DECREF(out);
-          return NULL;
-        }
-        if (deadline >= 0 && ac_now_ns() >= deadline) break;
-        continue;
-      }
-      break;
-    }
-    /* Counted in inflight before the claim lets go: with the GIL held, no other thread of this
-     * process runs in between. */
-    if (rc == 0) atomic_fetch_add(&self->inflight, 1);
-    claim_release(self, claim, bit);
-  } else if (rc == 0) {
-    atomic_fetch_add(&self->inflight, 1);
+  ac_watch watch = {&r->hdr->event_word, event_seen, poke_obj != Py_None ? &self->poke : NULL,
+                    poke_seen};
+  pop_arg a = {self, max_n > 0, &m, buf, &watch, spin_ns, 0, NULL, 0};
+  int rc = acx_wait(pop_step, &a, max_n > 0 ? acx_seconds_ns(timeout) : 0);
+  /* Counted in inflight before the claim lets go: with the GIL held, no other thread of this
+   * process runs in between. */
+  if (rc == 0) atomic_fetch_add(&self->inflight, 1);
+  acx_claim_release(self, a.claim, a.bit);
+  if (rc == ACX_PYERR) {
+    Py_DECREF(out);
+    return NULL;
   }
   unsigned int got = 0;
   while (rc == 0) {
-    PyObject *t = message_tuple(self, &m, buf, NULL);
+    PyObject *t = acx_message_tuple(self, &m, buf, NULL);
     if (!t || PyList_Append(out, t) < 0) {
       Py_XDECREF(t);
       Py_DECREF(out);
@@ -505,92 +195,7 @@ static PyObject *Region_pop_done(PyObject *op, PyObject *Py_UNUSED(ignored)) {
 
 static PyObject *Region_popping(PyObject *op, PyObject *Py_UNUSED(ignored)) {
   RegionObject *self = RegionObject_CAST(op);
-  long n = atomic_load(&self->inflight);
-  for (int i = 0; i < POP_CLAIMS; i++)
-    if (atomic_load(&self->claims[i].pos) || atomic_load(&self->claims[i].id)) n++;
-  return PyLong_FromLong(n);
-}
-
-PyDoc_STRVAR(Region_next_task__doc__,
-"next_task($self, k, spin_ns, /)\n--\n\n"
-"In worker k: wait for the next task and return (id, kind, aux, payload), or None once the\n"
-"task ring is closed and drained.");
-
-static PyObject *Region_next_task(PyObject *op, PyObject *const *args, Py_ssize_t nargs) {
-  RegionObject *self = RegionObject_CAST(op);
-  unsigned int k;
-  long long spin_ns;
-  if (nargs_ok("next_task", nargs, 2, 2) < 0 || arg_uint(args[0], &k) < 0 ||
-      arg_ll(args[1], &spin_ns) < 0)
-    return NULL;
-  if (check_worker(self, k) < 0) return NULL;
-  ac_region *r = &self->region;
-  uint8_t buf[AC_SLOT_INLINE];
-  ac_msg m;
-  int rc = ac_worker_next_task(r, k, &m, buf, 0, 0);
-  int64_t spin = ac_spin_budget(&self->task_spin, spin_ns);
-  while (rc == -ETIMEDOUT || rc == -EINTR) {
-    if (PyErr_CheckSignals() < 0) return NULL;
-    int64_t start = ac_now_ns();
-    Py_BEGIN_ALLOW_THREADS
-    rc = ac_worker_next_task(r, k, &m, buf, WAIT_SLICE_NS, spin);
-    Py_END_ALLOW_THREADS
-    if (spin > 0) ac_spin_learn(&self->task_spin, spin_ns, spin, ac_now_ns() - start, rc == 0);
-    spin = 0;
-  }
-  if (rc == AC_ECLOSED) Py_RETURN_NONE;
-  if (rc) return raise_rc(self, rc, "next_task");
-  return message_tuple(self, &m, buf, &r->workers[k].take.block);
-}
-
-PyDoc_STRVAR(Region_send_result__doc__,
-"send_result($self, k, id, kind, aux, payload, /)\n--\n\n"
-"In worker k: publish the result of task id (payload: bytes-like or tuple of them) and mark the\n"
-"task finished.");
-
-static PyObject *Region_send_result(PyObject *op, PyObject *const *args, Py_ssize_t nargs) {
-  RegionObject *self = RegionObject_CAST(op);
-  unsigned int k, kind, aux;
-  unsigned long long id;
-  if (nargs_ok("send_result", nargs, 5, 5) < 0 || arg_uint(args[0], &k) < 0 ||
-      arg_ull(args[1], &id) < 0 || arg_uint(args[2], &kind) < 0 || arg_uint(args[3], &aux) < 0)
-    return NULL;
-  PyObject *payload = args[4];
-  if (check_worker(self, k) < 0) return NULL;
-  Py_buffer views[MAX_PARTS];
-  struct iovec iov[MAX_PARTS];
-  int n;
-  uint64_t total;
-  if (get_parts(payload, views, iov, &n, &total) < 0) return NULL;
-  ac_region *r = &self->region;
-  ac_worker_rec *w = &r->workers[k];
-  ac_msg msg = {.id = id, .kind = kind, .aux = aux};
-  uint64_t owner = ac_owner_tag(k, atomic_load(&w->gen));
-  int rc = send_waiting(self, r->results, &msg, iov, n, total, owner, &w->push_pos,
-                        &w->result_block, -1.0);
-  for (int i = 0; i < n; i++) PyBuffer_Release(&views[i]);
-  if (rc == -1 && PyErr_Occurred()) return NULL;
-  if (rc) return raise_rc(self, rc, "send_result");
-  uint64_t block = atomic_exchange(&w->take.block, 0);
-  atomic_store(&w->take.id, 0);
-  atomic_fetch_add(&w->tasks_done, 1);
-  /* A block still held here is owned by a BlockBuffer of the task's arguments: freed with it. */
-  if (block && atomic_load(&ac_block_at(r->base, block)->refs) == 0) ac_region_release(r, block);
-  Py_RETURN_NONE;
-}
-
-static PyObject *Region_set_item(PyObject *op, PyObject *const *args, Py_ssize_t nargs) {
-  RegionObject *self = RegionObject_CAST(op);
-  unsigned int k;
-  unsigned long long item;
-  if (nargs_ok("set_item", nargs, 2, 2) < 0 || arg_uint(args[0], &k) < 0 ||
-      arg_ull(args[1], &item) < 0)
-    return NULL;
-  if (check_worker(self, k) < 0) return NULL;
-  ac_worker_rec *w = &self->region.workers[k];
-  atomic_store_explicit(&w->item, item, memory_order_relaxed);
-  atomic_store_explicit(&w->started_ns, ac_now_ns(), memory_order_release);
-  Py_RETURN_NONE;
+  return PyLong_FromLong(atomic_load(&self->inflight) + acx_claims_held(self));
 }
 
 PyDoc_STRVAR(Region_worker_state__doc__,
@@ -600,7 +205,7 @@ PyDoc_STRVAR(Region_worker_state__doc__,
 static PyObject *Region_worker_state(PyObject *op, PyObject *arg) {
   RegionObject *self = RegionObject_CAST(op);
   unsigned long k = PyLong_AsUnsignedLong(arg);
-  if (PyErr_Occurred() || check_worker(self, (unsigned int)k) < 0) return NULL;
+  if (PyErr_Occurred() || acx_check_worker(self, (unsigned int)k) < 0) return NULL;
   ac_worker_rec *w = &self->region.workers[k];
   return Py_BuildValue("(IiIKLKK)", atomic_load(&w->state), atomic_load(&w->pid),
                        atomic_load(&w->gen), (unsigned long long)atomic_load(&w->take.id),
@@ -618,7 +223,7 @@ PyDoc_STRVAR(Region_reap__doc__,
 static PyObject *Region_reap(PyObject *op, PyObject *arg) {
   RegionObject *self = RegionObject_CAST(op);
   unsigned long k = PyLong_AsUnsignedLong(arg);
-  if (PyErr_Occurred() || check_worker(self, (unsigned int)k) < 0) return NULL;
+  if (PyErr_Occurred() || acx_check_worker(self, (unsigned int)k) < 0) return NULL;
   ac_reaped out;
   uint8_t buf[AC_SLOT_INLINE];
   int rc = ac_region_reap(&self->region, (uint32_t)k, &out, buf);
@@ -628,7 +233,7 @@ static PyObject *Region_reap(PyObject *op, PyObject *arg) {
   Py_INCREF(recovered);
   if (out.recovered) {
     Py_DECREF(recovered);
-    recovered = message_tuple(self, &out.msg, buf, NULL);
+    recovered = acx_message_tuple(self, &out.msg, buf, NULL);
     if (!recovered) return NULL;
   }
   return Py_BuildValue("(iiIKKN)", out.pid, out.wait_status, out.spawn_errno,
@@ -645,7 +250,7 @@ static PyObject *Region_orphaned(PyObject *op, PyObject *args) {
   unsigned int k;
   int status;
   if (!PyArg_ParseTuple(args, "Ii:orphaned", &k, &status)) return NULL;
-  if (check_worker(self, k) < 0) return NULL;
+  if (acx_check_worker(self, k) < 0) return NULL;
   int rc = ac_template_orphaned(&self->region, k, status);
   if (rc < 0) return raise_rc(self, rc, "orphaned");
   return PyBool_FromLong(rc);
@@ -654,7 +259,7 @@ static PyObject *Region_orphaned(PyObject *op, PyObject *args) {
 static PyObject *Region_request_spawn(PyObject *op, PyObject *arg) {
   RegionObject *self = RegionObject_CAST(op);
   unsigned long k = PyLong_AsUnsignedLong(arg);
-  if (PyErr_Occurred() || check_worker(self, (unsigned int)k) < 0) return NULL;
+  if (PyErr_Occurred() || acx_check_worker(self, (unsigned int)k) < 0) return NULL;
   int rc = ac_region_request_spawn(&self->region, (uint32_t)k);
   if (rc == -EBUSY) Py_RETURN_FALSE;
   if (rc) return raise_rc(self, rc, "request_spawn");
@@ -666,7 +271,7 @@ static PyObject *Region_host_spawned(PyObject *op, PyObject *args) {
   unsigned int k;
   int id;
   if (!PyArg_ParseTuple(args, "Ii:host_spawned", &k, &id)) return NULL;
-  if (check_worker(self, k) < 0) return NULL;
+  if (acx_check_worker(self, k) < 0) return NULL;
   int rc = ac_region_host_spawned(&self->region, k, id);
   if (rc == -EBUSY) Py_RETURN_FALSE;
   if (rc) return raise_rc(self, rc, "host_spawned");
@@ -678,7 +283,7 @@ static PyObject *Region_host_exited(PyObject *op, PyObject *args) {
   unsigned int k;
   int status;
   if (!PyArg_ParseTuple(args, "Ii:host_exited", &k, &status)) return NULL;
-  if (check_worker(self, k) < 0) return NULL;
+  if (acx_check_worker(self, k) < 0) return NULL;
   ac_region_host_exited(&self->region, k, status);
   Py_RETURN_NONE;
 }
@@ -686,7 +291,7 @@ static PyObject *Region_host_exited(PyObject *op, PyObject *args) {
 static PyObject *Region_request_kill(PyObject *op, PyObject *arg) {
   RegionObject *self = RegionObject_CAST(op);
   unsigned long k = PyLong_AsUnsignedLong(arg);
-  if (PyErr_Occurred() || check_worker(self, (unsigned int)k) < 0) return NULL;
+  if (PyErr_Occurred() || acx_check_worker(self, (unsigned int)k) < 0) return NULL;
   ac_region_request_kill(&self->region, (uint32_t)k);
   Py_RETURN_NONE;
 }
@@ -701,9 +306,7 @@ static PyObject *Region_shutdown(PyObject *op, PyObject *arg) {
   long mode = PyLong_AsLong(arg);
   if (PyErr_Occurred()) return NULL;
   if (!self->region.base) Py_RETURN_NONE;
-  uint32_t cur = atomic_load(&self->region.hdr->shutdown);
-  if ((uint32_t)mode > cur) atomic_store(&self->region.hdr->shutdown, (uint32_t)mode);
-  if (mode >= AC_SHUTDOWN_DRAIN) ac_ring_close(self->region.tasks);
+  ac_region_shutdown(&self->region, (uint32_t)mode);
   Py_RETURN_NONE;
 }
 
@@ -716,11 +319,9 @@ static PyObject *Region_drain_tasks(PyObject *op, PyObject *Py_UNUSED(ignored)) 
   ac_region *r = &self->region;
   PyObject *out = PyList_New(0);
   if (!out || !r->base) return out;
-  uint8_t buf[AC_SLOT_INLINE];
-  ac_msg m;
-  while (ac_ring_try_pop(r->tasks, &m, buf, NULL) == 0) {
-    if (m.block && ac_region_check_msg(r, &m) == 0) ac_region_release(r, m.block);
-    PyObject *id = PyLong_FromUnsignedLongLong(m.id);
+  uint64_t task_id;
+  while (ac_region_drain_task(r, &task_id) == 0) {
+    PyObject *id = PyLong_FromUnsignedLongLong(task_id);
     if (!id || PyList_Append(out, id) < 0) {
       Py_XDECREF(id);
       Py_DECREF(out);
@@ -730,8 +331,6 @@ static PyObject *Region_drain_tasks(PyObject *op, PyObject *Py_UNUSED(ignored)) 
   }
   return out;
 }
-
-static PyObject *Region_template_serve(PyObject *op, PyObject *arg);
 
 static PyObject *Region_get_event(PyObject *op, void *closure) {
   RegionObject *self = RegionObject_CAST(op);
@@ -806,9 +405,11 @@ static PyMethodDef Region_methods[] = {
     {"popping", Region_popping, METH_NOARGS,
      "popping(): how many threads of this process hold results taken off the ring and not yet "
      "completed (0: every published result is either on the ring or completed)."},
-    {"next_task", (PyCFunction)(void (*)(void))Region_next_task, METH_FASTCALL, Region_next_task__doc__},
-    {"send_result", (PyCFunction)(void (*)(void))Region_send_result, METH_FASTCALL, Region_send_result__doc__},
-    {"set_item", (PyCFunction)(void (*)(void))Region_set_item, METH_FASTCALL, "set_item(k, i): worker k starts item i of a chunk."},
+    {"next_task", (PyCFunction)(void (*)(void))acx_region_next_task, METH_FASTCALL,
+     acx_region_next_task_doc},
+    {"send_result", (PyCFunction)(void (*)(void))acx_region_send_result, METH_FASTCALL,
+     acx_region_send_result_doc},
+    {"set_item", (PyCFunction)(void (*)(void))acx_region_set_item, METH_FASTCALL, "set_item(k, i): worker k starts item i of a chunk."},
     {"worker_state", Region_worker_state, METH_O, Region_worker_state__doc__},
     {"reap", Region_reap, METH_O, Region_reap__doc__},
     {"orphaned", Region_orphaned, METH_VARARGS, Region_orphaned__doc__},
@@ -821,7 +422,7 @@ static PyMethodDef Region_methods[] = {
      "host_exited(k, status): the worker serving slot k ended with wait status `status`."},
     {"shutdown", Region_shutdown, METH_O, Region_shutdown__doc__},
     {"drain_tasks", Region_drain_tasks, METH_NOARGS, Region_drain_tasks__doc__},
-    {"template_serve", Region_template_serve, METH_O,
+    {"template_serve", acx_region_template_serve, METH_O,
      "template_serve(request_fd): run the template loop; returns a worker index in a new worker, "
      "None in the template when it must exit."},
     {"stats", Region_stats, METH_NOARGS, "Arena and ring counters."},
@@ -864,59 +465,8 @@ static PyType_Spec Region_spec = {
     .slots = Region_slots,
 };
 
-/* --- the template loop, with CPython's fork hooks --- */
-
-static void hook_prepare(void *ctx) { PyOS_BeforeFork(); }
-static void hook_parent(void *ctx) { PyOS_AfterFork_Parent(); }
-static void hook_child(void *ctx) { PyOS_AfterFork_Child(); }
-
-static PyObject *Region_template_serve(PyObject *op, PyObject *arg) {
-  RegionObject *self = RegionObject_CAST(op);
-  int fd = (int)PyLong_AsLong(arg);
-  if (fd == -1 && PyErr_Occurred()) return NULL;
-  if (!self->region.base) return raise_rc(self, AC_ECLOSED, "template_serve");
-  ac_fork_hooks hooks = {hook_prepare, hook_parent, hook_child, NULL};
-  /* The template is single-threaded and holds the GIL throughout: the fork hooks need it. */
-  int rc = ac_template_serve(&self->region, fd, &hooks);
-  if (rc >= 0) return PyLong_FromLong(rc);
-  if (rc == AC_ECLOSED || rc == AC_EDEAD) Py_RETURN_NONE;
-  return raise_rc(self, rc, "template_serve");
-}
-
-/* --- for interp_host.c: a subinterpreter's worker gets its own Region object on the same mapping --- */
-
-struct ac_region *acx_region_of(PyObject *obj) {
-  /* PyType_GetModuleByDef fails (TypeError) for a type that is not one of this module's. */
-  ac_module_state *st = ac_state_from_type(Py_TYPE(obj));
-  if (!st || !PyObject_TypeCheck(obj, st->Region)) {
-    PyErr_Clear();
-    PyErr_Format(PyExc_TypeError, "expected an allcores._core.Region, not %.100s",
-                 Py_TYPE(obj)->tp_name);
-    return NULL;
-  }
-  RegionObject *self = RegionObject_CAST(obj);
-  if (!self->region.base) {
-    raise_rc(self, AC_ECLOSED, "Region");
-    return NULL;
-  }
-  return &self->region;
-}
-
-PyObject *acx_region_view(PyObject *module, const struct ac_region *r) {
-  RegionObject *self = (RegionObject *)ac_get_state(module)->Region->tp_alloc(
-      ac_get_state(module)->Region, 0);
-  if (!self) return NULL;
-  self->region = *r;
-  self->owner_pid = getpid();
-  self->is_view = 1;
-  return (PyObject *)self;
-}
-
 int acx_register_region(PyObject *m) {
-  PyObject *bb = PyType_FromModuleAndSpec(m, &BlockBuffer_spec, NULL);
-  if (!bb) return -1;
-  ac_get_state(m)->BlockBuffer = (PyTypeObject *)bb; /* the state owns this reference */
-  if (PyModule_AddObjectRef(m, "BlockBuffer", bb) < 0) return -1;
+  if (acx_register_block_buffer(m) < 0) return -1;
   PyObject *type = PyType_FromModuleAndSpec(m, &Region_spec, NULL);
   if (!type) return -1;
   ac_get_state(m)->Region = (PyTypeObject *)type;

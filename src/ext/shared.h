@@ -1,20 +1,16 @@
 /* shared.h: what the binding files of the shared-memory primitives (src/ext/shared_*.c) share.
- * Contract: a Segment object owns one process's mapping of a segment (shared_seg.h); every
- * primitive is a view at an offset of a Segment and keeps it alive. acx__shared_wait() is the one
- * blocking rule: try with the GIL held, then wait without it in slices, handling signals between
- * slices. The acx__register_* functions add each file's types to the module. */
+ * Contract: a Segment object owns one process's mapping of a segment (shared_segment.h); every
+ * primitive is a view at an offset of a Segment and keeps it alive. Their waits are acx_wait's
+ * (binding.h), their errors ac_py_raise's. The acx__register_* functions add each file's types
+ * to the module. */
 #ifndef ALLCORES_EXT_SHARED_H
 #define ALLCORES_EXT_SHARED_H
 
 #include "binding.h"
 
-#include <limits.h>
 #include <structmember.h>
 
-#include "allcores/shared_seg.h"
-
-#define ACX_WAIT_SLICE_NS 50000000LL /* 50 ms between signal checks while blocked */
-#define ACX_PYERR INT_MIN            /* a Python exception is set */
+#include "allcores/shared_segment.h"
 
 typedef struct {
   PyObject_HEAD
@@ -49,15 +45,6 @@ extern PyMemberDef acx__view_members[];
  * mapped while any is held, since glibc links held robust mutexes into the owner's list. */
 void acx__segment_hold(SegmentObject *seg, int delta);
 
-/* One step of a blocking operation: timeout_ns 0 = do not wait; gil_held = the caller holds the
- * GIL (the step must not block). Returns 0 or a positive value on success, -EAGAIN/-EBUSY when it
- * cannot proceed without waiting, -ETIMEDOUT/-EINTR after a wait, or another negative code. */
-typedef int (*acx_step_fn)(void *arg, int64_t timeout_ns, int gil_held);
-/* Runs step until it succeeds, fails, or timeout_ns passes (< 0: never; 0: one non-waiting
- * try). Returns the step's result, -ETIMEDOUT when the time ran out, or ACX_PYERR when a signal
- * handler raised. */
-int acx__shared_wait(acx_step_fn step, void *arg, int64_t timeout_ns);
-
 /* Converts a Python timeout to nanoseconds (-1: no limit). None means no limit; a negative number
  * means no limit too for acquire (threading's timeout=-1) and 0 for waits (threading.Event).
  * Returns -2 with an exception set when it is not a number. */
@@ -68,9 +55,6 @@ int64_t acx__timeout_ns(PyObject *timeout, int negative);
  * accepted for block, as in threading). Returns 0, or -1 with an exception set. */
 int acx__parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int *block,
                        int64_t *timeout_ns);
-
-/* Raises for a core code; `what` names the operation. Returns NULL. */
-PyObject *acx__raise(PyObject *self, int rc, const char *what);
 
 int acx__register_segment(PyObject *m);
 int acx__register_counter(PyObject *m);

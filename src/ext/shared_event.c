@@ -46,9 +46,9 @@ static PyObject *Event_wait(PyObject *op, PyObject *args, PyObject *kwds) {
   int64_t t = acx__timeout_ns(timeout, ACX_NEGATIVE_ZERO);
   if (t == -2) return NULL;
   wait_arg w = {EventObject_CAST(op)->e, ac_sevent_snapshot(EventObject_CAST(op)->e)};
-  int rc = acx__shared_wait(wait_step, &w, t);
+  int rc = acx_wait(wait_step, &w, t);
   if (rc == -EAGAIN || rc == -ETIMEDOUT) Py_RETURN_FALSE;
-  if (rc < 0) return acx__raise(op, rc, "wait");
+  if (rc < 0) return ac_py_raise_for(op, rc, "wait");
   Py_RETURN_TRUE;
 }
 

@@ -4,7 +4,7 @@
 
 #include <structmember.h>
 
-#include "allcores/shared_lock.h"
+#include "allcores/shared_mutex.h"
 
 typedef struct {
   ACX_VIEW_HEAD
@@ -27,7 +27,7 @@ static PyObject *Mutex_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
   if (!at) return NULL;
   if (init) {
     int rc = ac_smutex_init((ac_smutex *)at, recursive);
-    if (rc) return acx__raise(NULL, rc, "cannot initialize a shared mutex");
+    if (rc) return ac_py_raise_for(NULL, rc, "cannot initialize a shared mutex");
   }
   MutexObject *self = (MutexObject *)acx__view_new(type, segment, offset);
   if (!self) return NULL;
@@ -69,10 +69,10 @@ static int acquired(MutexObject *self, int rc) {
 
 /* Acquires; returns 1, 0 (not acquired in time) or -1 with an exception. */
 static int do_acquire(MutexObject *self, int block, int64_t timeout_ns) {
-  int rc = block ? acx__shared_wait(lock_step, self->mu, timeout_ns) : ac_smutex_lock(self->mu, 0);
+  int rc = block ? acx_wait(lock_step, self->mu, timeout_ns) : ac_smutex_lock(self->mu, 0);
   if (rc == -EBUSY || rc == -ETIMEDOUT || rc == -EAGAIN) return 0;
   if (rc < 0) {
-    acx__raise((PyObject *)self, rc, "acquire");
+    ac_py_raise_for((PyObject *)self, rc, "acquire");
     return -1;
   }
   return acquired(self, rc) < 0 ? -1 : 1;
@@ -95,7 +95,7 @@ static PyObject *Mutex_acquire(PyObject *op, PyObject *const *args, Py_ssize_t n
 static PyObject *Mutex_release(PyObject *op, PyObject *Py_UNUSED(ignored)) {
   MutexObject *self = MutexObject_CAST(op);
   int rc = ac_smutex_unlock(self->mu);
-  if (rc) return acx__raise(op, rc, "release");
+  if (rc) return ac_py_raise_for(op, rc, "release");
   acx__segment_hold(self->segment, -1);
   Py_RETURN_NONE;
 }

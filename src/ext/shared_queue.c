@@ -82,10 +82,10 @@ static PyObject *Queue_put(PyObject *op, PyObject *args, PyObject *kwds) {
     return NULL;
   }
   put_arg p = {QueueObject_CAST(op)->q, view.buf, (uint64_t)view.len, tag};
-  int rc = acx__shared_wait(put_step, &p, block ? t : 0);
+  int rc = acx_wait(put_step, &p, block ? t : 0);
   PyBuffer_Release(&view);
   if (rc == -EAGAIN || rc == -ETIMEDOUT) Py_RETURN_FALSE;
-  if (rc < 0) return acx__raise(op, rc, "put");
+  if (rc < 0) return ac_py_raise_for(op, rc, "put");
   Py_RETURN_TRUE;
 }
 
@@ -145,14 +145,14 @@ static PyObject *Queue_get(PyObject *op, PyObject *args, PyObject *kwds) {
   int64_t t = acx__timeout_ns(timeout, ACX_NEGATIVE_ZERO);
   if (t == -2) return NULL;
   get_arg g = {QueueObject_CAST(op)->q, 0, NULL, NULL, 0, 0};
-  int rc = acx__shared_wait(get_step, &g, block ? t : 0);
+  int rc = acx_wait(get_step, &g, block ? t : 0);
   if (rc == -EAGAIN || rc == -ETIMEDOUT) Py_RETURN_NONE;
   if (rc < 0) {
     if (rc == AC_ECORRUPT) {
       PyErr_SetString(PyExc_RuntimeError, "get: the shared queue's memory is corrupt");
       return NULL;
     }
-    return acx__raise(op, rc, "get");
+    return ac_py_raise_for(op, rc, "get");
   }
   PyObject *data = g.bytes ? g.bytes : from_raw(&g);
   if (!data) return NULL;

@@ -4,9 +4,6 @@
 
 #include <structmember.h>
 
-#include "allcores/clock.h"
-#include "allcores/errors.h"
-
 #define SegmentObject_CAST(op) ((SegmentObject *)(op))
 
 static void Segment_dealloc(PyObject *op);
@@ -18,47 +15,12 @@ int acx__is_segment(PyObject *obj) {
   return 0;
 }
 
-PyObject *acx__raise(PyObject *self, int rc, const char *what) {
-  if (rc == ACX_PYERR || PyErr_Occurred()) return NULL;
-  PyObject *module = self ? ac_module_from_type(Py_TYPE(self)) : NULL;
-  if (!module) PyErr_Clear();
-  switch (rc) {
-  case -ESTALE:
-    PyErr_Format(PyExc_FileNotFoundError,
-                 "%s: the shared object is gone: every process that had it open (its creator and "
-                 "the sender of this reference) closed it or exited", what);
-    return NULL;
-  case -EACCES:
-    PyErr_Format(PyExc_PermissionError,
-                 "%s: cannot open the shared object through /proc/<pid>/fd (another user's "
-                 "process, or ptrace access is restricted)", what);
-    return NULL;
-  case -EDEADLK:
-    PyErr_Format(PyExc_RuntimeError, "%s: the calling thread already holds this lock", what);
-    return NULL;
-  case -EPERM:
-    PyErr_Format(PyExc_RuntimeError, "%s: the lock is not held by the calling thread", what);
-    return NULL;
-  case -EOVERFLOW:
-    PyErr_Format(PyExc_ValueError, "%s: released too many times", what);
-    return NULL;
-  case AC_ETOOBIG:
-    PyErr_Format(PyExc_ValueError, "%s: the item is larger than the queue can ever hold", what);
-    return NULL;
-  case -ENOMEM:
-    return PyErr_NoMemory();
-  default:
-    return ac_py_raise(module, rc, what);
-  }
-}
-
 int64_t acx__timeout_ns(PyObject *timeout, int negative) {
   if (timeout == NULL || timeout == Py_None) return -1;
   double t = PyFloat_AsDouble(timeout);
   if (t == -1.0 && PyErr_Occurred()) return -2;
   if (t < 0) return negative == ACX_NEGATIVE_FOREVER ? -1 : 0;
-  if (t > 1e9) t = 1e9; /* about 30 years: no limit in practice, and no overflow */
-  return (int64_t)(t * 1e9);
+  return acx_seconds_ns(t);
 }
 
 int acx__parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int *block,
@@ -92,29 +54,6 @@ int acx__parse_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwname
   if (*block < 0) return -1;
   *timeout_ns = acx__timeout_ns(t, ACX_NEGATIVE_FOREVER);
   return *timeout_ns == -2 ? -1 : 0;
-}
-
-int acx__shared_wait(acx_step_fn step, void *arg, int64_t timeout_ns) {
-  int rc = step(arg, 0, 1);
-  /* -EBUSY: the step could not go on without blocking (a mutex, a big copy): even a try must
-   * then be retried without the GIL. */
-  if (rc != -EAGAIN && rc != -EBUSY) return rc;
-  if (rc == -EAGAIN && timeout_ns == 0) return rc;
-  int64_t deadline = timeout_ns < 0 ? -1 : ac_now_ns() + timeout_ns;
-  for (;;) {
-    int64_t slice = ACX_WAIT_SLICE_NS;
-    if (deadline >= 0) {
-      int64_t left = deadline - ac_now_ns();
-      if (left < 0) left = 0;
-      if (left < slice) slice = left;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    rc = step(arg, slice, 0);
-    Py_END_ALLOW_THREADS
-    if (rc != -EAGAIN && rc != -EBUSY && rc != -ETIMEDOUT && rc != -EINTR) return rc;
-    if (PyErr_CheckSignals() < 0) return ACX_PYERR;
-    if (deadline >= 0 && ac_now_ns() >= deadline) return timeout_ns == 0 ? -EAGAIN : -ETIMEDOUT;
-  }
 }
 
 void acx__segment_hold(SegmentObject *seg, int delta) {
@@ -180,7 +119,7 @@ static PyObject *Segment_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
   Py_END_ALLOW_THREADS
   if (rc) {
     Py_DECREF(self);
-    return acx__raise(NULL, rc, "cannot create a shared segment");
+    return ac_py_raise_for(NULL, rc, "cannot create a shared segment");
   }
   return (PyObject *)self;
 }
@@ -206,7 +145,7 @@ static PyObject *Segment_open(PyObject *cls, PyObject *ref) {
   Py_END_ALLOW_THREADS
   if (rc) {
     Py_DECREF(self);
-    return acx__raise(NULL, rc, "cannot open a shared object");
+    return ac_py_raise_for(NULL, rc, "cannot open a shared object");
   }
   return (PyObject *)self;
 }

@@ -42,10 +42,10 @@ static int take_step(void *arg, int64_t timeout_ns, int gil_held) {
 
 /* Returns 1, 0 (not acquired in time) or -1 with an exception. */
 static int do_acquire(SemaphoreObject *self, int block, int64_t timeout_ns) {
-  int rc = acx__shared_wait(take_step, self->s, block ? timeout_ns : 0);
+  int rc = acx_wait(take_step, self->s, block ? timeout_ns : 0);
   if (rc == -EAGAIN || rc == -ETIMEDOUT) return 0;
   if (rc < 0) {
-    acx__raise((PyObject *)self, rc, "acquire");
+    ac_py_raise_for((PyObject *)self, rc, "acquire");
     return -1;
   }
   return 1;
@@ -78,7 +78,7 @@ static PyObject *Semaphore_release(PyObject *op, PyObject *args, PyObject *kwds)
     return NULL;
   }
   int rc = ac_ssem_release(SemaphoreObject_CAST(op)->s, n);
-  if (rc) return acx__raise(op, rc, "release");
+  if (rc) return ac_py_raise_for(op, rc, "release");
   Py_RETURN_NONE;
 }
 
@@ -89,7 +89,7 @@ static PyObject *Semaphore_enter(PyObject *op, PyObject *Py_UNUSED(ignored)) {
 
 static PyObject *Semaphore_exit(PyObject *op, PyObject *const *args, Py_ssize_t nargs) {
   int rc = ac_ssem_release(SemaphoreObject_CAST(op)->s, 1);
-  if (rc) return acx__raise(op, rc, "release");
+  if (rc) return ac_py_raise_for(op, rc, "release");
   Py_RETURN_NONE;
 }
 

@@ -220,8 +220,7 @@ static void run_chaos(int lazy) {
     }
     ASSERT_OK(rc);
   }
-  atomic_store(&r->hdr->shutdown, AC_SHUTDOWN_DRAIN);
-  ac_ring_close(r->tasks);
+  ac_region_shutdown(r, AC_SHUTDOWN_DRAIN);
   ASSERT_OK(ac_template_notify(efd));
   ASSERT_EXITED(ac_test_wait(tpl, 10000), 0);
   for (uint32_t k = 0; k < WORKERS; k++) ASSERT_EXITED(r->workers[k].wait_status, 0);

@@ -2,6 +2,7 @@
  * received headers, the worker steps, the worker-slot state machine, and what the parent finds
  * after a worker dies in each window (ac_region_reap). */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -9,6 +10,7 @@
 
 #include "allcores/clock.h"
 #include "allcores/errors.h"
+#include "allcores/protocol.h"
 #include "allcores/region.h"
 #include "task.h"
 
@@ -164,6 +166,200 @@ TEST_IMPL(region_send_inline_and_through_arena_with_parts) {
   ASSERT_EQ(ac_worker_next_task(&r, 0, &got, buf, 1000000, 0), -ETIMEDOUT);
   ASSERT_EQ(r.tasks->consumers_busy, 0);
   ASSERT_EQ(r.workers[0].state, AC_W_IDLE);
+  ac_region_destroy(&r);
+}
+
+/* A worker that keeps views of its task's payload (zero copy): the block outlives the task until
+ * the last view lets go, whichever comes first, the views or the result. */
+static uint64_t take_big_task(ac_region *r, uint64_t id) {
+  static char big[50000];
+  parent_send(r, id, big, sizeof big);
+  ac_msg got;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_OK(ac_worker_next_task(r, 0, &got, buf, 0, 0));
+  ASSERT_GT(got.block, 0);
+  return got.block;
+}
+
+static uint64_t take_viewed_task(ac_region *r, uint64_t id, int64_t views) {
+  uint64_t block = take_big_task(r, id);
+  ac_region_share(r, block, views + 1); /* the views and the worker's record */
+  return block;
+}
+
+static void send_ok(ac_region *r, uint64_t id) {
+  ac_msg res = {.id = id};
+  struct iovec out = {"ok", 2};
+  ASSERT_OK(ac_worker_send_result(r, 0, &res, &out, 1, -1));
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_OK(ac_ring_try_pop(r->results, &res, buf, NULL));
+  ASSERT_EQ(res.id, id);
+}
+
+TEST_IMPL(region_viewed_task_block_outlives_the_result) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  uint64_t block = take_viewed_task(&r, 1, 2);
+  uint64_t in_use = r.hdr->arena.bytes_in_use;
+  send_ok(&r, 1);
+  ASSERT_EQ(r.workers[0].take.block, 0); /* the record let go... */
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, in_use); /* ...but the views still hold it */
+  ASSERT_EQ(ac_block_at(r.base, block)->state, AC_BLOCK_PUBLISHED);
+  ac_region_unshare(&r, block);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, in_use);
+  ac_region_unshare(&r, block); /* the last view frees it */
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  ASSERT_EQ(r.hdr->arena.frees, 1);
+  ac_region_destroy(&r);
+}
+
+TEST_IMPL(region_views_let_go_before_the_result_free_the_block_once) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  uint64_t block = take_viewed_task(&r, 1, 1);
+  ac_region_unshare(&r, block); /* the view goes while the task runs: the record still holds */
+  ASSERT_GT(r.hdr->arena.bytes_in_use, 0);
+  ASSERT_EQ(r.workers[0].take.block, block);
+  send_ok(&r, 1);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  ASSERT_EQ(r.hdr->arena.frees, 1); /* freed once, by the result */
+  /* A block nobody views goes with the result, as before. */
+  take_big_task(&r, 2);
+  send_ok(&r, 2);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  ASSERT_EQ(r.hdr->arena.frees, 2);
+  ac_region_destroy(&r);
+}
+
+/* A view let go in another thread while the result is sent: the block is freed exactly once. */
+typedef struct {
+  ac_region *r;
+  uint64_t block;
+} unshare_arg;
+
+static void *unshare_thread(void *p) {
+  unshare_arg *a = p;
+  ac_region_unshare(a->r, a->block);
+  return NULL;
+}
+
+TEST_IMPL(region_view_and_result_racing_free_the_block_once) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  for (int i = 1; i <= 200; i++) {
+    unshare_arg a = {&r, take_viewed_task(&r, (uint64_t)i, 1)};
+    pthread_t t;
+    ASSERT_OK(pthread_create(&t, NULL, unshare_thread, &a));
+    send_ok(&r, (uint64_t)i);
+    ASSERT_OK(pthread_join(t, NULL));
+    ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+    ASSERT_EQ(r.hdr->arena.frees, (uint64_t)i);
+  }
+  ac_region_destroy(&r);
+}
+
+/* A worker killed while views of its task's payload lived: the parent frees the block. */
+TEST_IMPL(region_reap_frees_a_viewed_task_block) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  ASSERT_OK(ac_region_request_spawn(&r, 0));
+  ASSERT_OK(ac_region_host_spawned(&r, 0, 1));
+  take_viewed_task(&r, 4, 1);
+  mark_exited(&r, 0, 1, 9);
+  ac_reaped out;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
+  ASSERT_EQ(out.task_id, 4);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  ac_region_destroy(&r);
+}
+
+/* Out-of-band payloads stay in their block: a worker's task always, a parent's result only while
+ * at most half the arena is in use. Everything else is copied out and consumed. */
+TEST_IMPL(region_keep_in_block_only_out_of_band_and_while_the_arena_has_room) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  static char big[50000];
+  struct iovec iov = {big, sizeof big};
+  ac_msg m = {.id = 1, .kind = AC_MSG_OOB};
+  ASSERT_OK(ac_region_send(&r, r.results, &m, &iov, 1, ac_owner_tag(0, 0), NULL, NULL, -1, NULL));
+  ASSERT_GT(m.block, 0);
+  ASSERT_EQ(ac_region_keep_in_block(&r, &m, 0), 1);
+  ASSERT_EQ(ac_region_keep_in_block(&r, &m, 1), 1);
+  ac_msg plain = m;
+  plain.kind = 0;
+  ASSERT_EQ(ac_region_keep_in_block(&r, &plain, 1), 0);
+  ac_msg in_slot = {.id = 2, .kind = AC_MSG_OOB, .len = 5};
+  ASSERT_EQ(ac_region_keep_in_block(&r, &in_slot, 1), 0);
+  /* Fill past half the arena: the parent's results are copied out now, workers' tasks are not. */
+  uint64_t half = (r.hdr->arena.pages << AC_PAGE_SHIFT) / 2;
+  while (r.hdr->arena.bytes_in_use <= half)
+    ASSERT_GT(ac_arena_alloc(&r.hdr->arena, r.base, 60000, AC_OWNER_PARENT), 0);
+  ASSERT_EQ(ac_region_keep_in_block(&r, &m, 0), 0);
+  ASSERT_EQ(ac_region_keep_in_block(&r, &m, 1), 1);
+  ac_region_destroy(&r);
+}
+
+TEST_IMPL(region_consume_forgets_the_record_then_frees) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  uint64_t block = take_big_task(&r, 7);
+  ASSERT_EQ(r.workers[0].take.block, block);
+  ac_region_consume(&r, block, &r.workers[0].take.block);
+  ASSERT_EQ(r.workers[0].take.block, 0);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  send_ok(&r, 7); /* the result frees nothing more */
+  ASSERT_EQ(r.hdr->arena.frees, 1);
+  ac_region_destroy(&r);
+}
+
+TEST_IMPL(region_shutdown_only_rises_and_closes_the_task_ring) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  ac_region_shutdown(&r, AC_SHUTDOWN_NONE);
+  ASSERT_EQ(r.hdr->shutdown, AC_SHUTDOWN_NONE);
+  ASSERT_EQ(r.tasks->closed, 0);
+  ac_region_shutdown(&r, AC_SHUTDOWN_NOW);
+  ASSERT_EQ(r.hdr->shutdown, AC_SHUTDOWN_NOW);
+  ASSERT_NE(r.tasks->closed, 0);
+  ac_region_shutdown(&r, AC_SHUTDOWN_DRAIN); /* never lowers: NOW stays NOW */
+  ASSERT_EQ(r.hdr->shutdown, AC_SHUTDOWN_NOW);
+  ac_msg m;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_EQ(ac_worker_next_task(&r, 0, &m, buf, 0, 0), AC_ECLOSED);
+  ac_region_destroy(&r);
+}
+
+TEST_IMPL(region_drain_tasks_frees_their_payloads) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  static char big[50000];
+  parent_send(&r, 1, big, sizeof big);
+  parent_send(&r, 2, "small", 5);
+  parent_send(&r, 3, big, sizeof big);
+  ASSERT_GT(r.hdr->arena.bytes_in_use, 0);
+  uint64_t id;
+  for (uint64_t want = 1; want <= 3; want++) {
+    ASSERT_OK(ac_region_drain_task(&r, &id));
+    ASSERT_EQ(id, want);
+  }
+  ASSERT_EQ(ac_region_drain_task(&r, &id), -EAGAIN);
+  ASSERT_EQ(r.hdr->arena.bytes_in_use, 0);
+  ASSERT_EQ(r.hdr->arena.frees, 2);
+  ac_region_shutdown(&r, AC_SHUTDOWN_DRAIN);
+  ASSERT_EQ(ac_region_drain_task(&r, &id), -EAGAIN);
+  ac_region_destroy(&r);
+}
+
+TEST_IMPL(region_worker_set_item_names_the_item_and_its_start) {
+  ac_region r;
+  make_region(&r, 2, 1 << 20);
+  int64_t before = ac_now_ns();
+  ac_worker_set_item(&r, 1, 42);
+  ASSERT_EQ(r.workers[1].item, 42);
+  ASSERT_GE(r.workers[1].started_ns, before);
+  ASSERT_LE(r.workers[1].started_ns, ac_now_ns());
+  ASSERT_EQ(r.workers[0].item, 0);
   ac_region_destroy(&r);
 }
 

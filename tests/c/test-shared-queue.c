@@ -72,7 +72,7 @@ TEST_IMPL(squeue_bounds_empty_and_timeouts) {
   ASSERT_EQ(ac_squeue_put(q, b, 8, 0, 0, 0), -EAGAIN); /* maxsize */
   ASSERT_EQ(ac_squeue_put(q, b, 8, 0, 10000000, 0), -ETIMEDOUT);
   ASSERT_EQ(ac_squeue_put(q, b, 300, 0, 0, 0), AC_ETOOBIG); /* > ring/4 and no arena */
-  ASSERT_EQ(ac_squeue_put(q, b, 1, 1u << 24, 0, 0), AC_ETOOBIG); /* tag too wide */
+  ASSERT_EQ(ac_squeue_put(q, b, 1, 1u << 24, 0, 0), -EINVAL); /* tag too wide */
   ASSERT_EQ(ac_squeue_max_item(q), 256);
   ac_squeue *r = new_queue(1024, 0, 0);
   int n = 0;

@@ -95,8 +95,7 @@ static pool *start_pool(uint32_t n, uint32_t spawn, const ac_fork_hooks *hooks) 
 }
 
 static void stop_pool(pool *p, uint32_t mode) {
-  atomic_store(&p->r.hdr->shutdown, mode);
-  ac_ring_close(p->r.tasks);
+  ac_region_shutdown(&p->r, mode);
   ASSERT_OK(ac_template_notify(p->efd));
   ASSERT_EXITED(ac_test_wait(p->tpl, 5000), 0);
   close(p->efd);
@@ -220,7 +219,7 @@ TEST_IMPL_TIMEOUT(template_shutdown_now_kills_busy_workers, 20000) {
   send_kind(r, 2, TASK_HANG);
   find_worker(r, runs_task, 1);
   find_worker(r, runs_task, 2);
-  atomic_store(&r->hdr->shutdown, AC_SHUTDOWN_NOW);
+  ac_region_shutdown(r, AC_SHUTDOWN_NOW);
   ASSERT_OK(ac_template_notify(p->efd));
   ASSERT_EXITED(ac_test_wait(p->tpl, 5000), 0);
   for (int k = 0; k < 2; k++) {
@@ -236,8 +235,7 @@ TEST_IMPL_TIMEOUT(template_shutdown_drain_lets_tasks_finish, 20000) {
   pool *p = start_pool(2, 2, NULL);
   ac_region *r = &p->r;
   for (uint64_t id = 1; id <= 4; id++) send_kind(r, id, TASK_SLEEP);
-  atomic_store(&r->hdr->shutdown, AC_SHUTDOWN_DRAIN);
-  ac_ring_close(r->tasks);
+  ac_region_shutdown(r, AC_SHUTDOWN_DRAIN);
   ASSERT_OK(ac_template_notify(p->efd));
   ASSERT_EXITED(ac_test_wait(p->tpl, 5000), 0);
   for (int k = 0; k < 2; k++) ASSERT_EXITED(r->workers[k].wait_status, 0);

@@ -1,4 +1,4 @@
-/* test-shared-lock.c: robust process-shared mutexes: ownership rules, timeouts, mutual exclusion
+/* test-shared-mutex.c: robust process-shared mutexes: ownership rules, timeouts, mutual exclusion
  * across processes, and recovery when the owner process or thread dies. */
 #include <errno.h>
 #include <pthread.h>
@@ -7,7 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "allcores/shared_lock.h"
+#include "allcores/shared_mutex.h"
 #include "task.h"
 
 typedef struct {

@@ -1,4 +1,4 @@
-/* test-shared-seg.c: memfd segments opened by reference from other processes, pins, lingering
+/* test-shared-segment.c: memfd segments opened by reference from other processes, pins, lingering
  * doors, stale references and sealing. */
 #include <errno.h>
 #include <fcntl.h>
@@ -7,7 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "allcores/shared_seg.h"
+#include "allcores/shared_segment.h"
 #include "task.h"
 
 static int open_fds(void) {

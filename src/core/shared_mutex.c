@@ -1,5 +1,5 @@
-/* shared_lock.c: robust process-shared mutexes (see shared_lock.h). */
-#include "allcores/shared_lock.h"
+/* shared_mutex.c: robust process-shared mutexes (see shared_mutex.h). */
+#include "allcores/shared_mutex.h"
 
 #include <errno.h>
 #include <linux/futex.h>

@@ -1,5 +1,5 @@
-/* shared_seg.h: the memory of one shared object (counter, lock, queue, buffer...): a sealed memfd
- * segment that any process of the same user can map from a small reference.
+/* shared_segment.h: the memory of one shared object (counter, lock, queue, buffer...): a sealed
+ * memfd segment that any process of the same user can map from a small reference.
  *
  * Contract:
  * - ac_seg_create() makes a zero-filled segment of `size` payload bytes: a memfd, so no name in
@@ -17,8 +17,8 @@
  * - Every function is safe to call from any thread; the lingering list survives fork.
  * Functions return 0 or a negative code (errors.h); -ESTALE: no door leads to the segment any more
  * (every process that could open it closed it or exited). */
-#ifndef ALLCORES_SHARED_SEG_H
-#define ALLCORES_SHARED_SEG_H
+#ifndef ALLCORES_SHARED_SEGMENT_H
+#define ALLCORES_SHARED_SEGMENT_H
 
 #include <stdatomic.h>
 #include <stdint.h>

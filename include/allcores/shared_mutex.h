@@ -1,4 +1,4 @@
-/* shared_lock.h: a mutex in shared memory that survives the death of its owner.
+/* shared_mutex.h: a mutex in shared memory that survives the death of its owner.
  *
  * Contract:
  * - An ac_smutex is a robust, process-shared pthread mutex: the kernel walks each dying thread's
@@ -11,8 +11,8 @@
  *   must stay mapped until it is unlocked (the binding keeps the segment alive while held).
  * ac_smutex_lock(timeout_ns): 0 = try once (-EBUSY when held), < 0 = no limit, else at most that
  * long (-ETIMEDOUT). Returns 0 or AC_SMUTEX_RECOVERED when acquired. */
-#ifndef ALLCORES_SHARED_LOCK_H
-#define ALLCORES_SHARED_LOCK_H
+#ifndef ALLCORES_SHARED_MUTEX_H
+#define ALLCORES_SHARED_MUTEX_H
 
 #include <pthread.h>
 #include <stdint.h>

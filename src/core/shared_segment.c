@@ -1,6 +1,6 @@
-/* shared_seg.c: memfd segments for shared objects, opened by reference through /proc (see
- * shared_seg.h), and the process's list of segments it keeps open for references in flight. */
-#include "allcores/shared_seg.h"
+/* shared_segment.c: memfd segments for shared objects, opened by reference through /proc (see
+ * shared_segment.h), and the process's list of segments it keeps open for references in flight. */
+#include "allcores/shared_segment.h"
 
 #include <errno.h>
 #include <fcntl.h>
