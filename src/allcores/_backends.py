@@ -28,6 +28,7 @@ import threading
 from concurrent.futures import CancelledError
 
 from . import _worker as W
+from ._protocol import WorkerState, worker_slot
 from ._engine import Engine
 
 BACKENDS = ("process", "thread", "interpreter", "dask", "auto")
@@ -112,7 +113,7 @@ class ThreadEngine(Engine):
         region = self._region
         with self._host_lock:
             for k in range(self.nworkers):
-                if region.worker_state(k)[0] != 1:  # ST_SPAWN
+                if worker_slot(region, k).state != WorkerState.SPAWN:
                     continue
                 if not region.host_spawned(k, 0):
                     continue
@@ -149,7 +150,8 @@ class ThreadEngine(Engine):
             if any(t.is_alive() for t in self._threads.values()):
                 return False
             region = self._region
-            if any(region.worker_state(k)[0] == 1 for k in range(self.nworkers)):  # ST_SPAWN
+            if any(worker_slot(region, k).state == WorkerState.SPAWN
+                   for k in range(self.nworkers)):
                 return False
         self._host_status = 0
         return True

@@ -31,6 +31,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from . import _serialize as ser
 from . import _worker as W
+from ._protocol import OOB, RESULT_INIT_ERR, TASK_CALL, TASK_CHUNK, task_kind
 from ._engine import TaskFuture, _CallEntry
 from .errors import WorkerLost
 
@@ -119,16 +120,15 @@ class DaskEngine:
         future._tid = tid
         self._pending[tid] = _CallEntry(future, fn, time.perf_counter_ns())
         future.add_done_callback(self._on_future_done)
-        self._send(tid, W.K_CALL, payload)
+        self._send(tid, TASK_CALL, payload)
         return future
 
     def submit_chunk(self, tid, payload, track):
-        self._send(tid, W.K_CHUNK | (track << 8), payload)
+        self._send(tid, task_kind(TASK_CHUNK, track=bool(track)), payload)
 
     def _send(self, tid, kind, payload):
         if type(payload) is list:  # out-of-band parts: one contiguous frame, as in the arena
-            from . import _oob
-            kind |= _oob.KIND_OOB
+            kind |= OOB
             payload = _frame(payload)
         try:
             dfut = self._client.submit(run_task, self._key, self._init, kind, payload,
@@ -181,7 +181,7 @@ class DaskEngine:
         self._futures.pop(tid, None)
         if dfut.status == "finished":
             kind, aux, payload = result
-            if kind == W.R_INIT_ERR:
+            if kind == RESULT_INIT_ERR:
                 self._on_init_error(payload)
                 return
             entry = self._pending.pop(tid, None)
@@ -411,7 +411,7 @@ def run_task(pool_key, init_blob, kind, payload):
     if init_blob is not None:
         ok, error = _initialize(pool_key, init_blob)
         if not ok:
-            return W.R_INIT_ERR, 0, error
+            return RESULT_INIT_ERR, 0, error
     box = _OneTask(kind, payload)
     W.main(box, 0, None, (), 1)
     return box.result

@@ -40,10 +40,9 @@ from . import _cpus
 from . import _oob
 from . import _serialize as ser
 from . import _worker as W
+from ._protocol import (KIND_MASK, OOB, RESULT_INIT_ERR, RESULT_OK, TASK_CALL, TASK_CHUNK,
+                        WorkerState, task_kind, worker_slot)
 from .errors import TaskTimeout, WorkerLost
-
-# Worker slot states (region.h).
-ST_EMPTY, ST_SPAWN, ST_STARTING, ST_IDLE, ST_EXITED = range(5)
 
 # Ring sizes: enough queued tasks to keep every worker busy while the parent is descheduled, small
 # enough that the rings' pages (512 B a slot) stay warm in cache.
@@ -281,9 +280,9 @@ class _CallEntry:
 
     def deliver(self, engine, kind, payload, to_feed=None):
         fut = self.future
-        if kind & 0xFF == W.R_OK:
+        if kind & KIND_MASK == RESULT_OK:
             try:
-                value = _oob.loads(payload) if kind & _oob.KIND_OOB else ser._loads(payload)
+                value = _oob.loads(payload) if kind & OOB else ser._loads(payload)
             except BaseException as exc:  # noqa: B902
                 _set_exception(fut, exc)
                 return
@@ -413,9 +412,9 @@ class Engine:
         except BaseException as exc:  # noqa: B902
             future.set_exception(exc)
             return future
-        kind = W.K_CALL
+        kind = TASK_CALL
         if type(payload) is list:
-            kind |= _oob.KIND_OOB
+            kind |= OOB
             size = _oob.total(payload)
         else:
             size = len(payload)
@@ -435,17 +434,15 @@ class Engine:
 
     def submit_chunk(self, tid, payload, track):
         # Map jobs never block their feeder: it may run in the collector thread.
-        kind = W.K_CHUNK | (track << 8)
-        if type(payload) is list:
-            kind |= _oob.KIND_OOB
+        kind = task_kind(TASK_CHUNK, track=bool(track), oob=type(payload) is list)
         self._push(tid, kind, payload, block=False)
 
     def is_running(self, tid):
         """True when a worker holds task tid (it has taken it and not yet published its result)."""
         if not tid or self._terminated or (_forked_child and os.getpid() != self._pid):
             return False
-        state = self._region.worker_state
-        return any(state(k)[3] == tid for k in range(self.nworkers))
+        region = self._region
+        return any(worker_slot(region, k).tid == tid for k in range(self.nworkers))
 
     def _untime(self, _=None):
         self._timed_entries -= 1
@@ -501,7 +498,7 @@ class Engine:
         now = time.perf_counter_ns()
         ema = self._exec_ema
         rtt_ema = self._rtt_ema
-        init_err = W.R_INIT_ERR
+        init_err = RESULT_INIT_ERR
         to_feed = set()  # map jobs that completed chunks: fed once, after the batch
         try:
             for tid, kind, aux, payload in items:
@@ -709,13 +706,13 @@ class Engine:
             region = self._region
             respawn = False
             for k in range(self.nworkers):
-                state = region.worker_state(k)
-                if state[0] == ST_EXITED:
+                slot = worker_slot(region, k)
+                if slot.state == WorkerState.EXITED:
                     reaped = region.reap(k)
                     if reaped is not None:
                         respawn |= self._on_worker_exit(k, *reaped)
-                elif state[0] in (ST_STARTING, ST_IDLE) and state[1] > 0:
-                    self._worker_pids[k] = state[1]
+                elif slot.state in (WorkerState.STARTING, WorkerState.IDLE) and slot.pid > 0:
+                    self._worker_pids[k] = slot.pid
             if respawn:
                 self._host_wake()
         return True
@@ -763,14 +760,15 @@ class Engine:
         region = self._region
         with self._lock:
             for k in range(self.nworkers):
-                state, pid, gen, tid, started, done, item = region.worker_state(k)
-                if not tid or state != ST_IDLE or tid in self._timed_out:
+                slot = worker_slot(region, k)
+                tid = slot.tid
+                if not tid or slot.state != WorkerState.IDLE or tid in self._timed_out:
                     continue
                 entry = self._pending.get(tid)
                 if entry is None:
                     continue
                 limit = entry.timeout if entry.timeout is not None else default
-                if limit is not None and now - started > limit * 1e9:
+                if limit is not None and now - slot.started > limit * 1e9:
                     self._timed_out[tid] = limit
                     region.request_kill(k)
                     self._host_wake()
@@ -836,9 +834,9 @@ class Engine:
         region = self._region
         orphans = []
         for k in range(self.nworkers):
-            state = region.worker_state(k)
-            if state[0] in (ST_STARTING, ST_IDLE) and state[1] > 0:
-                orphans.append((k, state[1]))
+            slot = worker_slot(region, k)
+            if slot.state in (WorkerState.STARTING, WorkerState.IDLE) and slot.pid > 0:
+                orphans.append((k, slot.pid))
         # They were sent SIGKILL as the template died; nothing is repaired before they are gone.
         deadline = now + 5.0
         for _k, pid in orphans:
@@ -998,7 +996,7 @@ class Engine:
             for entry in running.values():
                 entry.fail(self, CancelledError())
             for k in range(self.nworkers):
-                if self._region.worker_state(k)[3]:
+                if worker_slot(self._region, k).tid:
                     self._region.request_kill(k)
             self._host_wake()
 
@@ -1006,8 +1004,7 @@ class Engine:
         """Kill the workers running any of task_ids (they are replaced)."""
         with self._lock:
             for k in range(self.nworkers):
-                st = self._region.worker_state(k)
-                if st[3] in task_ids:
+                if worker_slot(self._region, k).tid in task_ids:
                     self._region.request_kill(k)
             self._host_wake()
 
@@ -1018,14 +1015,15 @@ class Engine:
     def worker_pids(self, timeout=10.0):
         """The workers' pids. Workers asked for but not forked yet (the pool just started, or one
         is being replaced) are waited for, up to timeout seconds, unless the pool is broken."""
-        state, n = self._region.worker_state, self.nworkers
+        region, n = self._region, self.nworkers
         deadline = time.monotonic() + timeout
         while True:
-            states = [state(k) for k in range(n)]
-            coming = any(s[0] == ST_SPAWN or (s[0] == ST_STARTING and s[1] <= 0) for s in states)
+            slots = [worker_slot(region, k) for k in range(n)]
+            coming = any(s.state == WorkerState.SPAWN or
+                         (s.state == WorkerState.STARTING and s.pid <= 0) for s in slots)
             if not coming or self._broken is not None or self._terminated or \
                     time.monotonic() >= deadline:
-                return [s[1] for s in states if s[1] > 0]
+                return [s.pid for s in slots if s.pid > 0]
             time.sleep(0.002)
 
 

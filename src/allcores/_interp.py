@@ -32,6 +32,7 @@ from concurrent.futures.process import BrokenProcessPool
 from . import _core
 from . import _serialize as ser
 from . import _worker as W
+from ._protocol import RESULT_INIT_ERR, worker_slot
 from ._backends import ThreadEngine
 from ._engine import Engine
 
@@ -142,7 +143,7 @@ class InterpreterEngine(ThreadEngine):
     def _interrupt_running(self, task_ids=None):
         region = self._region
         for k, worker in list(self._interps.items()):
-            tid = region.worker_state(k)[3]
+            tid = worker_slot(region, k).tid
             if tid and (task_ids is None or tid in task_ids):
                 worker.interrupt()
 
@@ -170,7 +171,7 @@ def sub_main(region, k, payload):
     try:
         initializer, initargs, maxtasks = ser._loads(payload)
     except BaseException as exc:  # noqa: B902 - the parent reports it as the initializer's failure
-        region.send_result(k, 0, W.R_INIT_ERR, k, ser.dumps_exception(exc, "initializer"))
+        region.send_result(k, 0, RESULT_INIT_ERR, k, ser.dumps_exception(exc, "initializer"))
         return W.EXIT_INIT_FAILED
     try:
         return W.main(region, k, initializer, initargs, maxtasks)

@@ -18,7 +18,7 @@ from concurrent.futures import CancelledError
 
 from . import _core, _oob
 from . import _serialize as ser
-from . import _worker as W
+from ._protocol import KIND_MASK, OOB, RESULT_CHUNK, TASK_CHUNK, task_kind
 from .errors import TaskTimeout, WorkerLost
 
 # Work per chunk the chunker aims for: large against the ~20-50 µs a chunk costs to send and
@@ -131,8 +131,8 @@ class _ChunkEntry:
         self.track = track
 
     def deliver(self, engine, kind, payload, to_feed=None):
-        if kind & 0xFF == W.R_CHUNK:
-            values, errors, elapsed = (_oob.loads(payload) if kind & _oob.KIND_OOB
+        if kind & KIND_MASK == RESULT_CHUNK:
+            values, errors, elapsed = (_oob.loads(payload) if kind & OOB
                                        else ser._loads(payload))
             self.job.chunk_done(self, values, errors, elapsed, to_feed)
         else:  # the whole chunk failed before running (e.g. its payload could not be unpickled)
@@ -243,7 +243,7 @@ class MapJob:
                 pending = engine._pending
                 # A shared-region engine's submit_chunk() inlined: this loop runs once per
                 # chunk, i.e. per item with chunksize=1, where every call counts.
-                kind = W.K_CHUNK | (track << 8)
+                kind = task_kind(TASK_CHUNK, track=bool(track))
                 region = getattr(engine, "_region", None)
                 push = region.push_task if region is not None else None
                 overflow = getattr(engine, "_overflow", None)
@@ -282,7 +282,7 @@ class MapJob:
                     self.submitted = start + len(items)
                     try:
                         pushed = push is not None and not overflow and push(
-                            tid, kind | _oob.KIND_OOB if type(payload) is list else kind, 0,
+                            tid, kind | OOB if type(payload) is list else kind, 0,
                             payload, 0.0)
                     except _core.ClosedError:  # the pool broke or stopped meanwhile
                         pushed = False
