@@ -63,7 +63,6 @@ ARENA_BYTES = _default_arena_bytes()
 # How often the collector wakes with nothing to do, to check timeouts and the template; with
 # lazy waking it also wakes a worker for any task left queued (a safety net, see ring.c).
 IDLE_TICK_S = 0.05
-LAZY_TICK_S = 0.05
 # The caller spins this long at most for a result before sleeping on the future (adaptive below).
 MAX_SPIN_NS = 200_000
 # A caller waiting in wait_for() re-checks its condition at least this often.
@@ -629,7 +628,7 @@ class Engine:
                 if self._closing and not self._drain_requested and not self._jobs:
                     with self._lock:
                         self._maybe_drain()  # one that had to wait for the overflow
-                tick = IDLE_TICK_S if not self._lazy_wake else LAZY_TICK_S
+                tick = IDLE_TICK_S
                 if self.task_timeout is not None:
                     tick = min(tick, max(0.005, self.task_timeout / 4))
                 elif self._timed_entries:

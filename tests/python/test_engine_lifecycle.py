@@ -63,7 +63,7 @@ def test_create_destroy_cycles_leak_nothing():
     """Pools created and destroyed repeatedly leave no process, fd or mapping behind, and the
     parent's memory stays flat. It runs in a fresh interpreter: the test process's own memory
     (gigabytes after the other tests) would make every fork slow and RSS noisy.
-    ALLCORES_LEAK_CYCLES=10000 gives the issue's figure."""
+    ALLCORES_LEAK_CYCLES=10000 runs the full 10,000 cycles."""
     import json
     cycles = int(os.environ.get("ALLCORES_LEAK_CYCLES", "500"))
     out = subprocess.run([sys.executable, "-c", _CYCLES_SCRIPT, str(cycles)],

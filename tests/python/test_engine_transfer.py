@@ -192,7 +192,7 @@ def _ours_in_dev_shm():
 
 
 def test_memory_flat_over_many_large_transfers(pool):
-    """Issue 4's bar: 10,000 large transfers (1 MiB numpy arrays and bytes, each way) leave the
+    """10,000 large transfers (1 MiB numpy arrays and bytes, each way) leave the
     parent's and the workers' memory flat, touch no new arena memory beyond a few blocks, free
     every block, and leave nothing in /dev/shm."""
     import os
