@@ -25,7 +25,6 @@ import os
 import sys
 import sysconfig
 import threading
-from concurrent.futures import CancelledError
 
 from . import _worker as W
 from ._protocol import WorkerState, worker_slot
@@ -79,17 +78,16 @@ class ThreadEngine(Engine):
     finish. `parallel` says whether they run Python at the same time (free-threaded build) or
     one at a time under the GIL."""
 
-    stops_tasks = False  # per-call task_timeout is refused too (Pool checks)
+    stops_tasks = False
+    cannot_stop = "backend='thread' cannot stop a running task"
     daemon_threads = True  # a worker thread left running at exit dies with the process
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
                  task_timeout=None, name="allcores-threads"):
-        if task_timeout is not None:
-            raise ValueError("backend='thread' cannot stop a running task: task_timeout needs "
-                             "backend='process'")
-        if processes is None:
-            processes = default_thread_workers()
-        super().__init__(processes, initializer, initargs, maxtasks, None, name)
+        super().__init__(processes, initializer, initargs, maxtasks, task_timeout, name)
+
+    def default_workers(self):
+        return default_thread_workers()
 
     @property
     def parallel(self) -> bool:
@@ -102,7 +100,7 @@ class ThreadEngine(Engine):
         self._threads: dict[int, threading.Thread] = {}
         self._host_args = (initializer, initargs, maxtasks)
         # The workers share this process's __main__: its functions travel by name.
-        self._main_names = getattr(sys.modules.get("__main__"), "__dict__", None)
+        self.main_names = getattr(sys.modules.get("__main__"), "__dict__", None)
         self._host_lock = threading.Lock()
         self._host_wake()
 
@@ -168,35 +166,34 @@ class ThreadEngine(Engine):
         return []
 
 
-def cancel_job(job):
-    """Stops a map whose result was cancelled (an awaiting asyncio task that is cancelled
-    cancels it), as Executor.shutdown(cancel_futures=True) stops queued work: no more of its items
-    are sent, and the engine takes back its chunks sent and not started where it can (dask: off
-    the cluster). Chunks already on a shared region's task ring still run, their results dropped:
-    the ring cannot give back one job's tasks (only all of them, drain_tasks())."""
-    job.abort(CancelledError())
-    engine = job.engine
-    cancel_tasks = getattr(engine, "cancel_tasks", None)
-    if cancel_tasks is not None:
-        cancel_tasks([tid for tid, entry in list(engine._pending.items())
-                      if getattr(entry, "job", None) is job])
-
-
-def make_engine(backend, processes, initializer, initargs, maxtasks, task_timeout, **options):
-    """The engine for Pool(backend=...) and ProcessPoolExecutor(backend=...). options are the
-    backend's own keywords (dask: address= or client=)."""
+def make_engine(backend, processes, initializer, initargs, maxtasks, task_timeout, *,
+                executor=False, **options):
+    """The engine for Pool(backend=...), or for ProcessPoolExecutor(backend=...) with executor
+    (then with concurrent.futures' behaviours: a failing initializer is logged, and queued work
+    is finished at interpreter exit). options are the backend's own keywords (process:
+    arena_size=; dask: address= or client=)."""
     if backend == "auto" and not options:
         backend = choose_auto(task_timeout)[0]
     if backend == "dask":
         from ._dask import DaskEngine
+        # Not finished at exit: the cluster may be gone by then.
         return DaskEngine(processes, initializer, initargs, maxtasks, task_timeout, **options)
+    arena_size = options.pop("arena_size", None) if backend == "process" else None
     if options:
         raise TypeError(f"backend={backend!r} takes no option {', '.join(map(repr, options))}")
-    if backend == "thread":
-        return ThreadEngine(processes, initializer, initargs, maxtasks, task_timeout)
-    if backend == "interpreter":
-        from ._interp import InterpreterEngine
-        return InterpreterEngine(processes, initializer, initargs, maxtasks, task_timeout)
     if backend == "process":
-        return Engine(processes, initializer, initargs, maxtasks, task_timeout)
-    raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+        if executor:
+            return Engine(processes, initializer, initargs, maxtasks, task_timeout,
+                          name="allcores-executor", arena_size=arena_size, log_init_errors=True,
+                          finish_at_exit=True)
+        return Engine(processes, initializer, initargs, maxtasks, task_timeout,
+                      name="allcores-pool", arena_size=arena_size)
+    if backend == "thread":
+        engine = ThreadEngine(processes, initializer, initargs, maxtasks, task_timeout)
+    elif backend == "interpreter":
+        from ._interp import InterpreterEngine
+        engine = InterpreterEngine(processes, initializer, initargs, maxtasks, task_timeout)
+    else:
+        raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    engine.finish_at_exit = executor
+    return engine

@@ -22,26 +22,23 @@ from __future__ import annotations
 
 import collections
 import errno
-import itertools
-import logging
 import os
 import signal
 import sys
 import threading
 import time
 import weakref
-from concurrent.futures import CancelledError, Future, InvalidStateError
-from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
+from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
 
 from . import _arena_size
 from . import _core
-from . import _cpus
 from . import _oob
 from . import _serialize as ser
 from . import _worker as W
-from ._protocol import (KIND_MASK, OOB, RESULT_INIT_ERR, RESULT_OK, TASK_CALL, TASK_CHUNK,
-                        WorkerState, task_kind, worker_slot)
+from ._engine_base import CallEntry, EngineBase, entry_what
+from ._futures import TaskFuture
+from ._protocol import OOB, RESULT_INIT_ERR, TASK_CALL, TASK_CHUNK, WorkerState, task_kind, worker_slot
 from .errors import TaskTimeout, WorkerLost
 
 # Ring sizes: enough queued tasks to keep every worker busy while the parent is descheduled, small
@@ -73,15 +70,6 @@ LAZY_WAKE_BELOW_NS = 30_000
 EAGER_WAKE_ABOVE_NS = 100_000
 
 _live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
-_forked_child = False
-
-
-def _after_fork_in_child():
-    global _forked_child
-    _forked_child = True
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _template_main(region, efd, initializer, initargs, maxtasks, log_init_errors=False):
@@ -124,235 +112,20 @@ def _std_stream_fds():
     return fds
 
 
-_cond_lock = threading.Lock()
-_LOGGER = logging.getLogger("concurrent.futures")
-_DONE_STATES = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
-
-
-class TaskFuture(Future):
-    """A concurrent.futures.Future tuned for many short tasks.
-
-    - Its condition is created only when a thread first waits on it (most futures of a burst
-      complete before anyone waits), which halves the cost of a future.
-    - result() first helps: it drains the result ring itself for a few microseconds, which saves
-      the wake-up of the collector thread on short tasks.
-    - Ctrl-C while waiting stops the pool's current work (Engine.interrupt) and re-raises.
-    """
-
-    _engine = None
-    _tid = 0
-
-    def __init__(self):
-        self._state = PENDING
-        self._result = None
-        self._exception = None
-        self._waiters = []
-        self._done_callbacks = []
-
-    def __getattr__(self, name):
-        if name != "_condition":
-            raise AttributeError(name)
-        with _cond_lock:
-            cond = self.__dict__.get("_condition")
-            if cond is None:
-                cond = self.__dict__["_condition"] = threading.Condition()
-        return cond
-
-    def _finish_unwatched(self, result, exception):
-        """Completes the future if nobody ever looked at its condition; returns False otherwise.
-        Creating the condition takes _cond_lock, so a waiter either sees FINISHED or exists."""
-        with _cond_lock:
-            if "_condition" in self.__dict__:
-                return False
-            if self._state in _DONE_STATES:
-                raise InvalidStateError(f"{self._state}: {self!r}")
-            self._result = result
-            self._exception = exception
-            self._state = FINISHED
-        self._invoke_callbacks()
-        return True
-
-    def _invoke_callbacks(self):
-        # As concurrent.futures logs and contains a callback's Exception; here any exception
-        # (SystemExit too) is: a callback runs in whichever thread completes the future, often
-        # in the middle of a batch of other results, which must not be lost with it. Ctrl-C in
-        # the main thread is the exception: it propagates once every callback ran.
-        interrupted = None
-        for callback in self._done_callbacks:
-            try:
-                _call_back(self, callback)
-            except KeyboardInterrupt as exc:
-                interrupted = exc
-        if interrupted is not None:
-            try:
-                raise interrupted
-            finally:
-                interrupted = None
-
-    def add_done_callback(self, fn):
-        with self._condition:
-            if self._state not in _DONE_STATES:
-                self._done_callbacks.append(fn)
-                return
-        _call_back(self, fn)  # done already: now, in this thread, contained as above
-
-    def running(self):
-        """True while a worker runs this task."""
-        if self._state == PENDING and self._engine is not None:
-            return self._engine.is_running(self._tid)
-        return super().running()
-
-    def cancel(self):
-        """Cancel the task if no worker has started it (as concurrent.futures does); a cancelled
-        task never reports, and if a worker takes it later its result is dropped."""
-        if self._state == PENDING and self._engine is not None and \
-                self._engine.is_running(self._tid):
-            return False
-        return super().cancel()
-
-    def set_result(self, result):
-        if not self._finish_unwatched(result, None):
-            super().set_result(result)
-
-    def set_exception(self, exception):
-        if not self._finish_unwatched(None, exception):
-            super().set_exception(exception)
-
-    def _wait(self, timeout):
-        """Collects results in this thread until done; returns what is left of timeout for the
-        final wait on the condition (0 once done)."""
-        end = None if timeout is None else time.monotonic() + timeout
-        try:
-            if self._engine.wait_for(self.done, timeout):
-                return 0
-        except KeyboardInterrupt:
-            self._engine.interrupt()
-            raise
-        return None if end is None else max(0.0, end - time.monotonic())
-
-    def done(self):
-        # One attribute read is atomic: no condition (and no lock) for the common question.
-        return self._state in _DONE_STATES
-
-    def result(self, timeout=None):
-        if self._state != FINISHED and self._engine is not None:
-            timeout = self._wait(timeout)
-        if self._state == FINISHED:  # set before _state: see _finish_unwatched
-            exc = self._exception
-            if exc is None:
-                return self._result
-            try:
-                raise exc
-            finally:
-                # No cycle through the traceback's frame (as Future.result breaks it).
-                self = exc = None  # noqa: F841
-        return super().result(timeout)
-
-    def exception(self, timeout=None):
-        if self._state != FINISHED and self._engine is not None:
-            timeout = self._wait(timeout)
-        if self._state == FINISHED:
-            return self._exception
-        return super().exception(timeout)
-
-
-def _call_back(fut, callback):
-    """callback(fut); logs and contains whatever it raises but Ctrl-C in the main thread."""
-    try:
-        callback(fut)
-    except BaseException as exc:  # noqa: B902
-        if isinstance(exc, KeyboardInterrupt) and \
-                threading.current_thread() is threading.main_thread():
-            raise
-        _LOGGER.exception("exception calling callback for %r", fut)
-
-
-class _CallEntry:
-    """A pending single call: completes a future."""
-    __slots__ = ("future", "what", "t0", "timeout")
-
-    def __init__(self, future, what, t0, timeout=None):
-        self.future = future
-        self.what = what
-        self.t0 = t0
-        self.timeout = timeout
-
-    def deliver(self, engine, kind, payload, to_feed=None):
-        fut = self.future
-        if kind & KIND_MASK == RESULT_OK:
-            try:
-                value = _oob.loads(payload) if kind & OOB else ser._loads(payload)
-            except BaseException as exc:  # noqa: B902
-                _set_exception(fut, exc)
-                return
-            _set_result(fut, value)
-        else:
-            _set_exception(fut, ser.loads_exception(payload))
-
-    def fail(self, engine, exc, item=None):
-        if isinstance(exc, CancelledError):
-            _cancel(self.future)
-        else:
-            _set_exception(self.future, exc)
-
-
-def _cancel(fut):
-    """Cancel a future so that wait() and as_completed() see it as done, as an executor does.
-    The pool stopped the task, even if a worker had started it (an interrupt kills that worker),
-    so the future is cancelled without asking whether it runs: refusing would leave it pending
-    forever, since its entry is gone and no result will ever complete it."""
-    if isinstance(fut, TaskFuture):
-        fut._engine = None
-    if fut.cancel():
-        fut.set_running_or_notify_cancel()
-    elif not fut.done():  # a plain Future already marked running by its owner
-        _set_exception(fut, CancelledError())
-
-
-def _set_result(fut, value):
-    try:
-        fut.set_result(value)
-    except InvalidStateError:
-        pass  # cancelled meanwhile
-
-
-def _set_exception(fut, exc):
-    try:
-        fut.set_exception(exc)
-    except InvalidStateError:
-        pass
-
-
-class Engine:
+class Engine(EngineBase):
     """One pool's processes and transport. Thread-safe."""
 
-    # Defaults for backends that set up their own state (see __init__).
-    maxtasks = None
-    finish_at_exit = False
     _log_init_errors = False
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
                  task_timeout=None, name="allcores", arena_size=None, *, log_init_errors=False,
                  finish_at_exit=False):
-        if processes is None:
-            processes = _cpus.default_workers()
-        if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
-            raise ValueError("Number of processes must be at least 1")
-        if maxtasks is not None and (not isinstance(maxtasks, int) or maxtasks < 1):
-            raise ValueError("maxtasksperchild must be a positive int or None")
-        if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be a callable")
-        if task_timeout is not None and task_timeout <= 0:
-            raise ValueError("task_timeout must be positive")
-        self.nworkers = processes
-        self.task_timeout = task_timeout
-        self.maxtasks = maxtasks
+        super().__init__(processes, initializer, maxtasks, task_timeout)
+        processes = self.nworkers
         # concurrent.futures' behaviours: a failing initializer is logged (in the worker, to the
         # "concurrent.futures" logger), and queued work is finished at interpreter exit.
         self._log_init_errors = log_init_errors
         self.finish_at_exit = finish_at_exit
-        self._timed_entries = 0            # pending entries with a timeout of their own
-        self._pid = os.getpid()
         arena_bytes, arena_source = _arena_size.choose(arena_size, ARENA_BYTES)
         try:
             self._region = _core.Region(processes, TASK_SLOTS, RESULT_SLOTS, arena_bytes)
@@ -361,17 +134,10 @@ class Engine:
                 raise
             raise _arena_size.region_error(exc, arena_bytes, arena_source) from exc
         self.max_payload = self._region.max_payload
-        self._lock = threading.RLock()
         self._held = threading.local()  # .n: result batches this thread is completing
-        self._pending: dict[int, object] = {}
-        self._ids = itertools.count(1)
-        self._overflow: collections.deque = collections.deque()
-        self._jobs: set = set()            # map jobs still feeding
+        self._overflow: collections.deque = collections.deque()  # tasks waiting for ring room
         self._timed_out: dict[int, float] = {}
-        self._broken: BaseException | None = None
-        self._closing = False              # no new work accepted
         self._drain_requested = False      # task ring closed: workers exit when it is empty
-        self._terminated = False
         self._rtt_ema = 0.0
         self._fg = 0                       # caller threads collecting in wait_for()
         self._fg_left = threading.Event()  # set when the last of them leaves
@@ -390,23 +156,14 @@ class Engine:
 
     # -- submitting -----------------------------------------------------------------------------
 
-    def _check_usable(self):
-        if _forked_child and os.getpid() != self._pid:
-            raise RuntimeError("this pool belongs to the parent process; create a new pool in the "
-                               "forked child")
-        if self._broken is not None:
-            raise BrokenProcessPool(str(self._broken)) from self._broken
-        if self._closing:
-            raise ValueError("Pool not running")
-
-    def submit_call(self, fn, args, kwargs, future=None, timeout=None):
-        """Queues fn(*args, **kwargs); returns its TaskFuture (pickling errors are set on it)."""
-        self._check_usable()
-        if future is None:
-            future = TaskFuture()
-        future._engine = self
+    def submit_call(self, fn, args, kwargs, timeout=None):
+        """Queues fn(*args, **kwargs); returns its TaskFuture (pickling errors are set on it).
+        timeout: this task's task_timeout, checked by the caller (check_timeout)."""
+        self.check_usable()
+        tid = next(self._ids)
+        future = TaskFuture(self, tid)
         try:
-            blob = ser.dumps_callable(fn, self._main_names)
+            blob = ser.dumps_callable(fn, self.main_names)
             payload = ser.dumps_call(blob, fn, args, kwargs)
         except BaseException as exc:  # noqa: B902
             future.set_exception(exc)
@@ -422,9 +179,7 @@ class Engine:
                 f"the arguments of task {ser.describe(fn)} take {size} bytes, more than the "
                 f"pool's shared region can hold ({self.max_payload} bytes)"))
             return future
-        tid = next(self._ids)
-        future._tid = tid
-        self._pending[tid] = _CallEntry(future, fn, time.perf_counter_ns(), timeout)
+        self._pending[tid] = CallEntry(future, fn, time.perf_counter_ns(), timeout)
         if timeout is not None:
             self._timed_entries += 1
             future.add_done_callback(self._untime)
@@ -438,7 +193,7 @@ class Engine:
 
     def is_running(self, tid):
         """True when a worker holds task tid (it has taken it and not yet published its result)."""
-        if not tid or self._terminated or (_forked_child and os.getpid() != self._pid):
+        if not tid or self._terminated or self.in_forked_child():
             return False
         region = self._region
         return any(worker_slot(region, k).tid == tid for k in range(self.nworkers))
@@ -446,8 +201,8 @@ class Engine:
     def _untime(self, _=None):
         self._timed_entries -= 1
 
-    def new_id(self):
-        return next(self._ids)
+    def direct_queue(self):
+        return self._region.push_task, self._overflow
 
     def _push(self, tid, kind, payload, block=True):
         region = self._region
@@ -559,7 +314,7 @@ class Engine:
         """
         if done():
             return True
-        if _forked_child and os.getpid() != self._pid:
+        if self.in_forked_child():
             return done()
         deadline = None if timeout is None else time.monotonic() + timeout
         region = self._region
@@ -599,8 +354,6 @@ class Engine:
                 self._fg_left.set()
 
     _seen_event = 0
-    # Functions the workers' __main__ holds by these names (ser.dumps_callable); None: none.
-    _main_names = None
 
     def _collect_loop(self):
         region = self._region
@@ -726,29 +479,19 @@ class Engine:
             if entry is not None:
                 deadline = self._timed_out.pop(task_id, None)
                 if deadline is not None:
-                    exc = TaskTimeout(f"{_entry_what(entry, item)} ran longer than "
+                    exc = TaskTimeout(f"{entry_what(entry, item)} ran longer than "
                                       f"task_timeout={deadline}s; worker {pid} was killed and "
                                       f"replaced")
                 else:
-                    exc = WorkerLost.from_wait_status(pid, status, _entry_what(entry, item))
-                if isinstance(entry, _CallEntry):
-                    del self._pending[task_id]
-                    entry.fail(self, exc)
-                else:
-                    del self._pending[task_id]
-                    entry.fail(self, exc, item)
+                    exc = WorkerLost.from_wait_status(pid, status, entry_what(entry, item))
+                del self._pending[task_id]
+                entry.fail(self, exc, item)
         if spawn_errno:
             self._break(OSError(spawn_errno, f"cannot fork a worker: {os.strerror(spawn_errno)}"))
             return False
         if self._terminated or self._drain_requested or self._init_error is not None:
             return False
         return bool(self._region.request_spawn(k))
-
-    def _on_init_error(self, payload):
-        exc = ser.loads_exception(payload)
-        self._init_error = exc
-        self._break(BrokenProcessPool(
-            f"a worker's initializer failed: {type(exc).__name__}: {exc}"), cause=exc)
 
     def _timeouts_active(self):
         return self.task_timeout is not None or self._timed_entries > 0
@@ -774,25 +517,14 @@ class Engine:
 
     # -- failure and shutdown ------------------------------------------------------------------
 
-    def _fail_all(self, exc):
-        pending, self._pending = self._pending, {}
+    def _drop_tasks(self, task_ids):
         self._overflow.clear()
-        # Jobs first: a failed chunk of a job still running would resubmit its other items and
-        # feed more, into a ring nobody drains any more.
-        for job in list(self._jobs):
-            job.abort(exc)
-        for entry in pending.values():
-            entry.fail(self, exc)
+
+    def _after_fail_all(self):
         if self._fg:
             self._region.wake_results()  # callers waiting in wait_for() look at once
 
-    def _break(self, exc, cause=None):
-        with self._lock:
-            if self._broken is None:
-                if cause is not None:
-                    exc.__cause__ = cause
-                self._broken = exc
-            self._fail_all(exc)
+    def _on_broken(self):
         self._stop_processes()
 
     # -- the worker host: a template process forking workers (other backends override) ----
@@ -815,7 +547,7 @@ class Engine:
     def _fork_template(self):
         # What the template's __main__ will hold (taken again for each template): those
         # functions travel by name.
-        self._main_names = ser.main_functions()
+        self.main_names = ser.main_functions()
         pid = _core.fork_template()
         if pid == 0:
             _template_main(self._region, self._efd, *self._template_args)
@@ -909,7 +641,7 @@ class Engine:
     def close(self):
         """No new work; workers exit once every queued task is done. Maps in progress go on:
         a lazy one (imap) keeps reading its input as its results are consumed, until join()."""
-        if self._in_forked_child():
+        if self.in_forked_child():
             return
         with self._lock:
             self._closing = True
@@ -932,22 +664,12 @@ class Engine:
             self._region.shutdown(1)
             self._host_wake()
 
-    def job_done(self, job):
-        with self._lock:
-            if job in self._jobs:
-                self._jobs.discard(job)
-                if job.timeout is not None:
-                    self._timed_entries -= 1
-            self._maybe_drain()
-
-    def _in_forked_child(self):
-        """True in a process forked from the pool's owner: the region, the template and the
-        workers are the owner's, and nothing done here may stop them."""
-        return _forked_child and os.getpid() != self._pid
+    def _on_job_done(self):
+        self._maybe_drain()
 
     def terminate(self):
         """Stop now: kill the workers, cancel what has not completed."""
-        if self._in_forked_child():
+        if self.in_forked_child():
             return
         with self._lock:
             self._closing = True
@@ -957,7 +679,7 @@ class Engine:
         self.join()
 
     def join(self, timeout=None):
-        if self._in_forked_child():
+        if self.in_forked_child():
             return True
         if self._closing and self._jobs and not self._terminated:
             # Lazy maps stop waiting for their consumer: their results wait in their iterators
@@ -981,35 +703,15 @@ class Engine:
                 if entry is not None:
                     entry.fail(self, CancelledError())
 
-    def interrupt(self):
-        """Ctrl-C while waiting on this pool: stop its current work. Queued tasks are cancelled,
-        running ones are cancelled and their workers killed (and replaced); the pool stays
-        usable."""
-        if self._terminated or (_forked_child and os.getpid() != self._pid):
-            return
-        with self._lock:
-            for job in list(self._jobs):
-                job.abort(CancelledError())
-            self.cancel_queued()
-            running, self._pending = self._pending, {}
-            for entry in running.values():
-                entry.fail(self, CancelledError())
-            for k in range(self.nworkers):
-                if worker_slot(self._region, k).tid:
-                    self._region.request_kill(k)
-            self._host_wake()
+    def _cancel_waiting(self):
+        self.cancel_queued()
 
-    def kill_running(self, task_ids):
-        """Kill the workers running any of task_ids (they are replaced)."""
-        with self._lock:
-            for k in range(self.nworkers):
-                if worker_slot(self._region, k).tid in task_ids:
-                    self._region.request_kill(k)
-            self._host_wake()
-
-    @property
-    def broken(self):
-        return self._broken
+    def _stop_running(self):
+        # Running tasks' workers are killed (and replaced).
+        for k in range(self.nworkers):
+            if worker_slot(self._region, k).tid:
+                self._region.request_kill(k)
+        self._host_wake()
 
     def worker_pids(self, timeout=10.0):
         """The workers' pids. Workers asked for but not forked yet (the pool just started, or one
@@ -1039,12 +741,6 @@ def _process_alive(pid):
             return f.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
     except (OSError, IndexError):
         return False
-
-
-def _entry_what(entry, item):
-    what = getattr(entry, "what", None)
-    desc = ser.describe(what) if what is not None else "a task"
-    return f"task {desc}" + (f" (item {item} of its chunk)" if item else "")
 
 
 _interpreter_exiting = False

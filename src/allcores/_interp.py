@@ -34,7 +34,7 @@ from . import _serialize as ser
 from . import _worker as W
 from ._protocol import RESULT_INIT_ERR, worker_slot
 from ._backends import ThreadEngine
-from ._engine import Engine
+from ._engine_base import EngineBase
 
 MIN_VERSION = (3, 12)
 # What CPython says when an extension without per-interpreter GIL support is imported.
@@ -97,17 +97,18 @@ class InterpreterEngine(ThreadEngine):
 
     daemon_threads = False
     parallel = True  # each interpreter has a GIL of its own (one worker per core by default)
+    cannot_stop = ("backend='interpreter' cannot stop a task that runs too long (a "
+                   "subinterpreter cannot be killed)")
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
                  task_timeout=None, name="allcores-interpreters"):
         check_supported()
         _install_exit_hook()
-        if task_timeout is not None:
-            raise ValueError("backend='interpreter' cannot stop a task that runs too long (a "
-                             "subinterpreter cannot be killed): task_timeout needs "
-                             "backend='process'")
-        Engine.__init__(self, processes, initializer, initargs, maxtasks, None, name)
+        super().__init__(processes, initializer, initargs, maxtasks, task_timeout, name)
         _live_engines.add(self)
+
+    def default_workers(self):
+        return EngineBase.default_workers(self)
 
     def _host_start(self, initializer, initargs, maxtasks):
         self._interps: dict[int, object] = {}
@@ -116,7 +117,7 @@ class InterpreterEngine(ThreadEngine):
         # one), so that tasks import in the workers what they import here.
         self._boot = pickle.dumps((list(sys.path), payload), ser.PROTOCOL)
         super()._host_start(initializer, initargs, maxtasks)
-        self._main_names = None  # a subinterpreter's __main__ is its own: functions go by value
+        self.main_names = None  # a subinterpreter's __main__ is its own: functions go by value
 
     def _host_name(self):
         return "subinterpreter workers"
@@ -151,12 +152,9 @@ class InterpreterEngine(ThreadEngine):
         super()._stop_processes()  # queued tasks are dropped
         self._interrupt_running()
 
-    def interrupt(self):
-        super().interrupt()
+    def _stop_running(self):
+        super()._stop_running()
         self._interrupt_running()
-
-    def kill_running(self, task_ids):
-        self._interrupt_running(set(task_ids))
 
 
 # -- in the subinterpreter ------------------------------------------------------------------

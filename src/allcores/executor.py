@@ -6,9 +6,10 @@ import time
 from concurrent.futures import Executor, TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 
-from ._engine import Engine, interpreter_exiting
+from ._backends import make_engine
+from ._engine import interpreter_exiting
 from ._mapjob import MapJob
-from .pool import IMapIterator, _check_timeout, _progress_bar, _start_job, _warn_start_method
+from .pool import IMapIterator, _progress_bar, _start_job, _warn_start_method
 
 __all__ = ["ProcessPoolExecutor"]
 
@@ -47,19 +48,11 @@ class ProcessPoolExecutor(Executor):
             _warn_start_method(mp_context, 2)
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
-        if arena_size is not None and (backend != "process" or backend_options):
+        if arena_size is not None:
             backend_options["arena_size"] = arena_size
-        if backend != "process" or backend_options:
-            from ._backends import make_engine
-            self._engine = make_engine(backend, max_workers, initializer, initargs,
-                                       max_tasks_per_child, task_timeout, **backend_options)
-            # As concurrent.futures' executors: finish what was given before the interpreter
-            # exits (not for a dask cluster, which may be gone by then).
-            self._engine.finish_at_exit = backend != "dask"
-        else:
-            self._engine = Engine(max_workers, initializer, initargs, max_tasks_per_child,
-                                  task_timeout, name="allcores-executor", log_init_errors=True,
-                                  finish_at_exit=True, arena_size=arena_size)
+        self._engine = make_engine(backend, max_workers, initializer, initargs,
+                                   max_tasks_per_child, task_timeout, executor=True,
+                                   **backend_options)
         self._max_workers = self._engine.nworkers
 
     def submit(self, fn, /, *args, **kwargs):
@@ -93,7 +86,7 @@ class ProcessPoolExecutor(Executor):
         """
         if chunksize is not None and chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
-        task_timeout = _check_timeout(task_timeout, self._engine)
+        task_timeout = self._engine.check_timeout(task_timeout)
         with self._shutdown_lock:
             if self._engine.broken is not None:
                 raise BrokenProcessPool(str(self._engine.broken))
