@@ -1,4 +1,6 @@
-"""The engine under Pool and ProcessPoolExecutor: one shared region, one template, N workers.
+"""The shared-region engine under the process, thread and interpreter backends: one shared
+region, a collector, N workers started by the backend's host (_backend_process, _backend_thread,
+_backend_interpreter). Shown here with the process backend's host, a template process:
 
 Data flow (nothing passes through a pipe or a per-task helper thread)::
 
@@ -23,8 +25,6 @@ from __future__ import annotations
 import collections
 import errno
 import os
-import signal
-import sys
 import threading
 import time
 import weakref
@@ -35,10 +35,10 @@ from . import _arena_size
 from . import _core
 from . import _oob
 from . import _serialize as ser
-from . import _worker as W
 from ._engine_base import CallEntry, EngineBase, entry_what
 from ._futures import TaskFuture
-from ._protocol import OOB, RESULT_INIT_ERR, TASK_CALL, TASK_CHUNK, WorkerState, task_kind, worker_slot
+from ._protocol import (OOB, RESULT_INIT_ERR, TASK_CALL, TASK_CHUNK, WorkerState, task_kind,
+                        worker_slot)
 from .errors import TaskTimeout, WorkerLost
 
 # Ring sizes: enough queued tasks to keep every worker busy while the parent is descheduled, small
@@ -72,50 +72,11 @@ EAGER_WAKE_ABOVE_NS = 100_000
 _live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
 
-def _template_main(region, efd, initializer, initargs, maxtasks, log_init_errors=False):
-    """Runs in the template process; never returns."""
-    code = 70
-    try:
-        import gc
-        gc.freeze()  # objects inherited from the parent are never traversed, so never copied
-        _core.isolate_fds([efd] + _std_stream_fds())
-        from . import _inherited
-        _inherited.forget_parent_state()
-        k = region.template_serve(efd)
-        if k is None:
-            code = 0
-        else:
-            import multiprocessing
-            # as multiprocessing names its pool workers, so tasks can tell them apart
-            multiprocessing.current_process().name = f"AllcoresPoolWorker-{k + 1}"
-            code = W.main(region, k, initializer, initargs, maxtasks, log_init_errors)
-    except BaseException:  # noqa: B902
-        try:
-            import traceback
-            traceback.print_exc()
-        except BaseException:  # noqa: B902
-            pass
-    finally:
-        os._exit(code)
-
-
-def _std_stream_fds():
-    """The descriptors behind sys.stdin/stdout/stderr (maybe redirected, as pytest's capture
-    does): what tasks print must still reach the program's output."""
-    fds = []
-    for stream in (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__,
-                   sys.__stderr__):
-        try:
-            fds.append(stream.fileno())
-        except Exception:  # closed, None, or no descriptor behind it
-            pass
-    return fds
-
-
 class Engine(EngineBase):
-    """One pool's processes and transport. Thread-safe."""
+    """One pool's shared region, its collector and its workers, started by a host of type
+    host_type (see _backend_process.ProcessHost for what a host does). Thread-safe."""
 
-    _log_init_errors = False
+    host_type = None
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
                  task_timeout=None, name="allcores", arena_size=None, *, log_init_errors=False,
@@ -124,7 +85,6 @@ class Engine(EngineBase):
         processes = self.nworkers
         # concurrent.futures' behaviours: a failing initializer is logged (in the worker, to the
         # "concurrent.futures" logger), and queued work is finished at interpreter exit.
-        self._log_init_errors = log_init_errors
         self.finish_at_exit = finish_at_exit
         arena_bytes, arena_source = _arena_size.choose(arena_size, ARENA_BYTES)
         try:
@@ -148,7 +108,8 @@ class Engine(EngineBase):
         for k in range(processes):
             self._region.request_spawn(k)
         self._host_status = None
-        self._host_start(initializer, initargs, maxtasks)
+        self._host = self.host_type(self)
+        self._host.start(initializer, initargs, maxtasks, log_init_errors)
         self._collector_thread = threading.Thread(
             target=self._collect_loop, name=f"{name}-collector", daemon=True)
         self._collector_thread.start()
@@ -367,7 +328,7 @@ class Engine(EngineBase):
                     if self._fg:
                         if self._timeouts_active():
                             self._check_timeouts()
-                        if self._host_status is None and self._host_gone():
+                        if self._host_status is None and self._host_exited():
                             self._on_host_gone()
                         if self._closing and not self._drain_requested and not self._jobs:
                             with self._lock:
@@ -405,7 +366,7 @@ class Engine(EngineBase):
                     self._check_timeouts()
                 if self._lazy_wake:
                     region.kick()
-                if self._host_status is None and self._host_gone():
+                if self._host_status is None and self._host_exited():
                     self._on_host_gone()
                 if self._finished():
                     break
@@ -440,10 +401,10 @@ class Engine(EngineBase):
                             BrokenProcessPool("the pool shut down before the task completed"))
                         return
                 time.sleep(0.0005)  # the other thread needs self._lock to complete them
-        if type(self)._host_start is Engine._host_start and self._restart_template():
+        if self._host.restart():
             return
         self._break(BrokenProcessPool(
-            f"the pool's {self._host_name()} died unexpectedly (status {self._host_status}); "
+            f"the pool's {self._host.describe()} died unexpectedly (status {self._host_status}); "
             f"its workers died with it"))
 
     def _handle_workers(self, event):
@@ -466,7 +427,7 @@ class Engine(EngineBase):
                 elif slot.state in (WorkerState.STARTING, WorkerState.IDLE) and slot.pid > 0:
                     self._worker_pids[k] = slot.pid
             if respawn:
-                self._host_wake()
+                self._host.wake()
         return True
 
     def _on_worker_exit(self, k, pid, status, spawn_errno, task_id, item, recovered):
@@ -513,7 +474,7 @@ class Engine(EngineBase):
                 if limit is not None and now - slot.started > limit * 1e9:
                     self._timed_out[tid] = limit
                     region.request_kill(k)
-                    self._host_wake()
+                    self._host.wake()
 
     # -- failure and shutdown ------------------------------------------------------------------
 
@@ -527,116 +488,62 @@ class Engine(EngineBase):
     def _on_broken(self):
         self._stop_processes()
 
-    # -- the worker host: a template process forking workers (other backends override) ----
+    # -- what the worker host (host_type) may use of its engine ------------------------------
 
-    def _host_start(self, initializer, initargs, maxtasks):
-        interp = sys.modules.get("allcores._interp")
-        if interp is not None and interp.subinterpreters_running():
-            # CPython cannot fork a process in which isolated subinterpreters run: the child
-            # aborts in PyOS_AfterFork_Child while deleting them, and the pool would wait for
-            # workers that never come.
-            raise RuntimeError(
-                "cannot start a process pool while a backend='interpreter' pool runs in this "
-                "process: CPython cannot fork a process with live subinterpreters. Create the "
-                "process pool first, or close (and join) the interpreter pool before")
-        self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self._template_args = (initializer, initargs, maxtasks, self._log_init_errors)
-        self._template_deaths = []
-        self._fork_template()
+    @property
+    def region(self):
+        """The shared region: the host starts workers on its slots."""
+        return self._region
 
-    def _fork_template(self):
-        # What the template's __main__ will hold (taken again for each template): those
-        # functions travel by name.
-        self.main_names = ser.main_functions()
-        pid = _core.fork_template()
-        if pid == 0:
-            _template_main(self._region, self._efd, *self._template_args)
-        self._template_pid = pid
+    @property
+    def stopped(self):
+        """True once the pool broke or was terminated: no new workers."""
+        return self._broken is not None or self._terminated
 
-    def _restart_template(self):
-        """The template died (killed, the OOM killer) and its workers with it. As when a worker
-        dies: only the tasks they ran fail (WorkerLost), a task taken but not started is given
-        back, and a new template forks every worker again. Returns False (the pool breaks)
-        when templates keep dying: more than 3 in 10 seconds."""
-        now = time.monotonic()
-        self._template_deaths = [t for t in self._template_deaths if now - t < 10.0] + [now]
-        if len(self._template_deaths) > 3 or self._broken is not None or self._terminated:
-            return False
+    @property
+    def draining(self):
+        """True once the task ring is closed: workers exit when it is empty."""
+        return self._drain_requested
+
+    def break_pool(self, exc, cause=None):
+        """The host cannot go on: the pool breaks with exc."""
+        self._break(exc, cause)
+
+    def reap_workers(self):
+        """Reaps exited workers as _handle_workers() does, waiting for a thread that holds
+        results to complete them first."""
         region = self._region
-        orphans = []
-        for k in range(self.nworkers):
-            slot = worker_slot(region, k)
-            if slot.state in (WorkerState.STARTING, WorkerState.IDLE) and slot.pid > 0:
-                orphans.append((k, slot.pid))
-        # They were sent SIGKILL as the template died; nothing is repaired before they are gone.
-        deadline = now + 5.0
-        for _k, pid in orphans:
-            while _process_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.001)
-        for k, _pid in orphans:
-            region.orphaned(k, signal.SIGKILL)
         while not self._handle_workers(region.event):
-            time.sleep(0.0002)  # another thread completes results first
+            time.sleep(0.0002)
+
+    def host_restarting(self):
+        """The host died and starts again: False (no restart) when the pool stopped meanwhile."""
         with self._lock:
             if self._broken is not None or self._terminated:
                 return False
             self._host_status = None
-        self._fork_template()
         return True
 
-    def _host_name(self):
-        return f"template process {self._template_pid}"
-
-    def _host_wake(self):
-        """Tells the host to look at spawn/kill requests and the shutdown word."""
-        efd = self._efd
-        if efd >= 0:
-            try:
-                _core.notify(efd)
-            except OSError:
-                pass
-
-    def _host_gone(self):
+    def _host_exited(self):
         """True once the host has exited; sets _host_status."""
-        try:
-            pid, status = os.waitpid(self._template_pid, os.WNOHANG)
-        except ChildProcessError:
-            self._host_status = -1
-            return True
-        if pid == 0:
+        status = self._host.exit_status()
+        if status is None:
             return False
         self._host_status = status
         return True
 
-    def _host_join(self):
-        try:
-            os.waitpid(self._template_pid, 0)
-        except ChildProcessError:
-            pass
-
-    def _host_close(self):
-        efd, self._efd = self._efd, -1
-        try:
-            os.close(efd)
-        except OSError:
-            pass
-
     def _stop_processes(self):
-        try:
-            self._region.shutdown(2)
-            self._host_wake()
-        except (OSError, ValueError):
-            pass
+        self._host.stop()
 
     def _on_collector_exit(self):
         if self._host_status is None:
             self._stop_processes()
-            self._host_join()
+            self._host.join()
             self._host_status = 0
         with self._lock:
             if self._pending or self._overflow:
                 self._fail_all(self._broken or CancelledError())
-        self._host_close()
+        self._host.close()
 
     def close(self):
         """No new work; workers exit once every queued task is done. Maps in progress go on:
@@ -662,7 +569,7 @@ class Engine(EngineBase):
                     return
             self._drain_requested = True
             self._region.shutdown(1)
-            self._host_wake()
+            self._host.wake()
 
     def _on_job_done(self):
         self._maybe_drain()
@@ -707,11 +614,13 @@ class Engine(EngineBase):
         self.cancel_queued()
 
     def _stop_running(self):
-        # Running tasks' workers are killed (and replaced).
+        # Running tasks' workers are killed (and replaced); a host whose workers cannot be
+        # killed interrupts their tasks where it can.
         for k in range(self.nworkers):
             if worker_slot(self._region, k).tid:
                 self._region.request_kill(k)
-        self._host_wake()
+        self._host.wake()
+        self._host.interrupt_running()
 
     def worker_pids(self, timeout=10.0):
         """The workers' pids. Workers asked for but not forked yet (the pool just started, or one
@@ -726,21 +635,6 @@ class Engine(EngineBase):
                     time.monotonic() >= deadline:
                 return [s.pid for s in slots if s.pid > 0]
             time.sleep(0.002)
-
-
-def _process_alive(pid):
-    """False once pid has exited (a zombie counts as exited)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # the number went to another user's process: ours is gone
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
-    except (OSError, IndexError):
-        return False
 
 
 _interpreter_exiting = False

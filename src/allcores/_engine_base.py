@@ -7,10 +7,12 @@
     EngineBase: pending tasks by id, map jobs, the pool's state (closing, terminated, broken),
                 the one validation of worker counts and task_timeout, break/fail/interrupt
         |
-        +-- _backend_process.ProcessEngine   shared region, workers forked from a template
-        |     +-- _backend_thread.ThreadEngine          same region, worker threads
-        |           +-- _backend_interpreter.InterpreterEngine   threads running subinterpreters
-        +-- _backend_dask.DaskEngine         tasks on a dask.distributed cluster
+        +-- _engine.Engine: a shared region and its collector; its workers are started by a
+        |   host, the strategy each of these backends sets (host_type):
+        |     _backend_process.ProcessEngine          ProcessHost: forked from a template process
+        |     _backend_thread.ThreadEngine            ThreadHost: threads of this process
+        |     _backend_interpreter.InterpreterEngine  InterpreterHost: threads, subinterpreters
+        +-- _backend_dask.DaskEngine: tasks on a dask.distributed cluster
 
 A pending task is an entry with deliver(engine, kind, payload, to_feed) for its result and
 fail(engine, exc, item) for its failure: CallEntry completes a future, _mapjob's chunk entries
