@@ -65,7 +65,7 @@ class DaskEngine(EngineBase):
         self._key = f"allcores-{uuid.uuid4().hex[:12]}"
         self._init = None
         if initializer is not None:
-            blob = ser._cloudpickle().dumps((self._key, initializer, initargs), ser.PROTOCOL)
+            blob = ser.cloudpickle().dumps((self._key, initializer, initargs), ser.PROTOCOL)
             self._init = self._client.scatter(blob, broadcast=True, hash=False)
         self._cond = threading.Condition(threading.Lock())
         self._futures: dict[int, object] = {}   # tid -> dask future
@@ -330,7 +330,7 @@ def _initialize(pool_key, init_blob):
         outcome = _initialized.get(pool_key)
         if outcome is None:
             try:
-                _, initializer, initargs = ser._loads(init_blob)
+                _, initializer, initargs = ser.loads(init_blob)
                 initializer(*initargs)
                 outcome = (True, None)
             except BaseException as exc:  # noqa: B902

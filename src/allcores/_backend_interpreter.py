@@ -108,7 +108,7 @@ class InterpreterHost(ThreadHost):
         self._interps: dict[int, object] = {}
 
     def start(self, initializer, initargs, maxtasks, log_init_errors):
-        payload = ser._cloudpickle().dumps((initializer, initargs, maxtasks), ser.PROTOCOL)
+        payload = ser.cloudpickle().dumps((initializer, initargs, maxtasks), ser.PROTOCOL)
         # sys.path as it is now (the new interpreter would start from the interpreter's initial
         # one), so that tasks import in the workers what they import here.
         self._boot = pickle.dumps((list(sys.path), payload), ser.PROTOCOL)

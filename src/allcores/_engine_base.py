@@ -58,7 +58,7 @@ class CallEntry:
         fut = self.future
         if kind & KIND_MASK == RESULT_OK:
             try:
-                value = _oob.loads(payload) if kind & OOB else ser._loads(payload)
+                value = _oob.loads(payload) if kind & OOB else ser.loads(payload)
             except BaseException as exc:  # noqa: B902
                 _futures.set_exception(fut, exc)
                 return

@@ -28,7 +28,7 @@ def sub_main(region, k, payload):
     # as worker processes are named, so that tasks can tell workers apart
     multiprocessing.current_process().name = f"AllcoresPoolWorker-{k + 1}"
     try:
-        initializer, initargs, maxtasks = ser._loads(payload)
+        initializer, initargs, maxtasks = ser.loads(payload)
     except BaseException as exc:  # noqa: B902 - the parent reports it as the initializer's failure
         region.send_result(k, 0, RESULT_INIT_ERR, k, ser.dumps_exception(exc, "initializer"))
         return W.EXIT_INIT_FAILED

@@ -133,7 +133,7 @@ class _ChunkEntry:
     def deliver(self, engine, kind, payload, to_feed=None):
         if kind & KIND_MASK == RESULT_CHUNK:
             values, errors, elapsed = (_oob.loads(payload) if kind & OOB
-                                       else ser._loads(payload))
+                                       else ser.loads(payload))
             self.job.chunk_done(self, values, errors, elapsed, to_feed)
         else:  # the whole chunk failed before running (e.g. its payload could not be unpickled)
             exc = ser.loads_exception(payload)

@@ -21,7 +21,7 @@ import struct
 
 from . import _core
 from . import _memmap
-from . import _serialize as ser
+from ._protocol import PICKLE_PROTOCOL
 
 OOB_MIN_BYTES = _core.OOB_MIN_BYTES  # 64 KiB
 ALIGN = _core.OOB_ALIGN  # 64: see include/allcores/oob_frame.h
@@ -104,19 +104,19 @@ def dumps(obj) -> list:
     obj = _mark_big_bytes(obj)
     buffers = []
     f = io.BytesIO()
-    p = _Pickler(f, ser.PROTOCOL, buffer_callback=buffers.append)
+    p = _Pickler(f, PICKLE_PROTOCOL, buffer_callback=buffers.append)
     p.memmap = _memmap.memmap_type()
     try:
         p.dump(obj)
     except Exception:
         buffers = []
         f = io.BytesIO()
-        p = _memmap.cloud_pickler()(f, ser.PROTOCOL, buffer_callback=buffers.append)
+        p = _memmap.cloud_pickler()(f, PICKLE_PROTOCOL, buffer_callback=buffers.append)
         p.dump(obj)
     if len(buffers) > _core.OOB_MAX_BUFFERS:  # more than a frame may hold: send them in band
         buffers = []
         f = io.BytesIO()
-        _memmap.cloud_pickler()(f, ser.PROTOCOL).dump(obj)
+        _memmap.cloud_pickler()(f, PICKLE_PROTOCOL).dump(obj)
     stream = f.getbuffer()
     views = [b.raw() for b in buffers]
     n = len(views)

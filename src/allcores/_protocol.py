@@ -14,6 +14,9 @@ from typing import NamedTuple
 
 from . import _core
 
+# Every payload is a pickle of this protocol: 5 carries buffers out of band (see _oob).
+PICKLE_PROTOCOL = 5
+
 KIND_MASK: int = _core.MSG_KIND_MASK
 TRACK: int = _core.MSG_TRACK   # the worker records the task as its own (its death fails it)
 OOB: int = _core.MSG_OOB       # the payload is an out-of-band frame, received without a copy

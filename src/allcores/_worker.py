@@ -47,11 +47,11 @@ def _dump_value(value, what: str) -> tuple[int, bytes]:
         return RESULT_OK, _dumps(value, ser.PROTOCOL)
     except Exception:
         try:
-            return RESULT_OK, ser._cloudpickle().dumps(value, ser.PROTOCOL)
+            return RESULT_OK, ser.cloudpickle().dumps(value, ser.PROTOCOL)
         except Exception as exc:
             err = ResultPicklingError(
                 f"cannot send the result of task {what} back: {type(value).__qualname__} object "
-                f"{ser._short_repr(value)}: {exc}", repr(exc), ser._short_repr(value))
+                f"{ser.short_repr(value)}: {exc}", repr(exc), ser.short_repr(value))
             return RESULT_ERR, ser.dumps_exception(err, what)
 
 
