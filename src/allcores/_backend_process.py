@@ -60,6 +60,11 @@ class ProcessHost:
             _template_main(self.engine.region, self._efd, *self._template_args)
         self._template_pid = pid
 
+    @property
+    def pid(self):
+        """The template process's pid (a new one after a restart)."""
+        return self._template_pid
+
     def describe(self):
         """The host as error messages name it."""
         return f"template process {self._template_pid}"

@@ -106,7 +106,7 @@ class ProcessPoolExecutor(Executor):
                 total = min((len(i) for i in iterables), default=0)
         it = _ExecutorMapIterator(self._engine, True, _progress_bar(progress, total))
         window = max(1, buffersize) if buffersize else None
-        if chunksize is None and getattr(self._engine, "maxtasks", None) is not None:
+        if chunksize is None and self._engine.maxtasks is not None:
             # max_tasks_per_child counts items, as concurrent.futures' (chunksize 1) does: no
             # automatic batching then.
             chunksize = 1

@@ -94,7 +94,7 @@ def test_many_tasks_memory_flat():
         gc.collect()
         assert _fds() == fds0
         assert me.memory_info().rss - rss0 < 10 * 2**20
-        stats = pool._engine._region.stats()
+        stats = pool._engine.region.stats()
         assert stats["tasks_queued"] == 0 and stats["results_queued"] == 0
         assert stats["arena_allocs"] == stats["arena_frees"]
 
