@@ -52,8 +52,10 @@ class DaskEngine(EngineBase):
     cannot_replace = "backend='dask' cannot replace the cluster's workers"
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
-                 task_timeout=None, name="allcores-dask", *, address=None, client=None):
-        super().__init__(processes, initializer, maxtasks, task_timeout)
+                 task_timeout=None, name="allcores-dask", *, address=None, client=None,
+                 executor=False):
+        # Not finished at interpreter exit even for an executor: the cluster may be gone by then.
+        super().__init__(processes, initializer, maxtasks, task_timeout, executor=executor)
         if (address is None) == (client is None):
             raise TypeError("backend='dask' needs the cluster: address='tcp://host:port' or "
                             "client=distributed.Client(...)")

@@ -136,8 +136,9 @@ class ThreadEngine(Engine):
     cannot_stop = "backend='thread' cannot stop a running task"
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
-                 task_timeout=None, name="allcores-threads"):
-        super().__init__(processes, initializer, initargs, maxtasks, task_timeout, name)
+                 task_timeout=None, name="allcores-threads", *, executor=False):
+        super().__init__(processes, initializer, initargs, maxtasks, task_timeout, name,
+                         executor=executor)
 
     def default_workers(self):
         return default_thread_workers()

@@ -54,26 +54,19 @@ def make_engine(backend, processes, initializer, initargs, maxtasks, task_timeou
     arena_size=; dask: address= or client=)."""
     if backend == "auto" and not options:
         backend = choose_auto(task_timeout)[0]
+    args = (processes, initializer, initargs, maxtasks, task_timeout)
     if backend == "dask":
         from ._backend_dask import DaskEngine
-        # Not finished at exit: the cluster may be gone by then.
-        return DaskEngine(processes, initializer, initargs, maxtasks, task_timeout, **options)
+        return DaskEngine(*args, executor=executor, **options)
     arena_size = options.pop("arena_size", None) if backend == "process" else None
     if options:
         raise TypeError(f"backend={backend!r} takes no option {', '.join(map(repr, options))}")
     if backend == "process":
-        if executor:
-            return ProcessEngine(processes, initializer, initargs, maxtasks, task_timeout,
-                                 name="allcores-executor", arena_size=arena_size,
-                                 log_init_errors=True, finish_at_exit=True)
-        return ProcessEngine(processes, initializer, initargs, maxtasks, task_timeout,
-                             name="allcores-pool", arena_size=arena_size)
+        return ProcessEngine(*args, "allcores-executor" if executor else "allcores-pool",
+                             arena_size, executor=executor)
     if backend == "thread":
-        engine = ThreadEngine(processes, initializer, initargs, maxtasks, task_timeout)
-    elif backend == "interpreter":
+        return ThreadEngine(*args, executor=executor)
+    if backend == "interpreter":
         from ._backend_interpreter import InterpreterEngine
-        engine = InterpreterEngine(processes, initializer, initargs, maxtasks, task_timeout)
-    else:
-        raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    engine.finish_at_exit = executor
-    return engine
+        return InterpreterEngine(*args, executor=executor)
+    raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")

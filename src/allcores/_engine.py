@@ -79,13 +79,13 @@ class Engine(EngineBase):
     host_type = None
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
-                 task_timeout=None, name="allcores", arena_size=None, *, log_init_errors=False,
-                 finish_at_exit=False):
-        super().__init__(processes, initializer, maxtasks, task_timeout)
+                 task_timeout=None, name="allcores", arena_size=None, *, executor=False):
+        super().__init__(processes, initializer, maxtasks, task_timeout, executor=executor)
         processes = self.nworkers
         # concurrent.futures' behaviours: a failing initializer is logged (in the worker, to the
-        # "concurrent.futures" logger), and queued work is finished at interpreter exit.
-        self.finish_at_exit = finish_at_exit
+        # "concurrent.futures" logger, where the host can: a process), and queued work is
+        # finished at interpreter exit.
+        self.finish_at_exit = executor
         arena_bytes, arena_source = _arena_size.choose(arena_size, ARENA_BYTES)
         try:
             self._region = _core.Region(processes, TASK_SLOTS, RESULT_SLOTS, arena_bytes)
@@ -109,7 +109,7 @@ class Engine(EngineBase):
             self._region.request_spawn(k)
         self._host_status = None
         self._host = self.host_type(self)
-        self._host.start(initializer, initargs, maxtasks, log_init_errors)
+        self._host.start(initializer, initargs, maxtasks, executor)
         self._collector_thread = threading.Thread(
             target=self._collect_loop, name=f"{name}-collector", daemon=True)
         self._collector_thread.start()

@@ -93,9 +93,18 @@ class EngineBase:
     # Functions the workers' __main__ holds by these names (ser.dumps_callable); None: none.
     main_names = None
 
-    def __init__(self, processes, initializer, maxtasks, task_timeout):
-        """The one validation of a pool's arguments. processes None: the backend's default
-        (default_workers(); None there means the backend counts them itself)."""
+    def __init__(self, processes, initializer, maxtasks, task_timeout, *, executor=False):
+        """The one validation of a pool's arguments, in multiprocessing.Pool's terms or, for
+        executor, in concurrent.futures' (max_workers, max_tasks_per_child). processes None: the
+        backend's default (default_workers(); None there: the backend counts them itself)."""
+        if executor:
+            if processes is not None and processes <= 0:
+                raise ValueError("max_workers must be greater than 0")
+            if maxtasks is not None:
+                if not isinstance(maxtasks, int):
+                    raise TypeError("max_tasks_per_child must be an integer")
+                if maxtasks <= 0:
+                    raise ValueError("max_tasks_per_child must be >= 1")
         if processes is None:
             processes = self.default_workers()
         if processes is not None and (not isinstance(processes, int) or

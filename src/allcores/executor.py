@@ -37,13 +37,6 @@ class ProcessPoolExecutor(Executor):
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *,
                  max_tasks_per_child=None, task_timeout=None, backend="process",
                  arena_size=None, **backend_options):
-        if max_workers is not None and max_workers <= 0:
-            raise ValueError("max_workers must be greater than 0")
-        if max_tasks_per_child is not None:
-            if not isinstance(max_tasks_per_child, int):
-                raise TypeError("max_tasks_per_child must be an integer")
-            if max_tasks_per_child <= 0:
-                raise ValueError("max_tasks_per_child must be >= 1")
         if mp_context is not None and backend == "process":
             _warn_start_method(mp_context, 2)
         self._shutdown = False
