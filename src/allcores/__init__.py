@@ -17,6 +17,8 @@ from .errors import (BrokenProcessPool, PicklingError, RemoteTraceback, ResultPi
                      TaskExit, TaskTimeout, UnpicklableTaskError, WorkerLost)
 from .executor import ProcessPoolExecutor
 from .pool import ApplyResult, AsyncResult, IMapIterator, MapResult, Pool
+from .shared import *  # noqa: F401,F403 - the shared-memory primitives
+from .shared import __all__ as _shared_all
 
 __all__ = [
     "Pool", "ProcessPoolExecutor", "map", "imap", "imap_unordered", "starmap", "submit",
@@ -24,14 +26,8 @@ __all__ = [
     "WorkerLost", "TaskTimeout", "TaskExit", "PicklingError", "ResultPicklingError",
     "UnpicklableTaskError", "RemoteTraceback", "BrokenProcessPool", "ApplyResult", "AsyncResult",
     "MapResult", "IMapIterator",
-]
+] + list(_shared_all)
 
-try:  # shared-memory primitives, when built
-    from .shared import *  # noqa: F401,F403
-    from .shared import __all__ as _shared_all
-    __all__ += list(_shared_all)
-except ImportError:
-    pass
 
 
 def _version():

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar
 
-from .pool import RUN, IMapIterator, Pool
+from .pool import IMapIterator, Pool, running, usable
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -26,9 +26,8 @@ def default_pool() -> Pool:
     global _pool, _owner_pid
     with _lock:
         pool = _pool
-        if pool is None or _owner_pid != os.getpid() or pool._state != RUN or \
-                pool._engine.broken is not None:
-            if pool is not None and _owner_pid == os.getpid() and pool._state == RUN:
+        if pool is None or _owner_pid != os.getpid() or not usable(pool):
+            if pool is not None and _owner_pid == os.getpid() and running(pool):
                 pool.terminate()  # a broken pool: stopped, not dropped running
             pool = _pool = Pool()
             _owner_pid = os.getpid()

@@ -1,4 +1,6 @@
-"""The engine under Pool and ProcessPoolExecutor: one shared region, one template, N workers.
+"""The shared-region engine under the process, thread and interpreter backends: one shared
+region, a collector, N workers started by the backend's host (_backend_process, _backend_thread,
+_backend_interpreter). Shown here with the process backend's host, a template process:
 
 Data flow (nothing passes through a pipe or a per-task helper thread)::
 
@@ -22,28 +24,22 @@ from __future__ import annotations
 
 import collections
 import errno
-import itertools
-import logging
 import os
-import signal
-import sys
 import threading
 import time
 import weakref
-from concurrent.futures import CancelledError, Future, InvalidStateError
-from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
+from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
 
 from . import _arena_size
 from . import _core
-from . import _cpus
 from . import _oob
 from . import _serialize as ser
-from . import _worker as W
+from ._engine_base import CallEntry, EngineBase, entry_what
+from ._futures import TaskFuture
+from ._protocol import (OOB, RESULT_INIT_ERR, TASK_CALL, TASK_CHUNK, WorkerState, task_kind,
+                        worker_slot)
 from .errors import TaskTimeout, WorkerLost
-
-# Worker slot states (region.h).
-ST_EMPTY, ST_SPAWN, ST_STARTING, ST_IDLE, ST_EXITED = range(5)
 
 # Ring sizes: enough queued tasks to keep every worker busy while the parent is descheduled, small
 # enough that the rings' pages (512 B a slot) stay warm in cache.
@@ -64,7 +60,6 @@ ARENA_BYTES = _default_arena_bytes()
 # How often the collector wakes with nothing to do, to check timeouts and the template; with
 # lazy waking it also wakes a worker for any task left queued (a safety net, see ring.c).
 IDLE_TICK_S = 0.05
-LAZY_TICK_S = 0.05
 # The caller spins this long at most for a result before sleeping on the future (adaptive below).
 MAX_SPIN_NS = 200_000
 # A caller waiting in wait_for() re-checks its condition at least this often.
@@ -75,286 +70,22 @@ LAZY_WAKE_BELOW_NS = 30_000
 EAGER_WAKE_ABOVE_NS = 100_000
 
 _live_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
-_forked_child = False
 
 
-def _after_fork_in_child():
-    global _forked_child
-    _forked_child = True
+class Engine(EngineBase):
+    """One pool's shared region, its collector and its workers, started by a host of type
+    host_type (see _backend_process.ProcessHost for what a host does). Thread-safe."""
 
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _template_main(region, efd, initializer, initargs, maxtasks, log_init_errors=False):
-    """Runs in the template process; never returns."""
-    code = 70
-    try:
-        import gc
-        gc.freeze()  # objects inherited from the parent are never traversed, so never copied
-        _core.isolate_fds([efd] + _std_stream_fds())
-        from . import _inherited
-        _inherited.forget_parent_state()
-        k = region.template_serve(efd)
-        if k is None:
-            code = 0
-        else:
-            import multiprocessing
-            # as multiprocessing names its pool workers, so tasks can tell them apart
-            multiprocessing.current_process().name = f"AllcoresPoolWorker-{k + 1}"
-            code = W.main(region, k, initializer, initargs, maxtasks, log_init_errors)
-    except BaseException:  # noqa: B902
-        try:
-            import traceback
-            traceback.print_exc()
-        except BaseException:  # noqa: B902
-            pass
-    finally:
-        os._exit(code)
-
-
-def _std_stream_fds():
-    """The descriptors behind sys.stdin/stdout/stderr (maybe redirected, as pytest's capture
-    does): what tasks print must still reach the program's output."""
-    fds = []
-    for stream in (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__,
-                   sys.__stderr__):
-        try:
-            fds.append(stream.fileno())
-        except Exception:  # closed, None, or no descriptor behind it
-            pass
-    return fds
-
-
-_cond_lock = threading.Lock()
-_LOGGER = logging.getLogger("concurrent.futures")
-_DONE_STATES = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
-
-
-class TaskFuture(Future):
-    """A concurrent.futures.Future tuned for many short tasks.
-
-    - Its condition is created only when a thread first waits on it (most futures of a burst
-      complete before anyone waits), which halves the cost of a future.
-    - result() first helps: it drains the result ring itself for a few microseconds, which saves
-      the wake-up of the collector thread on short tasks.
-    - Ctrl-C while waiting stops the pool's current work (Engine.interrupt) and re-raises.
-    """
-
-    _engine = None
-    _tid = 0
-
-    def __init__(self):
-        self._state = PENDING
-        self._result = None
-        self._exception = None
-        self._waiters = []
-        self._done_callbacks = []
-
-    def __getattr__(self, name):
-        if name != "_condition":
-            raise AttributeError(name)
-        with _cond_lock:
-            cond = self.__dict__.get("_condition")
-            if cond is None:
-                cond = self.__dict__["_condition"] = threading.Condition()
-        return cond
-
-    def _finish_unwatched(self, result, exception):
-        """Completes the future if nobody ever looked at its condition; returns False otherwise.
-        Creating the condition takes _cond_lock, so a waiter either sees FINISHED or exists."""
-        with _cond_lock:
-            if "_condition" in self.__dict__:
-                return False
-            if self._state in _DONE_STATES:
-                raise InvalidStateError(f"{self._state}: {self!r}")
-            self._result = result
-            self._exception = exception
-            self._state = FINISHED
-        self._invoke_callbacks()
-        return True
-
-    def _invoke_callbacks(self):
-        # As concurrent.futures logs and contains a callback's Exception; here any exception
-        # (SystemExit too) is: a callback runs in whichever thread completes the future, often
-        # in the middle of a batch of other results, which must not be lost with it. Ctrl-C in
-        # the main thread is the exception: it propagates once every callback ran.
-        interrupted = None
-        for callback in self._done_callbacks:
-            try:
-                _call_back(self, callback)
-            except KeyboardInterrupt as exc:
-                interrupted = exc
-        if interrupted is not None:
-            try:
-                raise interrupted
-            finally:
-                interrupted = None
-
-    def add_done_callback(self, fn):
-        with self._condition:
-            if self._state not in _DONE_STATES:
-                self._done_callbacks.append(fn)
-                return
-        _call_back(self, fn)  # done already: now, in this thread, contained as above
-
-    def running(self):
-        """True while a worker runs this task."""
-        if self._state == PENDING and self._engine is not None:
-            return self._engine.is_running(self._tid)
-        return super().running()
-
-    def cancel(self):
-        """Cancel the task if no worker has started it (as concurrent.futures does); a cancelled
-        task never reports, and if a worker takes it later its result is dropped."""
-        if self._state == PENDING and self._engine is not None and \
-                self._engine.is_running(self._tid):
-            return False
-        return super().cancel()
-
-    def set_result(self, result):
-        if not self._finish_unwatched(result, None):
-            super().set_result(result)
-
-    def set_exception(self, exception):
-        if not self._finish_unwatched(None, exception):
-            super().set_exception(exception)
-
-    def _wait(self, timeout):
-        """Collects results in this thread until done; returns what is left of timeout for the
-        final wait on the condition (0 once done)."""
-        end = None if timeout is None else time.monotonic() + timeout
-        try:
-            if self._engine.wait_for(self.done, timeout):
-                return 0
-        except KeyboardInterrupt:
-            self._engine.interrupt()
-            raise
-        return None if end is None else max(0.0, end - time.monotonic())
-
-    def done(self):
-        # One attribute read is atomic: no condition (and no lock) for the common question.
-        return self._state in _DONE_STATES
-
-    def result(self, timeout=None):
-        if self._state != FINISHED and self._engine is not None:
-            timeout = self._wait(timeout)
-        if self._state == FINISHED:  # set before _state: see _finish_unwatched
-            exc = self._exception
-            if exc is None:
-                return self._result
-            try:
-                raise exc
-            finally:
-                # No cycle through the traceback's frame (as Future.result breaks it).
-                self = exc = None  # noqa: F841
-        return super().result(timeout)
-
-    def exception(self, timeout=None):
-        if self._state != FINISHED and self._engine is not None:
-            timeout = self._wait(timeout)
-        if self._state == FINISHED:
-            return self._exception
-        return super().exception(timeout)
-
-
-def _call_back(fut, callback):
-    """callback(fut); logs and contains whatever it raises but Ctrl-C in the main thread."""
-    try:
-        callback(fut)
-    except BaseException as exc:  # noqa: B902
-        if isinstance(exc, KeyboardInterrupt) and \
-                threading.current_thread() is threading.main_thread():
-            raise
-        _LOGGER.exception("exception calling callback for %r", fut)
-
-
-class _CallEntry:
-    """A pending single call: completes a future."""
-    __slots__ = ("future", "what", "t0", "timeout")
-
-    def __init__(self, future, what, t0, timeout=None):
-        self.future = future
-        self.what = what
-        self.t0 = t0
-        self.timeout = timeout
-
-    def deliver(self, engine, kind, payload, to_feed=None):
-        fut = self.future
-        if kind & 0xFF == W.R_OK:
-            try:
-                value = _oob.loads(payload) if kind & _oob.KIND_OOB else ser._loads(payload)
-            except BaseException as exc:  # noqa: B902
-                _set_exception(fut, exc)
-                return
-            _set_result(fut, value)
-        else:
-            _set_exception(fut, ser.loads_exception(payload))
-
-    def fail(self, engine, exc, item=None):
-        if isinstance(exc, CancelledError):
-            _cancel(self.future)
-        else:
-            _set_exception(self.future, exc)
-
-
-def _cancel(fut):
-    """Cancel a future so that wait() and as_completed() see it as done, as an executor does.
-    The pool stopped the task, even if a worker had started it (an interrupt kills that worker),
-    so the future is cancelled without asking whether it runs: refusing would leave it pending
-    forever, since its entry is gone and no result will ever complete it."""
-    if isinstance(fut, TaskFuture):
-        fut._engine = None
-    if fut.cancel():
-        fut.set_running_or_notify_cancel()
-    elif not fut.done():  # a plain Future already marked running by its owner
-        _set_exception(fut, CancelledError())
-
-
-def _set_result(fut, value):
-    try:
-        fut.set_result(value)
-    except InvalidStateError:
-        pass  # cancelled meanwhile
-
-
-def _set_exception(fut, exc):
-    try:
-        fut.set_exception(exc)
-    except InvalidStateError:
-        pass
-
-
-class Engine:
-    """One pool's processes and transport. Thread-safe."""
-
-    # Defaults for backends that set up their own state (see __init__).
-    maxtasks = None
-    finish_at_exit = False
-    _log_init_errors = False
+    host_type = None
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
-                 task_timeout=None, name="allcores", arena_size=None, *, log_init_errors=False,
-                 finish_at_exit=False):
-        if processes is None:
-            processes = _cpus.default_workers()
-        if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
-            raise ValueError("Number of processes must be at least 1")
-        if maxtasks is not None and (not isinstance(maxtasks, int) or maxtasks < 1):
-            raise ValueError("maxtasksperchild must be a positive int or None")
-        if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be a callable")
-        if task_timeout is not None and task_timeout <= 0:
-            raise ValueError("task_timeout must be positive")
-        self.nworkers = processes
-        self.task_timeout = task_timeout
-        self.maxtasks = maxtasks
+                 task_timeout=None, name="allcores", arena_size=None, *, executor=False):
+        super().__init__(processes, initializer, maxtasks, task_timeout, executor=executor)
+        processes = self.nworkers
         # concurrent.futures' behaviours: a failing initializer is logged (in the worker, to the
-        # "concurrent.futures" logger), and queued work is finished at interpreter exit.
-        self._log_init_errors = log_init_errors
-        self.finish_at_exit = finish_at_exit
-        self._timed_entries = 0            # pending entries with a timeout of their own
-        self._pid = os.getpid()
+        # "concurrent.futures" logger, where the host can: a process), and queued work is
+        # finished at interpreter exit.
+        self.finish_at_exit = executor
         arena_bytes, arena_source = _arena_size.choose(arena_size, ARENA_BYTES)
         try:
             self._region = _core.Region(processes, TASK_SLOTS, RESULT_SLOTS, arena_bytes)
@@ -363,17 +94,10 @@ class Engine:
                 raise
             raise _arena_size.region_error(exc, arena_bytes, arena_source) from exc
         self.max_payload = self._region.max_payload
-        self._lock = threading.RLock()
         self._held = threading.local()  # .n: result batches this thread is completing
-        self._pending: dict[int, object] = {}
-        self._ids = itertools.count(1)
-        self._overflow: collections.deque = collections.deque()
-        self._jobs: set = set()            # map jobs still feeding
+        self._overflow: collections.deque = collections.deque()  # tasks waiting for ring room
         self._timed_out: dict[int, float] = {}
-        self._broken: BaseException | None = None
-        self._closing = False              # no new work accepted
         self._drain_requested = False      # task ring closed: workers exit when it is empty
-        self._terminated = False
         self._rtt_ema = 0.0
         self._fg = 0                       # caller threads collecting in wait_for()
         self._fg_left = threading.Event()  # set when the last of them leaves
@@ -384,7 +108,8 @@ class Engine:
         for k in range(processes):
             self._region.request_spawn(k)
         self._host_status = None
-        self._host_start(initializer, initargs, maxtasks)
+        self._host = self.host_type(self)
+        self._host.start(initializer, initargs, maxtasks, executor)
         self._collector_thread = threading.Thread(
             target=self._collect_loop, name=f"{name}-collector", daemon=True)
         self._collector_thread.start()
@@ -392,30 +117,21 @@ class Engine:
 
     # -- submitting -----------------------------------------------------------------------------
 
-    def _check_usable(self):
-        if _forked_child and os.getpid() != self._pid:
-            raise RuntimeError("this pool belongs to the parent process; create a new pool in the "
-                               "forked child")
-        if self._broken is not None:
-            raise BrokenProcessPool(str(self._broken)) from self._broken
-        if self._closing:
-            raise ValueError("Pool not running")
-
-    def submit_call(self, fn, args, kwargs, future=None, timeout=None):
-        """Queues fn(*args, **kwargs); returns its TaskFuture (pickling errors are set on it)."""
-        self._check_usable()
-        if future is None:
-            future = TaskFuture()
-        future._engine = self
+    def submit_call(self, fn, args, kwargs, timeout=None):
+        """Queues fn(*args, **kwargs); returns its TaskFuture (pickling errors are set on it).
+        timeout: this task's task_timeout, checked by the caller (check_timeout)."""
+        self.check_usable()
+        tid = next(self._ids)
+        future = TaskFuture(self, tid)
         try:
-            blob = ser.dumps_callable(fn, self._main_names)
+            blob = ser.dumps_callable(fn, self.main_names)
             payload = ser.dumps_call(blob, fn, args, kwargs)
         except BaseException as exc:  # noqa: B902
             future.set_exception(exc)
             return future
-        kind = W.K_CALL
+        kind = TASK_CALL
         if type(payload) is list:
-            kind |= _oob.KIND_OOB
+            kind |= OOB
             size = _oob.total(payload)
         else:
             size = len(payload)
@@ -424,9 +140,7 @@ class Engine:
                 f"the arguments of task {ser.describe(fn)} take {size} bytes, more than the "
                 f"pool's shared region can hold ({self.max_payload} bytes)"))
             return future
-        tid = next(self._ids)
-        future._tid = tid
-        self._pending[tid] = _CallEntry(future, fn, time.perf_counter_ns(), timeout)
+        self._pending[tid] = CallEntry(future, fn, time.perf_counter_ns(), timeout)
         if timeout is not None:
             self._timed_entries += 1
             future.add_done_callback(self._untime)
@@ -435,23 +149,21 @@ class Engine:
 
     def submit_chunk(self, tid, payload, track):
         # Map jobs never block their feeder: it may run in the collector thread.
-        kind = W.K_CHUNK | (track << 8)
-        if type(payload) is list:
-            kind |= _oob.KIND_OOB
+        kind = task_kind(TASK_CHUNK, track=bool(track), oob=type(payload) is list)
         self._push(tid, kind, payload, block=False)
 
     def is_running(self, tid):
         """True when a worker holds task tid (it has taken it and not yet published its result)."""
-        if not tid or self._terminated or (_forked_child and os.getpid() != self._pid):
+        if not tid or self._terminated or self.in_forked_child():
             return False
-        state = self._region.worker_state
-        return any(state(k)[3] == tid for k in range(self.nworkers))
+        region = self._region
+        return any(worker_slot(region, k).tid == tid for k in range(self.nworkers))
 
     def _untime(self, _=None):
         self._timed_entries -= 1
 
-    def new_id(self):
-        return next(self._ids)
+    def direct_queue(self):
+        return self._region.push_task, self._overflow
 
     def _push(self, tid, kind, payload, block=True):
         region = self._region
@@ -501,7 +213,7 @@ class Engine:
         now = time.perf_counter_ns()
         ema = self._exec_ema
         rtt_ema = self._rtt_ema
-        init_err = W.R_INIT_ERR
+        init_err = RESULT_INIT_ERR
         to_feed = set()  # map jobs that completed chunks: fed once, after the batch
         try:
             for tid, kind, aux, payload in items:
@@ -563,7 +275,7 @@ class Engine:
         """
         if done():
             return True
-        if _forked_child and os.getpid() != self._pid:
+        if self.in_forked_child():
             return done()
         deadline = None if timeout is None else time.monotonic() + timeout
         region = self._region
@@ -603,8 +315,6 @@ class Engine:
                 self._fg_left.set()
 
     _seen_event = 0
-    # Functions the workers' __main__ holds by these names (ser.dumps_callable); None: none.
-    _main_names = None
 
     def _collect_loop(self):
         region = self._region
@@ -618,7 +328,7 @@ class Engine:
                     if self._fg:
                         if self._timeouts_active():
                             self._check_timeouts()
-                        if self._host_status is None and self._host_gone():
+                        if self._host_status is None and self._host_exited():
                             self._on_host_gone()
                         if self._closing and not self._drain_requested and not self._jobs:
                             with self._lock:
@@ -632,7 +342,7 @@ class Engine:
                 if self._closing and not self._drain_requested and not self._jobs:
                     with self._lock:
                         self._maybe_drain()  # one that had to wait for the overflow
-                tick = IDLE_TICK_S if not self._lazy_wake else LAZY_TICK_S
+                tick = IDLE_TICK_S
                 if self.task_timeout is not None:
                     tick = min(tick, max(0.005, self.task_timeout / 4))
                 elif self._timed_entries:
@@ -656,7 +366,7 @@ class Engine:
                     self._check_timeouts()
                 if self._lazy_wake:
                     region.kick()
-                if self._host_status is None and self._host_gone():
+                if self._host_status is None and self._host_exited():
                     self._on_host_gone()
                 if self._finished():
                     break
@@ -691,10 +401,10 @@ class Engine:
                             BrokenProcessPool("the pool shut down before the task completed"))
                         return
                 time.sleep(0.0005)  # the other thread needs self._lock to complete them
-        if type(self)._host_start is Engine._host_start and self._restart_template():
+        if self._host.restart():
             return
         self._break(BrokenProcessPool(
-            f"the pool's {self._host_name()} died unexpectedly (status {self._host_status}); "
+            f"the pool's {self._host.describe()} died unexpectedly (status {self._host_status}); "
             f"its workers died with it"))
 
     def _handle_workers(self, event):
@@ -709,15 +419,15 @@ class Engine:
             region = self._region
             respawn = False
             for k in range(self.nworkers):
-                state = region.worker_state(k)
-                if state[0] == ST_EXITED:
+                slot = worker_slot(region, k)
+                if slot.state == WorkerState.EXITED:
                     reaped = region.reap(k)
                     if reaped is not None:
                         respawn |= self._on_worker_exit(k, *reaped)
-                elif state[0] in (ST_STARTING, ST_IDLE) and state[1] > 0:
-                    self._worker_pids[k] = state[1]
+                elif slot.state in (WorkerState.STARTING, WorkerState.IDLE) and slot.pid > 0:
+                    self._worker_pids[k] = slot.pid
             if respawn:
-                self._host_wake()
+                self._host.wake()
         return True
 
     def _on_worker_exit(self, k, pid, status, spawn_errno, task_id, item, recovered):
@@ -730,29 +440,19 @@ class Engine:
             if entry is not None:
                 deadline = self._timed_out.pop(task_id, None)
                 if deadline is not None:
-                    exc = TaskTimeout(f"{_entry_what(entry, item)} ran longer than "
+                    exc = TaskTimeout(f"{entry_what(entry, item)} ran longer than "
                                       f"task_timeout={deadline}s; worker {pid} was killed and "
                                       f"replaced")
                 else:
-                    exc = WorkerLost.from_wait_status(pid, status, _entry_what(entry, item))
-                if isinstance(entry, _CallEntry):
-                    del self._pending[task_id]
-                    entry.fail(self, exc)
-                else:
-                    del self._pending[task_id]
-                    entry.fail(self, exc, item)
+                    exc = WorkerLost.from_wait_status(pid, status, entry_what(entry, item))
+                del self._pending[task_id]
+                entry.fail(self, exc, item)
         if spawn_errno:
             self._break(OSError(spawn_errno, f"cannot fork a worker: {os.strerror(spawn_errno)}"))
             return False
         if self._terminated or self._drain_requested or self._init_error is not None:
             return False
         return bool(self._region.request_spawn(k))
-
-    def _on_init_error(self, payload):
-        exc = ser.loads_exception(payload)
-        self._init_error = exc
-        self._break(BrokenProcessPool(
-            f"a worker's initializer failed: {type(exc).__name__}: {exc}"), cause=exc)
 
     def _timeouts_active(self):
         return self.task_timeout is not None or self._timed_entries > 0
@@ -763,156 +463,92 @@ class Engine:
         region = self._region
         with self._lock:
             for k in range(self.nworkers):
-                state, pid, gen, tid, started, done, item = region.worker_state(k)
-                if not tid or state != ST_IDLE or tid in self._timed_out:
+                slot = worker_slot(region, k)
+                tid = slot.tid
+                if not tid or slot.state != WorkerState.IDLE or tid in self._timed_out:
                     continue
                 entry = self._pending.get(tid)
                 if entry is None:
                     continue
                 limit = entry.timeout if entry.timeout is not None else default
-                if limit is not None and now - started > limit * 1e9:
+                if limit is not None and now - slot.started > limit * 1e9:
                     self._timed_out[tid] = limit
                     region.request_kill(k)
-                    self._host_wake()
+                    self._host.wake()
 
     # -- failure and shutdown ------------------------------------------------------------------
 
-    def _fail_all(self, exc):
-        pending, self._pending = self._pending, {}
+    def _drop_tasks(self, task_ids):
         self._overflow.clear()
-        # Jobs first: a failed chunk of a job still running would resubmit its other items and
-        # feed more, into a ring nobody drains any more.
-        for job in list(self._jobs):
-            job.abort(exc)
-        for entry in pending.values():
-            entry.fail(self, exc)
+
+    def _after_fail_all(self):
         if self._fg:
             self._region.wake_results()  # callers waiting in wait_for() look at once
 
-    def _break(self, exc, cause=None):
-        with self._lock:
-            if self._broken is None:
-                if cause is not None:
-                    exc.__cause__ = cause
-                self._broken = exc
-            self._fail_all(exc)
+    def _on_broken(self):
         self._stop_processes()
 
-    # -- the worker host: a template process forking workers (other backends override) ----
+    # -- what the worker host (host_type) may use of its engine ------------------------------
 
-    def _host_start(self, initializer, initargs, maxtasks):
-        interp = sys.modules.get("allcores._interp")
-        if interp is not None and interp.subinterpreters_running():
-            # CPython cannot fork a process in which isolated subinterpreters run: the child
-            # aborts in PyOS_AfterFork_Child while deleting them, and the pool would wait for
-            # workers that never come.
-            raise RuntimeError(
-                "cannot start a process pool while a backend='interpreter' pool runs in this "
-                "process: CPython cannot fork a process with live subinterpreters. Create the "
-                "process pool first, or close (and join) the interpreter pool before")
-        self._efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self._template_args = (initializer, initargs, maxtasks, self._log_init_errors)
-        self._template_deaths = []
-        self._fork_template()
+    @property
+    def region(self):
+        """The shared region: the host starts workers on its slots."""
+        return self._region
 
-    def _fork_template(self):
-        # What the template's __main__ will hold (taken again for each template): those
-        # functions travel by name.
-        self._main_names = ser.main_functions()
-        pid = _core.fork_template()
-        if pid == 0:
-            _template_main(self._region, self._efd, *self._template_args)
-        self._template_pid = pid
+    @property
+    def stopped(self):
+        """True once the pool broke or was terminated: no new workers."""
+        return self._broken is not None or self._terminated
 
-    def _restart_template(self):
-        """The template died (killed, the OOM killer) and its workers with it. As when a worker
-        dies: only the tasks they ran fail (WorkerLost), a task taken but not started is given
-        back, and a new template forks every worker again. Returns False (the pool breaks)
-        when templates keep dying: more than 3 in 10 seconds."""
-        now = time.monotonic()
-        self._template_deaths = [t for t in self._template_deaths if now - t < 10.0] + [now]
-        if len(self._template_deaths) > 3 or self._broken is not None or self._terminated:
-            return False
+    @property
+    def draining(self):
+        """True once the task ring is closed: workers exit when it is empty."""
+        return self._drain_requested
+
+    def break_pool(self, exc, cause=None):
+        """The host cannot go on: the pool breaks with exc."""
+        self._break(exc, cause)
+
+    def reap_workers(self):
+        """Reaps exited workers as _handle_workers() does, waiting for a thread that holds
+        results to complete them first."""
         region = self._region
-        orphans = []
-        for k in range(self.nworkers):
-            state = region.worker_state(k)
-            if state[0] in (ST_STARTING, ST_IDLE) and state[1] > 0:
-                orphans.append((k, state[1]))
-        # They were sent SIGKILL as the template died; nothing is repaired before they are gone.
-        deadline = now + 5.0
-        for _k, pid in orphans:
-            while _process_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.001)
-        for k, _pid in orphans:
-            region.orphaned(k, signal.SIGKILL)
         while not self._handle_workers(region.event):
-            time.sleep(0.0002)  # another thread completes results first
+            time.sleep(0.0002)
+
+    def host_restarting(self):
+        """The host died and starts again: False (no restart) when the pool stopped meanwhile."""
         with self._lock:
             if self._broken is not None or self._terminated:
                 return False
             self._host_status = None
-        self._fork_template()
         return True
 
-    def _host_name(self):
-        return f"template process {self._template_pid}"
-
-    def _host_wake(self):
-        """Tells the host to look at spawn/kill requests and the shutdown word."""
-        efd = self._efd
-        if efd >= 0:
-            try:
-                _core.notify(efd)
-            except OSError:
-                pass
-
-    def _host_gone(self):
+    def _host_exited(self):
         """True once the host has exited; sets _host_status."""
-        try:
-            pid, status = os.waitpid(self._template_pid, os.WNOHANG)
-        except ChildProcessError:
-            self._host_status = -1
-            return True
-        if pid == 0:
+        status = self._host.exit_status()
+        if status is None:
             return False
         self._host_status = status
         return True
 
-    def _host_join(self):
-        try:
-            os.waitpid(self._template_pid, 0)
-        except ChildProcessError:
-            pass
-
-    def _host_close(self):
-        efd, self._efd = self._efd, -1
-        try:
-            os.close(efd)
-        except OSError:
-            pass
-
     def _stop_processes(self):
-        try:
-            self._region.shutdown(2)
-            self._host_wake()
-        except (OSError, ValueError):
-            pass
+        self._host.stop()
 
     def _on_collector_exit(self):
         if self._host_status is None:
             self._stop_processes()
-            self._host_join()
+            self._host.join()
             self._host_status = 0
         with self._lock:
             if self._pending or self._overflow:
                 self._fail_all(self._broken or CancelledError())
-        self._host_close()
+        self._host.close()
 
     def close(self):
         """No new work; workers exit once every queued task is done. Maps in progress go on:
         a lazy one (imap) keeps reading its input as its results are consumed, until join()."""
-        if self._in_forked_child():
+        if self.in_forked_child():
             return
         with self._lock:
             self._closing = True
@@ -933,24 +569,14 @@ class Engine:
                     return
             self._drain_requested = True
             self._region.shutdown(1)
-            self._host_wake()
+            self._host.wake()
 
-    def job_done(self, job):
-        with self._lock:
-            if job in self._jobs:
-                self._jobs.discard(job)
-                if job.timeout is not None:
-                    self._timed_entries -= 1
-            self._maybe_drain()
-
-    def _in_forked_child(self):
-        """True in a process forked from the pool's owner: the region, the template and the
-        workers are the owner's, and nothing done here may stop them."""
-        return _forked_child and os.getpid() != self._pid
+    def _on_job_done(self):
+        self._maybe_drain()
 
     def terminate(self):
         """Stop now: kill the workers, cancel what has not completed."""
-        if self._in_forked_child():
+        if self.in_forked_child():
             return
         with self._lock:
             self._closing = True
@@ -960,7 +586,7 @@ class Engine:
         self.join()
 
     def join(self, timeout=None):
-        if self._in_forked_child():
+        if self.in_forked_child():
             return True
         if self._closing and self._jobs and not self._terminated:
             # Lazy maps stop waiting for their consumer: their results wait in their iterators
@@ -984,70 +610,31 @@ class Engine:
                 if entry is not None:
                     entry.fail(self, CancelledError())
 
-    def interrupt(self):
-        """Ctrl-C while waiting on this pool: stop its current work. Queued tasks are cancelled,
-        running ones are cancelled and their workers killed (and replaced); the pool stays
-        usable."""
-        if self._terminated or (_forked_child and os.getpid() != self._pid):
-            return
-        with self._lock:
-            for job in list(self._jobs):
-                job.abort(CancelledError())
-            self.cancel_queued()
-            running, self._pending = self._pending, {}
-            for entry in running.values():
-                entry.fail(self, CancelledError())
-            for k in range(self.nworkers):
-                if self._region.worker_state(k)[3]:
-                    self._region.request_kill(k)
-            self._host_wake()
+    def _cancel_waiting(self):
+        self.cancel_queued()
 
-    def kill_running(self, task_ids):
-        """Kill the workers running any of task_ids (they are replaced)."""
-        with self._lock:
-            for k in range(self.nworkers):
-                st = self._region.worker_state(k)
-                if st[3] in task_ids:
-                    self._region.request_kill(k)
-            self._host_wake()
-
-    @property
-    def broken(self):
-        return self._broken
+    def _stop_running(self):
+        # Running tasks' workers are killed (and replaced); a host whose workers cannot be
+        # killed interrupts their tasks where it can.
+        for k in range(self.nworkers):
+            if worker_slot(self._region, k).tid:
+                self._region.request_kill(k)
+        self._host.wake()
+        self._host.interrupt_running()
 
     def worker_pids(self, timeout=10.0):
         """The workers' pids. Workers asked for but not forked yet (the pool just started, or one
         is being replaced) are waited for, up to timeout seconds, unless the pool is broken."""
-        state, n = self._region.worker_state, self.nworkers
+        region, n = self._region, self.nworkers
         deadline = time.monotonic() + timeout
         while True:
-            states = [state(k) for k in range(n)]
-            coming = any(s[0] == ST_SPAWN or (s[0] == ST_STARTING and s[1] <= 0) for s in states)
+            slots = [worker_slot(region, k) for k in range(n)]
+            coming = any(s.state == WorkerState.SPAWN or
+                         (s.state == WorkerState.STARTING and s.pid <= 0) for s in slots)
             if not coming or self._broken is not None or self._terminated or \
                     time.monotonic() >= deadline:
-                return [s[1] for s in states if s[1] > 0]
+                return [s.pid for s in slots if s.pid > 0]
             time.sleep(0.002)
-
-
-def _process_alive(pid):
-    """False once pid has exited (a zombie counts as exited)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # the number went to another user's process: ours is gone
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
-    except (OSError, IndexError):
-        return False
-
-
-def _entry_what(entry, item):
-    what = getattr(entry, "what", None)
-    desc = ser.describe(what) if what is not None else "a task"
-    return f"task {desc}" + (f" (item {item} of its chunk)" if item else "")
 
 
 _interpreter_exiting = False

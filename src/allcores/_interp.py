@@ -1,41 +1,16 @@
-"""backend="interpreter": workers are subinterpreters with their own GIL (PEP 684, Python 3.12+).
-
-    parent interpreter                                 one OS thread per worker slot k
-    ------------------                                 -------------------------------
-    Engine (rings, collector, futures) --- same ---    _core.InterpWorker.run(region, k, boot):
-    submit -> pickle -> [task ring]     shared region     Py_NewInterpreterFromConfig(isolated)
-    futures <- unpickle <- [result ring]  (C memory)      sub_main(): _worker.main on a Region
-                                                          *view* of the same mapping
-                                                          Py_EndInterpreter
-
-Tasks and results cross exactly as with worker processes: pickles (and out-of-band buffers) in
-the region's rings and arena, so nothing but plain C memory is shared between interpreters. An
-interpreter is created when its worker starts and lives as long as it (all of them start with
-the pool, kept warm); maxtasksperchild replaces it with a fresh one.
-
-What differs from processes: a worker cannot be killed, so task_timeout is refused and WorkerLost
-never happens (a crash takes the whole process); terminate() and Ctrl-C interrupt running tasks
-with KeyboardInterrupt at their next bytecode instead. C extensions that do not declare
-per-interpreter GIL support refuse to load (numpy today): a task that needs one fails with
-SubinterpreterImportError, which names the module and points to backend="process".
+"""What runs inside a backend="interpreter" worker's subinterpreter (the parent's side is
+_backend_interpreter.py): _core.InterpWorker imports this module in the new interpreter and calls
+sub_main(), which runs _worker.main on a view of the pool's shared region. Kept apart so that
+each subinterpreter imports the worker loop only, not the parent's engine.
 """
 from __future__ import annotations
 
-import atexit
-import pickle
 import re
-import sys
-import threading
-import weakref
-from concurrent.futures.process import BrokenProcessPool
 
-from . import _core
 from . import _serialize as ser
 from . import _worker as W
-from ._backends import ThreadEngine
-from ._engine import Engine
+from ._protocol import RESULT_INIT_ERR
 
-MIN_VERSION = (3, 12)
 # What CPython says when an extension without per-interpreter GIL support is imported.
 _REFUSED = re.compile(r"module (\S+) does not support loading in subinterpreters")
 
@@ -45,121 +20,6 @@ class SubinterpreterImportError(ImportError):
     support a per-interpreter GIL); run such tasks with backend="process"."""
 
 
-def check_supported():
-    """Raises RuntimeError when this Python or this build cannot host interpreter workers."""
-    if sys.version_info < MIN_VERSION:
-        raise RuntimeError(
-            "backend='interpreter' needs Python 3.12 or later (subinterpreters with their own GIL, "
-            f"PEP 684); this is Python {sys.version_info.major}.{sys.version_info.minor}: "
-            "use backend='process'")
-    if not hasattr(_core, "InterpWorker"):
-        raise RuntimeError("this build of allcores has no subinterpreter host "
-                           "(allcores._core.InterpWorker): use backend='process'")
-
-
-_live_engines: "weakref.WeakSet[InterpreterEngine]" = weakref.WeakSet()
-_exit_hook_installed = False
-
-
-def _stop_at_exit():
-    """Runs when the main thread ends, before threading joins the non-daemon threads: stops every
-    pool, so that its worker threads end (a task blocked in C finishes first) and no
-    subinterpreter is still running when the interpreter finalizes (3.12 aborts then:
-    "PyInterpreterState_Delete: remaining subinterpreters")."""
-    for engine in list(_live_engines):
-        try:
-            engine.terminate()
-        except Exception:
-            pass
-
-
-def subinterpreters_running():
-    """True while a pool of this process runs subinterpreter workers."""
-    return any(t.is_alive() for engine in list(_live_engines)
-               for t in list(getattr(engine, "_threads", {}).values()))
-
-
-def _install_exit_hook():
-    global _exit_hook_installed
-    if not _exit_hook_installed:
-        threading._register_atexit(_stop_at_exit)
-        # Runs after threading joined the workers, before the runtime frees what subinterpreters
-        # left to it (3.12.0-3.12.3 abort there otherwise: see disown_arg_parsers' doc).
-        atexit.register(_core.disown_arg_parsers)
-        _exit_hook_installed = True
-
-
-class InterpreterEngine(ThreadEngine):
-    """Each worker slot is a thread of this process that runs one subinterpreter at a time. The
-    threads are not daemons: the process waits for them at exit, after _stop_at_exit stopped
-    them."""
-
-    daemon_threads = False
-    parallel = True  # each interpreter has a GIL of its own (one worker per core by default)
-
-    def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
-                 task_timeout=None, name="allcores-interpreters"):
-        check_supported()
-        _install_exit_hook()
-        if task_timeout is not None:
-            raise ValueError("backend='interpreter' cannot stop a task that runs too long (a "
-                             "subinterpreter cannot be killed): task_timeout needs "
-                             "backend='process'")
-        Engine.__init__(self, processes, initializer, initargs, maxtasks, None, name)
-        _live_engines.add(self)
-
-    def _host_start(self, initializer, initargs, maxtasks):
-        self._interps: dict[int, object] = {}
-        payload = ser._cloudpickle().dumps((initializer, initargs, maxtasks), ser.PROTOCOL)
-        # sys.path as it is now (the new interpreter would start from the interpreter's initial
-        # one), so that tasks import in the workers what they import here.
-        self._boot = pickle.dumps((list(sys.path), payload), ser.PROTOCOL)
-        super()._host_start(initializer, initargs, maxtasks)
-        self._main_names = None  # a subinterpreter's __main__ is its own: functions go by value
-
-    def _host_name(self):
-        return "subinterpreter workers"
-
-    def _host_wake(self):
-        if self._broken is not None or self._terminated:
-            return  # no new interpreters for a pool that is stopping
-        super()._host_wake()
-
-    def _thread_main(self, k):
-        status = 70 << 8
-        try:
-            worker = self._interps[k] = _core.InterpWorker()
-            status, error = worker.run(self._region, k, self._boot)
-            if error is not None:
-                self._break(BrokenProcessPool(
-                    f"worker {k}: its subinterpreter stopped with an error:\n{error}"))
-        except BaseException as exc:  # noqa: B902 - the pool must hear of it, not the thread
-            self._break(BrokenProcessPool(f"worker {k}: cannot run a subinterpreter: {exc}"),
-                        cause=exc)
-        finally:
-            self._region.host_exited(k, status)
-
-    def _interrupt_running(self, task_ids=None):
-        region = self._region
-        for k, worker in list(self._interps.items()):
-            tid = region.worker_state(k)[3]
-            if tid and (task_ids is None or tid in task_ids):
-                worker.interrupt()
-
-    def _stop_processes(self):
-        super()._stop_processes()  # queued tasks are dropped
-        self._interrupt_running()
-
-    def interrupt(self):
-        super().interrupt()
-        self._interrupt_running()
-
-    def kill_running(self, task_ids):
-        self._interrupt_running(set(task_ids))
-
-
-# -- in the subinterpreter ------------------------------------------------------------------
-
 def sub_main(region, k, payload):
     """Runs worker slot k in the subinterpreter (called by InterpWorker.run); returns its exit
     code."""
@@ -168,9 +28,9 @@ def sub_main(region, k, payload):
     # as worker processes are named, so that tasks can tell workers apart
     multiprocessing.current_process().name = f"AllcoresPoolWorker-{k + 1}"
     try:
-        initializer, initargs, maxtasks = ser._loads(payload)
+        initializer, initargs, maxtasks = ser.loads(payload)
     except BaseException as exc:  # noqa: B902 - the parent reports it as the initializer's failure
-        region.send_result(k, 0, W.R_INIT_ERR, k, ser.dumps_exception(exc, "initializer"))
+        region.send_result(k, 0, RESULT_INIT_ERR, k, ser.dumps_exception(exc, "initializer"))
         return W.EXIT_INIT_FAILED
     try:
         return W.main(region, k, initializer, initargs, maxtasks)

@@ -18,7 +18,7 @@ from concurrent.futures import CancelledError
 
 from . import _core, _oob
 from . import _serialize as ser
-from . import _worker as W
+from ._protocol import KIND_MASK, OOB, RESULT_CHUNK, TASK_CHUNK, task_kind
 from .errors import TaskTimeout, WorkerLost
 
 # Work per chunk the chunker aims for: large against the ~20-50 µs a chunk costs to send and
@@ -131,9 +131,9 @@ class _ChunkEntry:
         self.track = track
 
     def deliver(self, engine, kind, payload, to_feed=None):
-        if kind & 0xFF == W.R_CHUNK:
-            values, errors, elapsed = (_oob.loads(payload) if kind & _oob.KIND_OOB
-                                       else ser._loads(payload))
+        if kind & KIND_MASK == RESULT_CHUNK:
+            values, errors, elapsed = (_oob.loads(payload) if kind & OOB
+                                       else ser.loads(payload))
             self.job.chunk_done(self, values, errors, elapsed, to_feed)
         else:  # the whole chunk failed before running (e.g. its payload could not be unpickled)
             exc = ser.loads_exception(payload)
@@ -173,12 +173,12 @@ class MapJob:
         self.fn = fn
         self.star = star
         self.sink = sink
-        self.fn_blob = ser.dumps_callable(fn, getattr(engine, "_main_names", None))
-        if timeout is not None and timeout <= 0:
-            raise ValueError("task_timeout must be positive")
-        self.timeout = timeout  # per item; items are then tracked one by one in the worker
+        self.fn_blob = ser.dumps_callable(fn, engine.main_names)
+        # Per item, checked by the caller (engine.check_timeout); items are then tracked one by
+        # one in the worker.
+        self.timeout = timeout
         # Items run tracked whenever a timeout applies: the limit is per item.
-        self.track_all = timeout is not None or getattr(engine, "task_timeout", None) is not None
+        self.track_all = timeout is not None or engine.task_timeout is not None
         self.lock = threading.RLock()
         total = None
         if not lazy:
@@ -208,9 +208,7 @@ class MapJob:
         self.unbounded = False   # feed_all(): no window, no wait for the consumer
         self.eager = False       # finish(): no wait for the consumer
         self.starved = False
-        engine._jobs.add(self)
-        if timeout is not None:
-            engine._timed_entries += 1
+        engine.add_job(self)
 
     def start(self):
         self.feed()
@@ -240,13 +238,11 @@ class MapJob:
                 if self.lazy and bounded and not self.eager:
                     cap = max(self.window * max(chunker.size, 1), 2 * self.window)
                 track = 1 if chunker.track or self.track_all else 0
-                pending = engine._pending
-                # A shared-region engine's submit_chunk() inlined: this loop runs once per
-                # chunk, i.e. per item with chunksize=1, where every call counts.
-                kind = W.K_CHUNK | (track << 8)
-                region = getattr(engine, "_region", None)
-                push = region.push_task if region is not None else None
-                overflow = getattr(engine, "_overflow", None)
+                register = engine.register
+                # The engine's submit_chunk() inlined where it has a task ring: this loop runs
+                # once per chunk, i.e. per item with chunksize=1, where every call counts.
+                kind = task_kind(TASK_CHUNK, track=bool(track))
+                push, overflow = engine.direct_queue()
                 while not self.exhausted:
                     if bounded and self.inflight >= limit:
                         break
@@ -275,14 +271,13 @@ class MapJob:
                     except Exception:
                         bad = self._send_one_by_one(start, items)
                         break
-                    tid = engine.new_id()
-                    pending[tid] = _ChunkEntry(self, start, items, track)
+                    tid = register(_ChunkEntry(self, start, items, track))
                     self.inflight += 1
                     # Counted once registered: the sink waits for every item counted here.
                     self.submitted = start + len(items)
                     try:
                         pushed = push is not None and not overflow and push(
-                            tid, kind | _oob.KIND_OOB if type(payload) is list else kind, 0,
+                            tid, kind | OOB if type(payload) is list else kind, 0,
                             payload, 0.0)
                     except _core.ClosedError:  # the pool broke or stopped meanwhile
                         pushed = False
@@ -346,8 +341,7 @@ class MapJob:
             except Exception as exc:
                 bad.append((start + i, exc))
             else:
-                tid = engine.new_id()
-                engine._pending[tid] = _ChunkEntry(self, start + i, [item], 1)
+                tid = engine.register(_ChunkEntry(self, start + i, [item], 1))
                 self.inflight += 1
                 engine.submit_chunk(tid, payload, 1)
             self.submitted = start + i + 1
@@ -419,10 +413,9 @@ class MapJob:
     def _resubmit(self, start, items):
         engine = self.engine
         payload = ser.dumps_chunk(self.fn_blob, self.fn, items, self.star)
-        tid = engine.new_id()
         with self.lock:
             self.inflight += 1
-        engine._pending[tid] = _ChunkEntry(self, start, items, 1)
+        tid = engine.register(_ChunkEntry(self, start, items, 1))
         engine.submit_chunk(tid, payload, 1)
 
     def note_consumed(self, n=1):

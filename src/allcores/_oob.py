@@ -4,7 +4,8 @@ A payload with large bytes, bytearrays, memoryviews or numpy arrays is framed as
 
     [u32 n][u64 len(stream)][u64 len(buf1)] ... [stream] [pad][buf1] [pad][buf2] ...
 
-with every buffer 64-byte aligned. The sender hands the parts to the region, which copies them
+with every buffer 64-byte aligned, in a message whose kind word has the out-of-band bit
+(_protocol.OOB). The sender hands the parts to the region, which copies them
 straight into an arena block (no intermediate pickle of the data); the receiver unpickles the
 stream with the buffers as zero-copy views of that block, which stays alive while any view does.
 numpy arrays and memoryviews arrive as views of the receiver's own copy in the block (writable,
@@ -20,9 +21,8 @@ import struct
 
 from . import _core
 from . import _memmap
-from . import _serialize as ser
+from ._protocol import PICKLE_PROTOCOL
 
-KIND_OOB = 0x200       # message kind bit: the payload is framed as above
 OOB_MIN_BYTES = _core.OOB_MIN_BYTES  # 64 KiB
 ALIGN = _core.OOB_ALIGN  # 64: see include/allcores/oob_frame.h
 _ZEROS = bytes(ALIGN)
@@ -32,7 +32,7 @@ _BUFFER_TYPES = _BYTES_TYPES + (bytearray, memoryview)
 
 # Is obj a big bytes, bytearray, memoryview or numpy array? Does one of objs, or an element one
 # level inside a tuple, list or dict of them, hold one? (C: every payload asks, src/ext/oob_scan.c)
-_is_big = _core.is_big
+is_big = _core.is_big
 wants_oob = _core.wants_oob
 
 
@@ -57,7 +57,7 @@ class _Pickler(pickle.Pickler):
         t = type(obj)
         if t is self.memmap:
             return _memmap.reduce(obj)
-        if t in _BUFFER_TYPES and _is_big(obj):
+        if t in _BUFFER_TYPES and is_big(obj):
             if t is memoryview and not obj.contiguous:
                 return NotImplemented
             rebuild = (_rebuild_bytes if t in _BYTES_TYPES else
@@ -104,19 +104,19 @@ def dumps(obj) -> list:
     obj = _mark_big_bytes(obj)
     buffers = []
     f = io.BytesIO()
-    p = _Pickler(f, ser.PROTOCOL, buffer_callback=buffers.append)
+    p = _Pickler(f, PICKLE_PROTOCOL, buffer_callback=buffers.append)
     p.memmap = _memmap.memmap_type()
     try:
         p.dump(obj)
     except Exception:
         buffers = []
         f = io.BytesIO()
-        p = _memmap.cloud_pickler()(f, ser.PROTOCOL, buffer_callback=buffers.append)
+        p = _memmap.cloud_pickler()(f, PICKLE_PROTOCOL, buffer_callback=buffers.append)
         p.dump(obj)
     if len(buffers) > _core.OOB_MAX_BUFFERS:  # more than a frame may hold: send them in band
         buffers = []
         f = io.BytesIO()
-        _memmap.cloud_pickler()(f, ser.PROTOCOL).dump(obj)
+        _memmap.cloud_pickler()(f, PICKLE_PROTOCOL).dump(obj)
     stream = f.getbuffer()
     views = [b.raw() for b in buffers]
     n = len(views)

@@ -10,8 +10,12 @@ takes apart a kind word::
 from __future__ import annotations
 
 import enum
+from typing import NamedTuple
 
 from . import _core
+
+# Every payload is a pickle of this protocol: 5 carries buffers out of band (see _oob).
+PICKLE_PROTOCOL = 5
 
 KIND_MASK: int = _core.MSG_KIND_MASK
 TRACK: int = _core.MSG_TRACK   # the worker records the task as its own (its death fails it)
@@ -35,6 +39,23 @@ class WorkerState(enum.IntEnum):
     STARTING = _core.WORKER_STARTING  # forked; running its initializer
     IDLE = _core.WORKER_IDLE          # in its task loop (busy when it holds a task id)
     EXITED = _core.WORKER_EXITED      # reaped by the template; its wait status is valid
+
+
+class WorkerSlot(NamedTuple):
+    """A worker slot as the region holds it (Region.worker_state): read through worker_slot()."""
+    state: WorkerState
+    pid: int        # > 0 once forked (a process); 0 before, or for a thread
+    gen: int        # incremented each time the slot gets a new worker
+    tid: int        # the task it holds (taken, result not yet published); 0 for none
+    started: int    # _core.now_ns() when it took that task
+    done: int       # tasks it completed
+    item: int       # the item of a tracked chunk it runs
+
+
+def worker_slot(region, k: int) -> WorkerSlot:
+    """Worker slot k of region, its state as a WorkerState."""
+    s = region.worker_state(k)
+    return WorkerSlot(WorkerState(s[0]), s[1], s[2], s[3], s[4], s[5], s[6])
 
 
 def task_kind(base: int, *, track: bool = False, oob: bool = False) -> int:

@@ -17,11 +17,12 @@ import traceback
 from types import BuiltinFunctionType, FunctionType, ModuleType
 from typing import Any
 
+from . import _oob
+from ._protocol import PICKLE_PROTOCOL as PROTOCOL
 from .errors import PicklingError, RemoteTraceback, TaskExit, UnpicklableTaskError
 
-PROTOCOL = 5
 _dumps = pickle.dumps
-_loads = pickle.loads
+loads = pickle.loads
 
 # Pickles of functions sent by reference, keyed by id(fn) with the function kept alive beside its
 # pickle so the id cannot be reused while cached. Only functions whose pickle is their name are
@@ -39,9 +40,10 @@ def describe(fn: Any) -> str:
     return repr(name) if isinstance(name, str) else repr(fn)
 
 
-def _cloudpickle():
-    import cloudpickle
-    return cloudpickle
+def cloudpickle():
+    """The cloudpickle module (imported on first use: most programs never need it)."""
+    import cloudpickle as module
+    return module
 
 
 def _by_value_needed(fn: Any) -> bool:
@@ -129,7 +131,7 @@ def _by_value_plain(fn: Any, main_names: dict) -> bytes | None:
 
 def _by_value(fn: Any) -> bytes:
     try:
-        return _cloudpickle().dumps(fn, PROTOCOL)
+        return cloudpickle().dumps(fn, PROTOCOL)
     except Exception as exc:
         raise PicklingError(f"cannot send function {describe(fn)} to a worker: {exc}") from exc
 
@@ -194,22 +196,23 @@ def _pickling_error(message: str, cause: BaseException) -> BaseException:
 def _name_culprit(fn: Any, args: tuple, kwargs: dict | None, exc: BaseException) -> PicklingError:
     for i, a in enumerate(args):
         try:
-            _cloudpickle().dumps(a, PROTOCOL)
+            cloudpickle().dumps(a, PROTOCOL)
         except Exception as e:
             return _pickling_error(
-                f"cannot send argument {i} ({type(a).__qualname__} object {_short_repr(a)}) of task "
+                f"cannot send argument {i} ({type(a).__qualname__} object {short_repr(a)}) of task "
                 f"{describe(fn)} to a worker: {e}", e)
     for k, v in (kwargs or {}).items():
         try:
-            _cloudpickle().dumps(v, PROTOCOL)
+            cloudpickle().dumps(v, PROTOCOL)
         except Exception as e:
             return _pickling_error(
                 f"cannot send keyword argument {k!r} ({type(v).__qualname__} object "
-                f"{_short_repr(v)}) of task {describe(fn)} to a worker: {e}", e)
+                f"{short_repr(v)}) of task {describe(fn)} to a worker: {e}", e)
     return PicklingError(f"cannot send the arguments of task {describe(fn)} to a worker: {exc}")
 
 
-def _short_repr(obj: Any, limit: int = 80) -> str:
+def short_repr(obj: Any, limit: int = 80) -> str:
+    """repr(obj), cut to limit characters, for error messages."""
     try:
         r = repr(obj)
     except Exception:
@@ -229,7 +232,7 @@ def dumps_call(fn_blob: bytes, fn: Any, args: tuple, kwargs: dict | None):
         return _dumps((fn_blob, args, kwargs), PROTOCOL)
     except Exception as exc:
         try:
-            return _cloudpickle().dumps((fn_blob, args, kwargs), PROTOCOL)
+            return cloudpickle().dumps((fn_blob, args, kwargs), PROTOCOL)
         except Exception:
             raise _name_culprit(fn, args, kwargs, exc) from exc
 
@@ -243,14 +246,14 @@ def dumps_chunk(fn_blob: bytes, fn: Any, items: list, star: bool):
         return _dumps((fn_blob, items, star), PROTOCOL)
     except Exception as exc:
         try:
-            return _cloudpickle().dumps((fn_blob, items, star), PROTOCOL)
+            return cloudpickle().dumps((fn_blob, items, star), PROTOCOL)
         except Exception:
             for i, item in enumerate(items):
                 try:
-                    _cloudpickle().dumps(item, PROTOCOL)
+                    cloudpickle().dumps(item, PROTOCOL)
                 except Exception as e:
                     err = _pickling_error(
-                        f"cannot send item {_short_repr(item)} ({type(item).__qualname__}) of a map "
+                        f"cannot send item {short_repr(item)} ({type(item).__qualname__}) of a map "
                         f"over {describe(fn)} to a worker: {e}", e)
                     raise err from (None if err is e else e)
             raise PicklingError(f"cannot send a chunk of a map over {describe(fn)}: {exc}") from exc
@@ -265,7 +268,7 @@ def dumps_exception(exc: BaseException, what: str) -> bytes:
         exc = TaskExit(exc.code, what)
     try:
         blob = _dumps(exc, PROTOCOL)
-        _loads(blob)  # an exception that pickles but cannot be rebuilt is caught here, in the worker
+        loads(blob)  # an exception that pickles but cannot be rebuilt is caught here, in the worker
         return _dumps((blob, tb, None), PROTOCOL)
     except Exception as why:
         reason = f"{type(why).__name__}: {why}"
@@ -276,7 +279,7 @@ def dumps_exception(exc: BaseException, what: str) -> bytes:
             if blob is not None:
                 return _dumps((blob, tb, None), PROTOCOL)
             reason += f"; {type(exc).__qualname__} cannot be rebuilt from its message either"
-        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {_short_repr(exc, 500)}"
+        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {short_repr(exc, 500)}"
         return _dumps((None, tb, (text, reason)), PROTOCOL)
 
 
@@ -291,7 +294,7 @@ def _rebuilt(exc: BaseException, reason: str) -> bytes | None:
     try:
         message = str(exc)
     except Exception:
-        message = _short_repr(exc, _MESSAGE_MAX)
+        message = short_repr(exc, _MESSAGE_MAX)
     if len(message) > _MESSAGE_MAX:
         message = message[:_MESSAGE_MAX - 3] + "..."
     try:
@@ -300,18 +303,18 @@ def _rebuilt(exc: BaseException, reason: str) -> bytes | None:
             new.add_note(f"(sent back from the worker as its type and message only: the "
                          f"exception itself could not be pickled: {reason})")
         blob = _dumps(new, PROTOCOL)
-        _loads(blob)
+        loads(blob)
         return blob
     except Exception:
         return None
 
 
 def loads_exception(payload: bytes) -> BaseException:
-    blob, tb, fallback = _loads(payload)
+    blob, tb, fallback = loads(payload)
     exc = None
     if blob is not None:
         try:
-            exc = _loads(blob)
+            exc = loads(blob)
         except Exception as why:
             fallback = (f"(exception of {len(blob)} bytes)", f"{type(why).__name__}: {why}")
     if exc is None:
@@ -319,6 +322,3 @@ def loads_exception(payload: bytes) -> BaseException:
         exc = UnpicklableTaskError(f"task raised {text}, which could not be sent back ({reason})")
     exc.__cause__ = RemoteTraceback('\n"""\n' + tb + '"""')
     return exc
-
-
-from . import _oob  # noqa: E402  (imports this module: keep it last)

@@ -13,17 +13,9 @@ import time
 
 from . import _oob
 from . import _serialize as ser
+from ._protocol import (KIND_MASK, OOB, RESULT_CHUNK, RESULT_ERR, RESULT_INIT_ERR, RESULT_OK,
+                        TASK_CALL, TRACK)
 from .errors import ResultPicklingError
-
-# Task kinds (parent -> worker).
-K_CALL = 0   # payload: (fn pickle, args, kwargs)
-K_CHUNK = 1  # payload: (fn pickle, items, star): fn(item) or fn(*item) for each item
-
-# Result kinds (worker -> parent).
-R_OK = 0        # payload: pickled value
-R_ERR = 1       # payload: dumps_exception(...)
-R_CHUNK = 2     # payload: (values, {index: exception payload}, elapsed_ns)
-R_INIT_ERR = 3  # the initializer raised; payload: dumps_exception(...)
 
 EXIT_INIT_FAILED = 3
 
@@ -50,17 +42,17 @@ os.register_at_fork(after_in_child=_count_fork)
 def _dump_value(value, what: str) -> tuple[int, bytes]:
     try:
         if _oob.wants_oob(value) or (type(value) is tuple and value and type(value[0]) is list
-                                     and value[0] and _oob._is_big(value[0][0])):
-            return R_OK | _oob.KIND_OOB, _oob.dumps(value)
-        return R_OK, _dumps(value, ser.PROTOCOL)
+                                     and value[0] and _oob.is_big(value[0][0])):
+            return RESULT_OK | OOB, _oob.dumps(value)
+        return RESULT_OK, _dumps(value, ser.PROTOCOL)
     except Exception:
         try:
-            return R_OK, ser._cloudpickle().dumps(value, ser.PROTOCOL)
+            return RESULT_OK, ser.cloudpickle().dumps(value, ser.PROTOCOL)
         except Exception as exc:
             err = ResultPicklingError(
                 f"cannot send the result of task {what} back: {type(value).__qualname__} object "
-                f"{ser._short_repr(value)}: {exc}", repr(exc), ser._short_repr(value))
-            return R_ERR, ser.dumps_exception(err, what)
+                f"{ser.short_repr(value)}: {exc}", repr(exc), ser.short_repr(value))
+            return RESULT_ERR, ser.dumps_exception(err, what)
 
 
 def _run_chunk_fast(region, k, fn, items, star, what):
@@ -117,7 +109,7 @@ def main(region, k: int, initializer, initargs, maxtasks, log_init_errors=False,
                 except BaseException:  # noqa: B902 - the parent still learns of the failure
                     pass
             what = f"initializer {ser.describe(initializer)}"
-            region.send_result(k, 0, R_INIT_ERR, k, ser.dumps_exception(exc, what))
+            region.send_result(k, 0, RESULT_INIT_ERR, k, ser.dumps_exception(exc, what))
             return EXIT_INIT_FAILED
     fns: dict[bytes, tuple] = {}  # function pickle -> (function, its name for messages)
     # A function named by reference is looked up once, unless this worker shares the program's
@@ -133,9 +125,10 @@ def main(region, k: int, initializer, initargs, maxtasks, log_init_errors=False,
             break
         tid, kind, aux, payload = task
         elapsed = 0
-        track = (kind >> 8) & 1
-        oob = kind & _oob.KIND_OOB
-        kind &= 0xFF
+        # Inline bit tests, not _protocol's helpers: this runs once per task.
+        track = kind & TRACK
+        oob = kind & OOB
+        kind &= KIND_MASK
         what = "?"
         try:
             fn_blob, body, extra = _oob.loads(payload) if oob else _loads(payload)
@@ -152,7 +145,7 @@ def main(region, k: int, initializer, initargs, maxtasks, log_init_errors=False,
                     fn = _loads(fn_blob[0])
                     known = (fn, ser.describe(fn))
             fn, what = known
-            if kind == K_CALL:
+            if kind == TASK_CALL:
                 t0 = perf()
                 value = fn(*body, **extra) if extra else fn(*body)
                 elapsed = perf() - t0
@@ -164,13 +157,13 @@ def main(region, k: int, initializer, initargs, maxtasks, log_init_errors=False,
                 chunk_ns = perf() - t0
                 elapsed = chunk_ns // max(1, len(body))  # per item, for the parent's wake policy
                 rkind, out = _dump_value((values, errors, chunk_ns), what)
-                if rkind & 0xFF == R_OK:
-                    rkind = R_CHUNK | (rkind & _oob.KIND_OOB)
+                if rkind & KIND_MASK == RESULT_OK:
+                    rkind = RESULT_CHUNK | (rkind & OOB)
                 else:  # one value could not be pickled: find it, fail just that item
-                    rkind, out = R_CHUNK, _dumps(_isolate_unpicklable(values, errors, what) + (chunk_ns,),
+                    rkind, out = RESULT_CHUNK, _dumps(_isolate_unpicklable(values, errors, what) + (chunk_ns,),
                                                  ser.PROTOCOL)
         except BaseException as exc:  # noqa: B902
-            rkind, out = R_ERR, ser.dumps_exception(exc, what)
+            rkind, out = RESULT_ERR, ser.dumps_exception(exc, what)
         if _forks[0] != forks:
             # The task forked and this is the child returning into the loop: it must not act as a
             # second copy of this worker.
@@ -181,7 +174,7 @@ def main(region, k: int, initializer, initargs, maxtasks, log_init_errors=False,
             size = _oob.total(out) if isinstance(out, list) else len(out)
             err = MemoryError(f"the result of task {what} takes {size} bytes, more than the "
                               f"pool's shared region can hold ({region.max_payload} bytes): {exc}")
-            send(k, tid, R_ERR, 0, ser.dumps_exception(err, what))
+            send(k, tid, RESULT_ERR, 0, ser.dumps_exception(err, what))
         done += 1
         # An idle worker must not pin its last task's arena blocks (a big argument, a result
         # that is a view of it) while it waits for the next task, maybe for ever.
@@ -194,7 +187,7 @@ def _isolate_unpicklable(values, errors, what):
         if i in errors:
             continue
         rkind, out = _dump_value(v, what)
-        if rkind != R_OK:
+        if rkind != RESULT_OK:
             values[i] = None
             errors[i] = out
     return values, errors

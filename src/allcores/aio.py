@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ._mapjob import MapJob
-from .pool import IMapIterator, _progress_bar, _start_job
+from .pool import IMapIterator, lazy_map
 
 __all__ = ["apply", "map", "starmap", "imap", "imap_unordered"]
 
@@ -107,13 +106,7 @@ class AsyncIMapIterator(IMapIterator):
 
 
 def _imap(pool, fn, iterable, chunksize, ordered, star, progress):
-    pool._check_running()
-    total = len(iterable) if progress and hasattr(iterable, "__len__") else None
-    it = AsyncIMapIterator(pool._engine, ordered, _progress_bar(progress, total))
-    job = MapJob(pool._engine, fn, iterable, chunksize, star, it, lazy=True)
-    it._bind(job)
-    _start_job(job, pool._engine)
-    return it
+    return lazy_map(pool, fn, iterable, chunksize, ordered, star, progress, AsyncIMapIterator)
 
 
 def imap(pool, fn, iterable, chunksize=None, progress=False):

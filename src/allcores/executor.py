@@ -9,9 +9,10 @@ import weakref
 from concurrent.futures import Executor, TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 
-from ._engine import Engine, interpreter_exiting
+from ._backends import make_engine
+from ._engine import interpreter_exiting
 from ._mapjob import MapJob
-from .pool import IMapIterator, _check_timeout, _progress_bar, _start_job, _warn_start_method
+from .pool import IMapIterator, _progress_bar, _start_job, _warn_start_method
 
 __all__ = ["ProcessPoolExecutor"]
 
@@ -39,33 +40,17 @@ class ProcessPoolExecutor(Executor):
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *,
                  max_tasks_per_child=None, task_timeout=None, backend="process",
                  arena_size=None, **backend_options):
-        if max_workers is not None and max_workers <= 0:
-            raise ValueError("max_workers must be greater than 0")
-        if max_tasks_per_child is not None:
-            if not isinstance(max_tasks_per_child, int):
-                raise TypeError("max_tasks_per_child must be an integer")
-            if max_tasks_per_child <= 0:
-                raise ValueError("max_tasks_per_child must be >= 1")
         if mp_context is not None and backend == "process":
             _warn_start_method(mp_context, 2)
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
-        self._backend = backend
         self._input_maps = weakref.WeakSet()   # maps reading their input as they go (buffersize)
         self._owner_pid = os.getpid()
-        if arena_size is not None and (backend != "process" or backend_options):
+        if arena_size is not None:
             backend_options["arena_size"] = arena_size
-        if backend != "process" or backend_options:
-            from ._backends import make_engine
-            self._engine = make_engine(backend, max_workers, initializer, initargs,
-                                       max_tasks_per_child, task_timeout, **backend_options)
-            # As concurrent.futures' executors: finish what was given before the interpreter
-            # exits (not for a dask cluster, which may be gone by then).
-            self._engine.finish_at_exit = backend != "dask"
-        else:
-            self._engine = Engine(max_workers, initializer, initargs, max_tasks_per_child,
-                                  task_timeout, name="allcores-executor", log_init_errors=True,
-                                  finish_at_exit=True, arena_size=arena_size)
+        self._engine = make_engine(backend, max_workers, initializer, initargs,
+                                   max_tasks_per_child, task_timeout, executor=True,
+                                   **backend_options)
         self._max_workers = self._engine.nworkers
 
     def submit(self, fn, /, *args, **kwargs):
@@ -104,7 +89,7 @@ class ProcessPoolExecutor(Executor):
                 raise TypeError("buffersize must be an integer or None")
             if buffersize < 1:
                 raise ValueError("buffersize must be None or > 0")
-        task_timeout = _check_timeout(task_timeout, self._engine)
+        task_timeout = self._engine.check_timeout(task_timeout)
         with self._shutdown_lock:
             if self._engine.broken is not None:
                 raise BrokenProcessPool(str(self._engine.broken))
@@ -124,7 +109,7 @@ class ProcessPoolExecutor(Executor):
                 total = min((len(i) for i in iterables), default=0)
         it = _ExecutorMapIterator(self._engine, True, _progress_bar(progress, total))
         window = max(1, buffersize) if buffersize else None
-        if chunksize is None and (buffersize or getattr(self._engine, "maxtasks", None) is not None):
+        if chunksize is None and (buffersize or self._engine.maxtasks is not None):
             # max_tasks_per_child counts items, as concurrent.futures' (chunksize 1) does, and
             # buffersize bounds the items read ahead: no automatic batching then.
             chunksize = 1
@@ -186,13 +171,14 @@ class ProcessPoolExecutor(Executor):
             raise ValueError(f"Unsupported operation: {operation!r}")
         # The pids first: shutdown() lets idle workers exit, and a pid read after that could
         # already name another process.
-        pids = self._engine.worker_pids(timeout=0) if self._backend == "process" else None
+        engine = self._engine
+        pids = engine.worker_pids(timeout=0) if engine.worker_processes else None
         self.shutdown(wait=False, cancel_futures=True)
         if os.getpid() != self._owner_pid:  # a forked child: the workers are its parent's
             return
         if pids is None:
-            if self._backend != "dask":  # a cluster's workers are not this executor's to stop
-                self._engine.terminate()
+            if engine.owns_workers:
+                engine.terminate()
             return
         for pid in pids:
             try:

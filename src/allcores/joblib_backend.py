@@ -42,7 +42,7 @@ from joblib._parallel_backends import (AutoBatchingMixin, FallbackToBackend,
                                        ParallelBackendBase, SequentialBackend)
 
 from . import _core, _memmap
-from .pool import Pool
+from .pool import Pool, usable
 
 try:  # joblib's auto-memmapping machinery (what its loky and multiprocessing backends use)
     from joblib._memmapping_reducer import (JOBLIB_MMAPS, TemporaryResourcesManager,
@@ -82,10 +82,6 @@ def _same_initializer(entry, initializer, initargs):
         return False
 
 
-def _usable(pool):
-    return pool._state == "RUN" and pool._engine.broken is None
-
-
 def _worker_start(initializer, initargs):
     """A process pool worker's initializer: daemonic, as a multiprocessing pool's workers (see
     the module's docstring), then the caller's initializer."""
@@ -98,7 +94,7 @@ def _pool_for(n_jobs, backend, options, initializer=None, initargs=()):
     key = (n_jobs, backend, tuple(sorted(options.items())))
     with _pools_lock:
         entry = _pools.get(key)
-        if entry is not None and _usable(entry[0]) and \
+        if entry is not None and usable(entry[0]) and \
                 _same_initializer(entry, initializer, initargs):
             return entry[0]
     # Started outside the lock: the pool forks, and a child must not inherit the lock held.
@@ -108,7 +104,7 @@ def _pool_for(n_jobs, backend, options, initializer=None, initargs=()):
         pool = Pool(n_jobs, initializer, initargs, backend=backend, **options)
     with _pools_lock:
         old = _pools.get(key)
-        if old is not None and _usable(old[0]) and _same_initializer(old, initializer, initargs):
+        if old is not None and usable(old[0]) and _same_initializer(old, initializer, initargs):
             winner = old[0]  # another thread started one meanwhile: ours is not used
         else:
             winner = pool

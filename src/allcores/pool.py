@@ -14,11 +14,11 @@ import threading
 import time
 import warnings
 from concurrent.futures import CancelledError
-from concurrent.futures._base import FINISHED
 from concurrent.futures.process import BrokenProcessPool
 
 from . import _core
-from ._engine import Engine, TaskFuture
+from ._backends import make_engine
+from ._futures import TaskFuture
 from ._mapjob import MapJob, item_error
 
 __all__ = ["Pool", "ApplyResult", "AsyncResult", "MapResult", "IMapIterator"]
@@ -133,8 +133,7 @@ class MapResult(ApplyResult):
     """The result of map_async/starmap_async; also the job's sink."""
 
     def __init__(self, engine, callback=None, error_callback=None, progress=None):
-        fut = TaskFuture()
-        fut._engine = engine
+        fut = TaskFuture(engine)
         self._values = []
         self._left = None
         self._job = None
@@ -146,8 +145,7 @@ class MapResult(ApplyResult):
     def _stop_if_cancelled(self, fut):
         """A cancelled result (as asyncio cancels an awaited one) stops its map."""
         if fut.cancelled() and self._job is not None:
-            from ._backends import cancel_job
-            cancel_job(self._job)
+            self._job.engine.cancel_job(self._job)
 
     def _bind(self, job):
         self._job = job
@@ -167,7 +165,7 @@ class MapResult(ApplyResult):
 
     def item(self, index, ok, value):
         fut = self._future
-        if fut._state == FINISHED:
+        if fut.done():
             return
         if not ok:
             if self._progress is not None:
@@ -189,7 +187,7 @@ class MapResult(ApplyResult):
             self._finish()
 
     def chunk(self, start, values, errors):
-        if self._future._state == FINISHED:
+        if self._future.done():
             return
         if errors:
             first = min(errors)
@@ -206,7 +204,7 @@ class MapResult(ApplyResult):
             self._finish()
 
     def done(self):
-        if self._left == 0 and self._future._state != FINISHED:
+        if self._left == 0 and not self._future.done():
             self._finish()
 
     def fail(self, exc):
@@ -370,15 +368,6 @@ class IMapIterator:
     __next__ = next
 
 
-def _check_timeout(t, engine):
-    if t is not None and not t > 0:
-        raise ValueError(f"task_timeout must be a positive number of seconds, not {t!r}")
-    if t is not None and not getattr(engine, "stops_tasks", True):
-        raise ValueError("this pool's backend cannot stop a running task: task_timeout needs "
-                         "backend='process'")
-    return t
-
-
 def _start_job(job, engine, stopped=lambda: ValueError("Pool not running")):
     """Starts a map job; a pool that broke or stopped meanwhile says so in the public terms."""
     try:
@@ -439,17 +428,12 @@ class Pool:
                  **backend_options):
         self._state = RUN  # set first: __del__ must work even when __init__ fails
         self._engine = None
-        if arena_size is not None and (backend != "process" or backend_options):
+        if arena_size is not None:
             backend_options["arena_size"] = arena_size
         if context is not None and backend == "process":
             _warn_start_method(context, 2)
-        if backend != "process" or backend_options:
-            from ._backends import make_engine
-            self._engine = make_engine(backend, processes, initializer, initargs,
-                                       maxtasksperchild, task_timeout, **backend_options)
-        else:
-            self._engine = Engine(processes, initializer, initargs, maxtasksperchild, task_timeout,
-                                  name="allcores-pool", arena_size=arena_size)
+        self._engine = make_engine(backend, processes, initializer, initargs, maxtasksperchild,
+                                   task_timeout, **backend_options)
         self._processes = self._engine.nworkers
 
     # -- single calls ----------------------------------------------------------------------------
@@ -469,7 +453,7 @@ class Pool:
                     task_timeout=None):
         self._check_running()
         fut = self._engine.submit_call(func, tuple(args), dict(kwds) if kwds else None,
-                                       timeout=_check_timeout(task_timeout, self._engine))
+                                       timeout=self._engine.check_timeout(task_timeout))
         return ApplyResult(fut, callback, error_callback)
 
     def submit(self, fn, /, *args, **kwargs):
@@ -487,7 +471,7 @@ class Pool:
         result = MapResult(self._engine, callback, error_callback,
                            _progress_bar(progress, len(iterable)))
         job = MapJob(self._engine, func, iterable, chunksize, star, result, lazy=False,
-                     timeout=_check_timeout(task_timeout, self._engine))
+                     timeout=self._engine.check_timeout(task_timeout))
         result._bind(job)
         _start_job(job, self._engine)
         return result
@@ -513,12 +497,13 @@ class Pool:
         return self._map_async(func, iterable, chunksize, True, callback, error_callback, progress,
                                task_timeout)
 
-    def _imap(self, func, iterable, chunksize, ordered, star, progress, task_timeout):
+    def _imap(self, func, iterable, chunksize, ordered, star, progress, task_timeout,
+              iterator=IMapIterator):
         self._check_running()
         total = len(iterable) if progress and hasattr(iterable, "__len__") else None
-        it = IMapIterator(self._engine, ordered, _progress_bar(progress, total))
+        it = iterator(self._engine, ordered, _progress_bar(progress, total))
         job = MapJob(self._engine, func, iterable, chunksize, star, it, lazy=True,
-                     timeout=_check_timeout(task_timeout, self._engine))
+                     timeout=self._engine.check_timeout(task_timeout))
         it._bind(job)
         _start_job(job, self._engine)
         return it
@@ -585,3 +570,21 @@ class Pool:
     def worker_pids(self):
         """Process ids of the current workers."""
         return self._engine.worker_pids()
+
+
+# -- what the other facades (the default pool, aio, joblib) ask of a Pool ------------------------
+
+def running(pool) -> bool:
+    """Whether pool was neither closed nor terminated (it may have broken)."""
+    return pool._state == RUN
+
+
+def usable(pool) -> bool:
+    """Whether pool takes new work: running and not broken."""
+    return pool._state == RUN and pool._engine.broken is None
+
+
+def lazy_map(pool, fn, iterable, chunksize, ordered, star, progress, iterator):
+    """pool.imap (ordered) or imap_unordered, its results read through iterator(engine, ordered,
+    progress bar), an IMapIterator subclass."""
+    return pool._imap(fn, iterable, chunksize, ordered, star, progress, None, iterator)

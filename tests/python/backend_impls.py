@@ -152,7 +152,7 @@ def unavailable(backend):
     """Why backend cannot run here, or None."""
     if backend == "interpreter":
         try:
-            from allcores._interp import check_supported
+            from allcores._backend_interpreter import check_supported
             check_supported()
         except RuntimeError as exc:
             return str(exc)

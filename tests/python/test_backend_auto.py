@@ -8,7 +8,7 @@ import pytest
 
 import allcores
 from allcores import _backends, cli
-from allcores._backends import ThreadEngine
+from allcores._backend_thread import ThreadEngine
 
 
 @pytest.fixture

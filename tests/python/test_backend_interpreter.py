@@ -221,7 +221,7 @@ def test_terminate_interrupts_running_python_code(tmp_path):
     pool.terminate()
     pool.join()
     assert not running.ready() or not running.successful()
-    threads = list(pool._engine._threads.values())
+    threads = pool._engine.worker_threads()
     wait_until(lambda: not any(t.is_alive() for t in threads), what="the worker's end")
 
 

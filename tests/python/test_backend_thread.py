@@ -65,8 +65,8 @@ def test_a_thread_pool_says_whether_its_workers_run_in_parallel(gil, enabled):
 
 
 def test_interpreter_and_dask_workers_run_in_parallel():
-    from allcores._dask import DaskEngine
-    from allcores._interp import InterpreterEngine
+    from allcores._backend_dask import DaskEngine
+    from allcores._backend_interpreter import InterpreterEngine
     assert InterpreterEngine.parallel is True and DaskEngine.parallel is True
 
 

@@ -91,8 +91,8 @@ def test_tiny_tasks_travel_in_batches_on_every_backend(any_backend):
     with any_backend.pool(2) as pool:
         engine = pool._engine
         sent = []
-        new_id = engine.new_id
-        engine.new_id = lambda: sent.append(1) or new_id()
+        register = engine.register
+        engine.register = lambda entry: sent.append(1) or register(entry)
         assert pool.map(square, range(2000)) == [x * x for x in range(2000)]
         in_map = len(sent)
         assert list(pool.imap(square, range(2000))) == [x * x for x in range(2000)]

@@ -1,4 +1,4 @@
-"""The backend cases of allcores bench (issue 6): the CPU-bound case and the memory per worker
+"""The backend cases of allcores bench: the CPU-bound case and the memory per worker
 on backend="interpreter" against backend="process". They need Python 3.12+: under 3.11 the bench
 runs them under a sibling venv (.venv-3.13), and says why when there is none."""
 import sys

@@ -1,4 +1,4 @@
-"""The charts allcores bench draws (issue 7): PNG files beside the Markdown, linked from it,
+"""The charts allcores bench draws: PNG files beside the Markdown, linked from it,
 each titled with the machine; without matplotlib the bench says so and draws none. The headings
 state the payload sizes a run really moved, and the CPU-bound figures of a row come from one
 paired round, so that they agree with each other."""

@@ -193,10 +193,11 @@ def test_failed_initializer_makes_every_call_raise_broken_process_pool(allcores_
 def _kill_template(pool):
     """Kills the pool's template process; returns once a new one runs (or the pool broke)."""
     engine = pool._engine
-    old = engine._template_pid
+    host = engine._host
+    old = host.pid
     os.kill(old, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while engine._template_pid == old and engine.broken is None:
+    while host.pid == old and engine.broken is None:
         assert time.monotonic() < deadline, "the pool never noticed its template's death"
         time.sleep(0.01)
 

@@ -63,7 +63,7 @@ def test_create_destroy_cycles_leak_nothing():
     """Pools created and destroyed repeatedly leave no process, fd or mapping behind, and the
     parent's memory stays flat. It runs in a fresh interpreter: the test process's own memory
     (gigabytes after the other tests) would make every fork slow and RSS noisy.
-    ALLCORES_LEAK_CYCLES=10000 gives the issue's figure."""
+    ALLCORES_LEAK_CYCLES=10000 runs the full 10,000 cycles."""
     import json
     cycles = int(os.environ.get("ALLCORES_LEAK_CYCLES", "500"))
     out = subprocess.run([sys.executable, "-c", _CYCLES_SCRIPT, str(cycles)],
@@ -94,7 +94,7 @@ def test_many_tasks_memory_flat():
         gc.collect()
         assert _fds() == fds0
         assert me.memory_info().rss - rss0 < 10 * 2**20
-        stats = pool._engine._region.stats()
+        stats = pool._engine.region.stats()
         assert stats["tasks_queued"] == 0 and stats["results_queued"] == 0
         assert stats["arena_allocs"] == stats["arena_frees"]
 

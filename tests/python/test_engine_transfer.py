@@ -50,7 +50,7 @@ def test_big_bytes_arrive_as_bytes_without_a_copy(pool):
 def test_big_bytes_outlive_the_pool_and_free_their_block():
     obj = b"z" * (4 * MB)
     with allcores.Pool(1) as p:
-        region = p._engine._region
+        region = p._engine.region
         backs = [p.apply(ident, (obj,)) for _ in range(3)]
         in_use = region.stats()["arena_allocs"] - region.stats()["arena_frees"]
     gc.collect()
@@ -140,7 +140,7 @@ def test_a_fork_child_dropping_a_received_view_leaves_the_parents_block_alone():
     freed and handed to the next payload."""
     a = np.arange(MB // 8, dtype=np.float64)
     with allcores.Pool(1) as p:
-        region = p._engine._region
+        region = p._engine.region
         back = p.apply(ident, (a,))
 
         def in_use():
@@ -192,7 +192,7 @@ def _ours_in_dev_shm():
 
 
 def test_memory_flat_over_many_large_transfers(pool):
-    """Issue 4's bar: 10,000 large transfers (1 MiB numpy arrays and bytes, each way) leave the
+    """10,000 large transfers (1 MiB numpy arrays and bytes, each way) leave the
     parent's and the workers' memory flat, touch no new arena memory beyond a few blocks, free
     every block, and leave nothing in /dev/shm."""
     import os
@@ -208,7 +208,7 @@ def test_memory_flat_over_many_large_transfers(pool):
     workers_rss0 = [w.memory_info().rss for w in workers]
     shm0 = _ours_in_dev_shm()
     maps0 = _mappings()
-    region = pool._engine._region
+    region = pool._engine.region
     touched0 = region.stats()["arena_pages_touched"]
     for i in range(5000):
         assert pool.apply(ident, (a,)).shape == a.shape

@@ -24,7 +24,7 @@ import allcores.gil as gil
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sampler reads Linux /proc")
 
-HELD_BAR = 0.05   # the bar: held % within 5 points of the truth
+HELD_BAR = 0.05   # held % within 5 points of the truth
 GAP_S = 50e-6     # a spinner that saw no clock tick for this long was not executing Python
 
 

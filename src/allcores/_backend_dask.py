@@ -21,7 +21,7 @@ WorkerLost.
 """
 from __future__ import annotations
 
-import itertools
+import functools
 import os
 import threading
 import time
@@ -31,7 +31,9 @@ from concurrent.futures.process import BrokenProcessPool
 
 from . import _serialize as ser
 from . import _worker as W
-from ._engine import TaskFuture, _CallEntry
+from ._protocol import OOB, RESULT_INIT_ERR, TASK_CALL, TASK_CHUNK, task_kind
+from ._engine_base import CallEntry, EngineBase
+from ._futures import TaskFuture
 from .errors import WorkerLost
 
 # Largest payload sent in one task: dask moves bigger ones, but a pool's task that large belongs
@@ -41,26 +43,20 @@ MAX_PAYLOAD = 1 << 31
 IDLE_TICK_S = 0.1
 
 
-class DaskEngine:
-    """The engine interface of _engine.Engine (what Pool, ProcessPoolExecutor, MapJob and
-    TaskFuture call), on a dask.distributed Client."""
+class DaskEngine(EngineBase):
+    """The engine interface (_engine_base.EngineBase) on a dask.distributed Client."""
 
-    stops_tasks = False  # a task running on a cluster worker cannot be stopped
-    parallel = True  # the cluster's worker processes
+    stops_tasks = False
+    cannot_stop = "backend='dask' cannot stop a task running on a cluster worker"
+    replaces_workers = False
+    owns_workers = False
+    cannot_replace = "backend='dask' cannot replace the cluster's workers"
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
-                 task_timeout=None, name="allcores-dask", *, address=None, client=None):
-        if processes is not None and (not isinstance(processes, int) or
-                                      isinstance(processes, bool) or processes < 1):
-            raise ValueError("Number of processes must be at least 1")
-        if maxtasks is not None:
-            raise ValueError("backend='dask' cannot replace the cluster's workers: "
-                             "maxtasksperchild needs backend='process'")
-        if task_timeout is not None:
-            raise ValueError("backend='dask' cannot stop a task running on a cluster worker: "
-                             "task_timeout needs backend='process'")
-        if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be a callable")
+                 task_timeout=None, name="allcores-dask", *, address=None, client=None,
+                 executor=False):
+        # Not finished at interpreter exit even for an executor: the cluster may be gone by then.
+        super().__init__(processes, initializer, maxtasks, task_timeout, executor=executor)
         if (address is None) == (client is None):
             raise TypeError("backend='dask' needs the cluster: address='tcp://host:port' or "
                             "client=distributed.Client(...)")
@@ -72,18 +68,10 @@ class DaskEngine:
         self._key = f"allcores-{uuid.uuid4().hex[:12]}"
         self._init = None
         if initializer is not None:
-            blob = ser._cloudpickle().dumps((self._key, initializer, initargs), ser.PROTOCOL)
+            blob = ser.cloudpickle().dumps((self._key, initializer, initargs), ser.PROTOCOL)
             self._init = self._client.scatter(blob, broadcast=True, hash=False)
-        self._lock = threading.RLock()
         self._cond = threading.Condition(threading.Lock())
-        self._pending: dict[int, object] = {}
         self._futures: dict[int, object] = {}   # tid -> dask future
-        self._jobs: set = set()
-        self._timed_entries = 0
-        self._ids = itertools.count(1)
-        self._broken = None
-        self._closing = False
-        self._terminated = False
         self._stopped = False
         self._completed = as_completed(loop=self._client.loop, with_results=True,
                                        raise_errors=False)
@@ -93,42 +81,30 @@ class DaskEngine:
 
     # -- submitting -----------------------------------------------------------------------------
 
-    def _check_usable(self):
-        if self._broken is not None:
-            raise BrokenProcessPool(str(self._broken)) from self._broken
-        if self._closing:
-            raise ValueError("Pool not running")
+    def default_workers(self):
+        return None  # the cluster's threads, counted once connected
 
-    def new_id(self):
-        return next(self._ids)
-
-    def submit_call(self, fn, args, kwargs, future=None, timeout=None):
-        self._check_usable()
-        if timeout is not None:
-            raise ValueError("backend='dask' cannot stop a task running on a cluster worker: "
-                             "task_timeout needs backend='process'")
-        if future is None:
-            future = TaskFuture()
-        future._engine = self
+    def submit_call(self, fn, args, kwargs, timeout=None):
+        self.check_usable()
+        self.check_timeout(timeout)
+        tid = self.new_id()
+        future = TaskFuture(self, tid)
         try:
             payload = ser.dumps_call(ser.dumps_callable(fn), fn, args, kwargs)
         except BaseException as exc:  # noqa: B902
             future.set_exception(exc)
             return future
-        tid = self.new_id()
-        future._tid = tid
-        self._pending[tid] = _CallEntry(future, fn, time.perf_counter_ns())
-        future.add_done_callback(self._on_future_done)
-        self._send(tid, W.K_CALL, payload)
+        self._pending[tid] = CallEntry(future, fn, time.perf_counter_ns())
+        future.add_done_callback(functools.partial(self._on_future_done, tid))
+        self._send(tid, TASK_CALL, payload)
         return future
 
     def submit_chunk(self, tid, payload, track):
-        self._send(tid, W.K_CHUNK | (track << 8), payload)
+        self._send(tid, task_kind(TASK_CHUNK, track=bool(track)), payload)
 
     def _send(self, tid, kind, payload):
         if type(payload) is list:  # out-of-band parts: one contiguous frame, as in the arena
-            from . import _oob
-            kind |= _oob.KIND_OOB
+            kind |= OOB
             payload = _frame(payload)
         try:
             dfut = self._client.submit(run_task, self._key, self._init, kind, payload,
@@ -144,10 +120,10 @@ class DaskEngine:
         with self._cond:
             self._cond.notify_all()
 
-    def _on_future_done(self, fut):
+    def _on_future_done(self, tid, fut):
         # A caller cancelled a queued task: cancel it on the cluster too.
         if fut.cancelled():
-            dfut = self._futures.pop(fut._tid, None)
+            dfut = self._futures.pop(tid, None)
             if dfut is not None:
                 dfut.cancel()
 
@@ -181,7 +157,7 @@ class DaskEngine:
         self._futures.pop(tid, None)
         if dfut.status == "finished":
             kind, aux, payload = result
-            if kind == W.R_INIT_ERR:
+            if kind == RESULT_INIT_ERR:
                 self._on_init_error(payload)
                 return
             entry = self._pending.pop(tid, None)
@@ -202,11 +178,6 @@ class DaskEngine:
             exc = BrokenProcessPool(f"the dask cluster failed the task: {type(exc).__name__}: "
                                     f"{exc}")
         entry.fail(self, exc)
-
-    def _on_init_error(self, payload):
-        exc = ser.loads_exception(payload)
-        self._break(BrokenProcessPool(f"a worker's initializer failed: {type(exc).__name__}: "
-                                      f"{exc}"), cause=exc)
 
     def wait_for(self, done, timeout=None):
         """Waits until done() is true (results are delivered by the collector thread); False
@@ -250,33 +221,13 @@ class DaskEngine:
             except Exception:
                 pass
 
-    def _fail_all(self, exc):
-        pending, self._pending = self._pending, {}
-        for job in list(self._jobs):
-            job.abort(exc)
-        self._cancel_on_cluster(list(pending))
-        for entry in pending.values():
-            entry.fail(self, exc)
-
-    def _break(self, exc, cause=None):
-        with self._lock:
-            if self._broken is None:
-                if cause is not None:
-                    exc.__cause__ = cause
-                self._broken = exc
-            self._fail_all(exc)
+    _drop_tasks = _cancel_on_cluster
 
     def close(self):
         with self._lock:
             self._closing = True
             for job in list(self._jobs):
                 job.feed_all()
-
-    def job_done(self, job):
-        with self._lock:
-            self._jobs.discard(job)
-            if job.timeout is not None:
-                self._timed_entries -= 1
 
     def terminate(self):
         with self._lock:
@@ -320,34 +271,20 @@ class DaskEngine:
                 if entry is not None:
                     entry.fail(self, CancelledError())
 
-    def interrupt(self):
-        """Ctrl-C while waiting: cancel this pool's work on the cluster (a task already running on
-        a worker finishes there, its result dropped); the pool stays usable."""
-        if self._terminated:
-            return
-        with self._lock:
-            for job in list(self._jobs):
-                job.abort(CancelledError())
-            pending, self._pending = self._pending, {}
-            self._cancel_on_cluster(list(pending))
-            for entry in pending.values():
-                entry.fail(self, CancelledError())
+    # Ctrl-C (interrupt()) cancels this pool's work on the cluster; a task already running on
+    # a worker finishes there, its result dropped.
 
-    def kill_running(self, task_ids):
-        self._cancel_on_cluster(list(task_ids))
-
-    def cancel_tasks(self, task_ids):
-        """Takes these tasks back from the cluster (one running on a worker finishes there, its
-        result dropped); their outcome is CancelledError."""
+    def cancel_job(self, job):
+        """Stops the map and takes its chunks back from the cluster (one running on a worker
+        finishes there, its result dropped); their outcome is CancelledError."""
+        job.abort(CancelledError())
         with self._lock:
-            entries = [self._pending.pop(t) for t in task_ids if t in self._pending]
-            self._cancel_on_cluster(list(task_ids))
+            tids = [tid for tid, entry in list(self._pending.items())
+                    if getattr(entry, "job", None) is job]
+            entries = [self._pending.pop(t) for t in tids if t in self._pending]
+            self._cancel_on_cluster(tids)
         for entry in entries:
             entry.fail(self, CancelledError())
-
-    @property
-    def broken(self):
-        return self._broken
 
     def worker_pids(self):
         try:
@@ -396,7 +333,7 @@ def _initialize(pool_key, init_blob):
         outcome = _initialized.get(pool_key)
         if outcome is None:
             try:
-                _, initializer, initargs = ser._loads(init_blob)
+                _, initializer, initargs = ser.loads(init_blob)
                 initializer(*initargs)
                 outcome = (True, None)
             except BaseException as exc:  # noqa: B902
@@ -411,7 +348,7 @@ def run_task(pool_key, init_blob, kind, payload):
     if init_blob is not None:
         ok, error = _initialize(pool_key, init_blob)
         if not ok:
-            return W.R_INIT_ERR, 0, error
+            return RESULT_INIT_ERR, 0, error
     box = _OneTask(kind, payload)
     W.main(box, 0, None, (), 1)
     return box.result
