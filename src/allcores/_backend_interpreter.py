@@ -160,11 +160,12 @@ class InterpreterEngine(ThreadEngine):
                    "subinterpreter cannot be killed)")
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
-                 task_timeout=None, name="allcores-interpreters", *, executor=False):
+                 task_timeout=None, name="allcores-interpreters", arena_size=None, *,
+                 executor=False):
         check_supported()
         _install_exit_hook()
         super().__init__(processes, initializer, initargs, maxtasks, task_timeout, name,
-                         executor=executor)
+                         arena_size, executor=executor)
         _live_engines.add(self)
 
     def default_workers(self):

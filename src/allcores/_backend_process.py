@@ -164,9 +164,7 @@ def _template_main(region, efd, initializer, initargs, maxtasks, log_init_errors
         if k is None:
             code = 0
         else:
-            import multiprocessing
-            # as multiprocessing names its pool workers, so tasks can tell them apart
-            multiprocessing.current_process().name = f"AllcoresPoolWorker-{k + 1}"
+            W.name_this_worker(k)
             code = W.main(region, k, initializer, initargs, maxtasks, log_init_errors)
     except BaseException:  # noqa: B902
         try:
@@ -204,3 +202,4 @@ def _process_alive(pid):
             return f.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
     except (OSError, IndexError):
         return False
+

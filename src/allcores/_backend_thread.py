@@ -12,6 +12,7 @@ import sysconfig
 import threading
 import weakref
 
+from . import _cpus
 from . import _worker as W
 from ._backend_process import ProcessHost
 from ._engine import Engine
@@ -37,8 +38,9 @@ def default_thread_workers() -> int:
     work that waits (I/O, sleeps, C code releasing the GIL): as concurrent.futures'
     ThreadPoolExecutor, min(32, cores + 4), so that a few waits do not idle the cores. Without a
     GIL they also run Python in parallel: one per core, as with processes (more would only
-    contend for the cores)."""
-    cores = os.cpu_count() or 1
+    contend for the cores). Cores are those this process may use (its affinity mask and cgroup
+    quota), as for a process pool and as ThreadPoolExecutor counts them from Python 3.13."""
+    cores = _cpus.default_workers()
     return cores if python_in_parallel() else min(32, cores + 4)
 
 
@@ -136,9 +138,9 @@ class ThreadEngine(Engine):
     cannot_stop = "backend='thread' cannot stop a running task"
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasks=None,
-                 task_timeout=None, name="allcores-threads", *, executor=False):
+                 task_timeout=None, name="allcores-threads", arena_size=None, *, executor=False):
         super().__init__(processes, initializer, initargs, maxtasks, task_timeout, name,
-                         executor=executor)
+                         arena_size, executor=executor)
 
     def default_workers(self):
         return default_thread_workers()

@@ -50,23 +50,24 @@ def make_engine(backend, processes, initializer, initargs, maxtasks, task_timeou
                 executor=False, **options):
     """The engine for Pool(backend=...), or for ProcessPoolExecutor(backend=...) with executor
     (then with concurrent.futures' behaviours: a failing initializer is logged, and queued work
-    is finished at interpreter exit). options are the backend's own keywords (process:
-    arena_size=; dask: address= or client=)."""
-    if backend == "auto" and not options:
+    is finished at interpreter exit). options are the backend's own keywords (process, thread,
+    interpreter: arena_size=; dask: address= or client=)."""
+    if backend == "auto" and set(options) <= {"arena_size"}:
         backend = choose_auto(task_timeout)[0]
     args = (processes, initializer, initargs, maxtasks, task_timeout)
     if backend == "dask":
         from ._backend_dask import DaskEngine
         return DaskEngine(*args, executor=executor, **options)
-    arena_size = options.pop("arena_size", None) if backend == "process" else None
+    # every shared-region backend has an arena for the arguments and results in flight
+    arena_size = options.pop("arena_size", None)
     if options:
         raise TypeError(f"backend={backend!r} takes no option {', '.join(map(repr, options))}")
     if backend == "process":
         return ProcessEngine(*args, "allcores-executor" if executor else "allcores-pool",
                              arena_size, executor=executor)
     if backend == "thread":
-        return ThreadEngine(*args, executor=executor)
+        return ThreadEngine(*args, arena_size=arena_size, executor=executor)
     if backend == "interpreter":
         from ._backend_interpreter import InterpreterEngine
-        return InterpreterEngine(*args, executor=executor)
+        return InterpreterEngine(*args, arena_size=arena_size, executor=executor)
     raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")

@@ -24,9 +24,7 @@ def sub_main(region, k, payload):
     """Runs worker slot k in the subinterpreter (called by InterpWorker.run); returns its exit
     code."""
     _explain_refused_imports()
-    import multiprocessing
-    # as worker processes are named, so that tasks can tell workers apart
-    multiprocessing.current_process().name = f"AllcoresPoolWorker-{k + 1}"
+    W.name_this_worker(k)
     try:
         initializer, initargs, maxtasks = ser.loads(payload)
     except BaseException as exc:  # noqa: B902 - the parent reports it as the initializer's failure

@@ -191,3 +191,14 @@ def _isolate_unpicklable(values, errors, what):
             values[i] = None
             errors[i] = out
     return values, errors
+
+
+def name_this_worker(k):
+    """Names this worker as multiprocessing names its pool workers, so that tasks can tell them
+    apart: "AllcoresPoolWorker-N" and current_process()._identity == (N,), which programs use
+    as a worker's number (a tqdm bar's position, a GPU to take). N is the worker's slot, 1 to
+    the pool's size: a replacement worker takes its predecessor's number."""
+    import multiprocessing
+    me = multiprocessing.current_process()
+    me.name = f"AllcoresPoolWorker-{k + 1}"
+    me._identity = (k + 1,)

@@ -48,10 +48,21 @@ class WorkerLost(BrokenProcessPool):
             except ValueError:
                 name = f"signal {signum}"
             hint = " (likely the out-of-memory killer or an explicit kill)" if name == "SIGKILL" else ""
-            return cls(f"worker {pid} was killed by {name}{hint} while running {what}", pid,
-                       None, name)
+            return _with_cause(cls(f"worker {pid} was killed by {name}{hint} while running {what}",
+                                   pid, None, name), pid, -signum)
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
-        return cls(f"worker {pid} exited with code {code} while running {what}", pid, code, None)
+        return _with_cause(cls(f"worker {pid} exited with code {code} while running {what}", pid,
+                               code, None), pid, code)
+
+
+def _with_cause(exc: WorkerLost, pid: int, exitcode: int) -> WorkerLost:
+    """Says which process ended, as the cause concurrent.futures (3.15) gives its
+    BrokenProcessPool: a remote traceback whose text names the pid and the exit code
+    (multiprocessing's: negative for a signal)."""
+    from concurrent.futures import process
+    remote = getattr(process, "_RemoteTraceback", RemoteTraceback)
+    exc.__cause__ = remote(f"\n'''\nProcess {pid} terminated abruptly with exit code {exitcode}'''")
+    return exc
 
 
 class TaskTimeout(TimeoutError):

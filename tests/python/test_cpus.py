@@ -86,6 +86,15 @@ def test_pool_under_taskset_starts_one_worker_per_allowed_cpu():
     out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True,
                          text=True, timeout=120)
     assert out.stdout.split() == ["1", "1", "1"], out.stderr
+    # the thread backend counts the same cores: one per core without a GIL, else cores + 4
+    # (as ThreadPoolExecutor from Python 3.13)
+    code = ("import allcores, allcores._backends as b\n"
+            "with allcores.Pool(backend='thread') as p:\n"
+            "    print(p._processes, 1 if b.python_in_parallel() else 5)\n")
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True,
+                         text=True, timeout=120)
+    got, want = out.stdout.split()
+    assert got == want, out.stderr
     info = subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "allcores", "info"],
                           capture_output=True, text=True, timeout=120).stdout
     line = next(x for x in info.splitlines() if x.startswith("cores"))

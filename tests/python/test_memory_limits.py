@@ -89,6 +89,18 @@ def test_arena_size_argument():
         assert ex.submit(abs, -2).result(timeout=60) == 2
 
 
+@pytest.mark.parametrize("backend", ["thread", "auto"])
+def test_arena_size_argument_on_other_shared_region_backends(backend):
+    # the thread backend's tasks pass through an arena too, and it takes the same argument
+    with allcores.Pool(1, backend=backend, arena_size="16M") as pool:
+        assert pool._engine.max_payload < 16 << 20
+        with pytest.raises(MemoryError, match="shared region"):
+            pool.apply(len, (b"x" * (20 << 20),))
+        assert pool.apply(len, (b"x" * (1 << 20),)) == 1 << 20
+    with allcores.ProcessPoolExecutor(1, backend=backend, arena_size="16M") as ex:
+        assert ex.submit(abs, -2).result(timeout=60) == 2
+
+
 @pytest.mark.parametrize("value, expected", [
     (1 << 20, 1 << 20), ("1M", 1 << 20), ("256m", 256 << 20), ("2G", 2 << 30),
     ("3GiB", 3 << 30), ("4096k", 4 << 20), ("1T", 1 << 40), (" 2097152 ", 2 << 20),

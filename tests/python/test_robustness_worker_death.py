@@ -45,6 +45,10 @@ def _check_lost(exc, expect, pool_pids=None):
         assert expect["signal"] in text
     else:
         assert str(expect["exitcode"]) in text
+    # its cause names the process and its exit code, as concurrent.futures' does from 3.15
+    # (multiprocessing's exit code: minus the signal's number for a signal)
+    code = -getattr(signal, expect["signal"]) if expect["signal"] else expect["exitcode"]
+    assert f"Process {exc.pid} terminated abruptly with exit code {code}" in exc.__cause__.tb
 
 
 @pytest.mark.parametrize("name, task, expect", DEATHS, ids=[d[0] for d in DEATHS])
