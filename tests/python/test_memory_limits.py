@@ -127,3 +127,23 @@ def test_the_arena_takes_a_share_of_the_room_left(monkeypatch):
     assert _arena_size.choose("1G", 64 << 20) == (1 << 30, "arena_size=")
     monkeypatch.setattr(_arena_size, "address_space_limit", lambda: None)
     assert _arena_size.choose(None, 64 << 30) == (64 << 30, "default")
+
+
+def _committed_bytes():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("Committed_AS:"):
+                return int(line.split()[1]) << 10
+    pytest.skip("/proc/meminfo has no Committed_AS")
+
+
+def test_the_arena_commits_no_memory():
+    # Under vm.overcommit_memory=2 the kernel refuses whatever it would have to commit. The
+    # arena is a memfd, whose pages are counted only as they are touched: a pool whose three
+    # processes map 8 GiB each commits next to nothing (machine-wide figure: other programs
+    # may move it, hence the wide margin).
+    before = _committed_bytes()
+    with allcores.Pool(2, arena_size="8G") as pool:
+        assert pool.map(abs, [-1, -2]) == [1, 2]
+        during = _committed_bytes()
+    assert during - before < 2 << 30, (before, during)
