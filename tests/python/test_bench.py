@@ -11,10 +11,10 @@ import time
 import psutil
 import pytest
 
-from allcores import bench
-from allcores.bench import bars, report, runner
-from allcores.bench.adapters import ADAPTERS, ORDER
-from allcores.bench.case import load
+import allcores_bench as bench
+from allcores_bench import bars, report, runner
+from allcores_bench.adapters import ADAPTERS, ORDER
+from allcores_bench.case import load
 
 pytestmark = pytest.mark.timeout(300)  # the quick run: about half a minute on 2 busy cores
 HERE = pathlib.Path(__file__).parent
@@ -78,7 +78,7 @@ def test_every_row_has_a_positive_headline_figure(quick):
                 continue
             assert r["runs"] >= 1
             # A time, a rate, a memory is never zero; another module's share may round to it.
-            pool_case = load()[name].fn.__module__ == "allcores.bench.pool_cases"
+            pool_case = load()[name].fn.__module__ == "allcores_bench.pool_cases"
             assert r[c["figure"]] > 0 if pool_case else r[c["figure"]] >= 0, (name, lib, r)
 
 

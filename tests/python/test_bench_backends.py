@@ -1,4 +1,4 @@
-"""The backend cases of allcores bench (issue 6): the CPU-bound case and the memory per worker
+"""The backend cases of allcores bench: the CPU-bound case and the memory per worker
 on backend="interpreter" against backend="process". They need Python 3.12+: under 3.11 the bench
 runs them under a sibling venv (.venv-3.13), and says why when there is none."""
 import sys
@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from allcores.bench import pythons, runner
-from allcores.bench.case import load
+from allcores_bench import pythons, runner
+from allcores_bench.case import load
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -1,4 +1,4 @@
-"""The charts allcores bench draws (issue 7): PNG files beside the Markdown, linked from it,
+"""The charts allcores bench draws: PNG files beside the Markdown, linked from it,
 each titled with the machine; without matplotlib the bench says so and draws none. The headings
 state the payload sizes a run really moved, and the CPU-bound figures of a row come from one
 paired round, so that they agree with each other."""
@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from allcores import bench
-from allcores.bench import plots, report
-from allcores.bench.pool_cases import median_round, paired_rounds
-from allcores.bench.scaling_cases import points
+import allcores_bench as bench
+from allcores_bench import plots, report
+from allcores_bench.pool_cases import median_round, paired_rounds
+from allcores_bench.scaling_cases import points
 
 pytestmark = pytest.mark.timeout(240)
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,4 @@
-"""The transfer cases of allcores bench (issue 4): 64 MiB payloads to a worker and back, shared
+"""The transfer cases of allcores bench: 64 MiB payloads to a worker and back, shared
 arrays handed to tasks, the shared counter, each run as the bench runs it (a row in a fresh
 process) at tiny sizes. Never a speed: the figures only have to exist and be consistent."""
 import contextlib
@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from allcores import bench
-from allcores.bench import bars, runner
-from allcores.bench.case import load
+import allcores_bench as bench
+from allcores_bench import bars, runner
+from allcores_bench.case import load
 
 load()  # registers the cases' bars
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from allcores import demo
-from allcores.demo import Row, c_verdict, cpu_verdict, switch_verdict
+import allcores_demo as demo
+from allcores_demo import Row, c_verdict, cpu_verdict, switch_verdict
 
 ROW = re.compile(r"^  (?P<name>\S.*?)\s+(?P<wall>\d+\.\d+)s\s+(?P<speedup>\d+\.\d+)x\s+"
                  r"(?P<cores>\d+\.\d+)$")

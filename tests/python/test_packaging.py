@@ -1,6 +1,8 @@
 """The sdist and the wheel `python -m build` makes: their metadata (name, the one version, Python
-versions, license, classifiers), the LICENSE file, and the typing files in the wheel."""
+versions, license, classifiers), the LICENSE file, the typing files in the wheel, and the wheel
+holding the runtime only (the bench and the demo stay in the checkout and the sdist)."""
 import email.parser
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -73,6 +75,10 @@ def test_wheel_metadata_and_files(dist):
         for stub in ("__init__.pyi", "pool.pyi", "executor.pyi", "aio.pyi", "shared.pyi"):
             assert f"allcores/{stub}" in names, stub
         assert any(re.fullmatch(r"allcores/_core\..*\.so", n) for n in names)
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"allcores", next(t for t in tops if t.endswith(".dist-info"))}, tops
+    tooling = [n for n in names if re.search(r"bench|demo|/gil/cost\.py", n)]
+    assert not tooling, tooling
 
 
 def test_sdist_metadata_and_files(dist):
@@ -82,7 +88,8 @@ def test_sdist_metadata_and_files(dist):
         top = names[0].split("/")[0]
         _check_metadata(t.extractfile(f"{top}/PKG-INFO").read().decode())
         for f in ("LICENSE", "README.md", "pyproject.toml", "meson.build",
-                  "src/allcores/py.typed", "src/core/region.c"):
+                  "src/allcores/py.typed", "src/core/region.c",
+                  "benchmarks/allcores_bench/__init__.py", "demo/allcores_demo.py"):
             assert f"{top}/{f}" in names, f
 
 
@@ -93,4 +100,4 @@ def test_the_version_is_written_once():
     for name in ("__init__.py", "cli.py"):
         with open(os.path.join(ROOT, "src", "allcores", name)) as f:
             assert not re.search(r"\d+\.\d+\.\d+", f.read()), name
-    assert allcores.__version__ == _pyproject()["version"]
+    assert allcores.__version__ == _pyproject()["version"] == importlib.metadata.version("allcores")
