@@ -5,7 +5,6 @@ import io
 import json
 import os
 import pathlib
-import sys
 import time
 
 import psutil
@@ -15,24 +14,15 @@ import allcores_bench as bench
 from allcores_bench import bars, report, runner
 from allcores_bench.adapters import ADAPTERS, ORDER
 from allcores_bench.case import load
+from budget import long_suite_skip_reason
 
 pytestmark = pytest.mark.timeout(300)  # the quick run: about half a minute on 2 busy cores
 HERE = pathlib.Path(__file__).parent
 
 
-def _not_this_python():
-    """make test runs the quick bench (45 s) on one Python (AC_TEST_BENCH_PYTHON, the default
-    one), to stay within its time budget; unset, it runs everywhere."""
-    wanted = os.environ.get("AC_TEST_BENCH_PYTHON")
-    here = "%d.%d" % sys.version_info[:2]
-    if wanted and wanted != here:
-        return f"make test runs the quick bench on Python {wanted} only (AC_TEST_BENCH_PYTHON)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    why = _not_this_python()
+    why = long_suite_skip_reason()  # the quick bench takes a minute or two
     if why:
         pytest.skip(why)
     d = tmp_path_factory.mktemp("bench")

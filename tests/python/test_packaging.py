@@ -13,7 +13,7 @@ import zipfile
 import pytest
 
 import allcores
-from one_python import one_python_only
+from budget import long_suite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytest.importorskip("build")
@@ -33,7 +33,6 @@ def _pyproject():
 def dist(tmp_path_factory):
     """Builds the sdist, then the wheel from it (as `python -m build` does by default), with the
     build tools of this environment (no download)."""
-    one_python_only()
     if not os.path.isdir(os.path.join(ROOT, ".git")) and \
             not os.path.isfile(os.path.join(ROOT, ".git")):
         pytest.skip("the sdist is made by `meson dist`, which needs a git checkout")
@@ -63,6 +62,7 @@ def _check_metadata(text):
     return meta
 
 
+@long_suite
 def test_wheel_metadata_and_files(dist):
     _sdist, wheel = dist
     with zipfile.ZipFile(wheel) as z:
@@ -81,6 +81,7 @@ def test_wheel_metadata_and_files(dist):
     assert not tooling, tooling
 
 
+@long_suite
 def test_sdist_metadata_and_files(dist):
     sdist, _wheel = dist
     with tarfile.open(sdist) as t:
