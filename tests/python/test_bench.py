@@ -14,17 +14,15 @@ import allcores_bench as bench
 from allcores_bench import bars, report, runner
 from allcores_bench.adapters import ADAPTERS, ORDER
 from allcores_bench.case import load
-from budget import long_suite_skip_reason
+from budget import long_suite
 
-pytestmark = pytest.mark.timeout(300)  # the quick run: about half a minute on 2 busy cores
+# the quick run: one to two minutes on 2 busy cores
+pytestmark = [pytest.mark.timeout(300), long_suite]
 HERE = pathlib.Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    why = long_suite_skip_reason()  # the quick bench takes a minute or two
-    if why:
-        pytest.skip(why)
     d = tmp_path_factory.mktemp("bench")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -8,8 +8,9 @@ import pytest
 
 from allcores_bench import pythons, runner
 from allcores_bench.case import load
+from budget import long_suite
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), long_suite]
 
 
 def _python():
