@@ -7,16 +7,16 @@
 #   make bench    allcores against multiprocessing, ProcessPoolExecutor, loky, joblib and mpire
 #                 (and, under 3.14+, the interpreter backend against InterpreterPoolExecutor)
 SHELL := /bin/bash
-comma := ,
 PYTHONS ?= 3.11 3.12 3.13 3.14 3.15 3.13t
 DEFAULT_PY ?= 3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 SOURCES := $(shell find include src meson.build pyproject.toml -type f -not -path '*/__pycache__/*' 2>/dev/null)
 PYTEST_ARGS ?=
-# Time budget: the long suites (the peers' suites, the Pool API suite per backend, the quick
-# bench) run on the oldest and the newest Python (AC_TEST_LONG_PYTHONS, see
-# tests/python/budget.py); the Pythons between run the core suite.
+# Time budget: the long suites (those marked long_suite in tests/python/budget.py: CPython's and
+# joblib's own suites run against allcores, the quick bench, building the sdist and wheel, mypy,
+# and the slow tests that check the same thing on every Python) run on the oldest and the newest
+# Python (AC_TEST_LONG_PYTHONS); the Pythons between run the core suite.
 AC_TEST_LONG_PYTHONS ?= 3.11 3.15
 export AC_TEST_LONG_PYTHONS
 # The Pool API suite runs on each other backend on one Python only (see backend_impls.py): the
@@ -27,24 +27,9 @@ AC_TEST_BACKEND_PYTHONS := thread:$(if $(shell tools/find-python 3.13t),3.13t,$(
   interpreter:$(if $(shell tools/find-python 3.15),3.15,3.13),dask:$(DEFAULT_PY)
 endif
 export AC_TEST_BACKEND_PYTHONS
-# The quick bench run (tests/python/test_bench.py, 45 s) likewise runs on the default Python.
-AC_TEST_BENCH_PYTHON ?= $(DEFAULT_PY)
-export AC_TEST_BENCH_PYTHON
 # The Pythons of PYTHONS this machine has (tools/find-python; evaluated only when used).
 PRESENT = $(foreach v,$(PYTHONS),$(if $(shell tools/find-python $(v)),$(v)))
 MISSING = $(filter-out $(PRESENT),$(PYTHONS))
-# Building the sdist and wheel, and mypy on the examples, likewise (stubtest runs on each).
-AC_TEST_PACKAGING_PYTHON ?= $(DEFAULT_PY)
-export AC_TEST_PACKAGING_PYTHON
-# CPython's own process-pool suites (tests/python/test_cpython_suites.py) run where the
-# Python ships them: test_concurrent_futures about 1 minute (3.13), _test_multiprocessing's Pool
-# classes about 10 s. A comma-separated list of Pythons; set it to one to save time.
-AC_TEST_CPYTHON_SUITES_PYTHON ?= $(subst $(eval) ,$(comma),$(strip $(PYTHONS)))
-export AC_TEST_CPYTHON_SUITES_PYTHON
-# joblib's own test_parallel.py on the "allcores" backend (tests/python/test_joblib_suite.py, about
-# a minute) likewise runs on the default Python.
-AC_TEST_JOBLIB_PYTHON ?= $(DEFAULT_PY)
-export AC_TEST_JOBLIB_PYTHON
 
 venv_dir = $(if $(filter $(DEFAULT_PY),$(1)),$(VENV),$(VENV)-$(1))
 

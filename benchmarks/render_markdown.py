@@ -7,7 +7,7 @@ without running anything again:
 import json
 import sys
 
-from allcores.bench.report import markdown
+from allcores_bench.report import markdown
 
 
 def main(argv):

@@ -66,6 +66,34 @@ def info(argv: list[str] | None = None) -> int:
     return 0
 
 
+# The commands whose code lives in the repository beside the package, not in the installed
+# package: (the folder of a checkout that holds it, the module there).
+TOOLS = {"bench": ("benchmarks", "allcores_bench"), "demo": ("demo", "allcores_demo")}
+
+
+def _checkout_tool(cmd: str):
+    """The module of a checkout's tool, from the checkout that holds the current directory;
+    None, once said why, when there is none."""
+    import importlib
+    folder, module = TOOLS[cmd]
+    here = os.getcwd()
+    while True:
+        where = os.path.join(here, folder)
+        if os.path.isfile(os.path.join(here, "pyproject.toml")) and (
+                os.path.isfile(os.path.join(where, module + ".py"))
+                or os.path.isfile(os.path.join(where, module, "__init__.py"))):
+            break
+        if os.path.dirname(here) == here:
+            print(f"allcores {cmd}: this command runs from a checkout of the allcores source "
+                  f"(git clone or the sdist), where it is kept in {folder}/: run it in that "
+                  f"folder or below, or `make {cmd}` there", file=sys.stderr)
+            return None
+        here = os.path.dirname(here)
+    if where not in sys.path:
+        sys.path.insert(0, where)
+    return importlib.import_module(module)
+
+
 def _doctor_outputs(argv: list[str]) -> list[tuple[str, str]]:
     """The (option, path) pairs of --html and --json among the doctor's own options (those before
     the script or -m)."""
@@ -125,12 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "info":
         return info(rest)
-    if cmd == "demo":
-        from . import demo
-        return demo.main(rest)
-    if cmd == "bench":
-        from . import bench
-        return bench.main(rest)
+    if cmd in TOOLS:
+        tool = _checkout_tool(cmd)
+        return 2 if tool is None else tool.main(rest)
     if cmd == "doctor":
         return doctor(rest)
     print(f"allcores: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)

@@ -3,7 +3,7 @@ test_bench.py: a row that hangs with a process of its own, one that raises, one 
 import os
 import time
 
-from allcores.bench.case import case
+from allcores_bench.case import case
 
 
 @case("test_hang", "hangs", figure="s", unit="s", lower_is_better=True, libs=["allcores"],

@@ -1,11 +1,13 @@
 """make test's time budget (30 minutes on 2 cores for every Python): the long suites (a peer's
-own test suite run against allcores, a suite repeated per backend, the quick bench) run on the
-Pythons named in AC_TEST_LONG_PYTHONS (the Makefile: the oldest and the newest), the others run
-the core suite. Unset, everything runs everywhere (a developer's own pytest run).
+own test suite run against allcores, the quick bench, building the sdist and the wheel, mypy, and
+slow tests that check the same thing on every Python) run on the Pythons named in
+AC_TEST_LONG_PYTHONS (the Makefile: the oldest and the newest), the others run the core suite.
+Unset, everything runs everywhere (a developer's own pytest run).
 
     from budget import long_suite
     pytestmark = long_suite          # a whole module
     @long_suite                      # or one test
+    why = long_suite_skip_reason()   # or a fixture, a parametrization: None where they run
 """
 import os
 import sys

@@ -11,11 +11,17 @@ thread's stack printed.
 import concurrent.futures
 import faulthandler
 import multiprocessing
+import os
 import sys
 import time
 
 import psutil
 import pytest
+
+# The bench and the demo live in the checkout beside the package, not in the installed allcores:
+# their tests import them from there.
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [os.path.join(_CHECKOUT, "benchmarks"), os.path.join(_CHECKOUT, "demo")]
 
 HANG_GUARD_S = 60  # the per-test hang guard of the pool behaviour tests unless they set one
 _OWN_MODULES = ("test_pool_", "test_executor_", "test_default_pool", "test_errors",

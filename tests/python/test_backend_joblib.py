@@ -12,6 +12,9 @@ joblib = pytest.importorskip("joblib")
 
 import allcores.joblib_backend  # noqa: E402,F401 - registers "allcores"
 from backend_tasks import fail_on, square, worker_token  # noqa: E402
+from budget import long_suite  # noqa: E402
+
+pytestmark = long_suite  # joblib's and loky's behaviour, the same on every Python
 
 
 @pytest.fixture(autouse=True)

@@ -5,36 +5,24 @@ import io
 import json
 import os
 import pathlib
-import sys
 import time
 
 import psutil
 import pytest
 
-from allcores import bench
-from allcores.bench import bars, report, runner
-from allcores.bench.adapters import ADAPTERS, ORDER
-from allcores.bench.case import load
+import allcores_bench as bench
+from allcores_bench import bars, report, runner
+from allcores_bench.adapters import ADAPTERS, ORDER
+from allcores_bench.case import load
+from budget import long_suite
 
-pytestmark = pytest.mark.timeout(300)  # the quick run: about half a minute on 2 busy cores
+# the quick run: one to two minutes on 2 busy cores
+pytestmark = [pytest.mark.timeout(300), long_suite]
 HERE = pathlib.Path(__file__).parent
-
-
-def _not_this_python():
-    """make test runs the quick bench (45 s) on one Python (AC_TEST_BENCH_PYTHON, the default
-    one), to stay within its time budget; unset, it runs everywhere."""
-    wanted = os.environ.get("AC_TEST_BENCH_PYTHON")
-    here = "%d.%d" % sys.version_info[:2]
-    if wanted and wanted != here:
-        return f"make test runs the quick bench on Python {wanted} only (AC_TEST_BENCH_PYTHON)"
-    return None
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    why = _not_this_python()
-    if why:
-        pytest.skip(why)
     d = tmp_path_factory.mktemp("bench")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -78,7 +66,7 @@ def test_every_row_has_a_positive_headline_figure(quick):
                 continue
             assert r["runs"] >= 1
             # A time, a rate, a memory is never zero; another module's share may round to it.
-            pool_case = load()[name].fn.__module__ == "allcores.bench.pool_cases"
+            pool_case = load()[name].fn.__module__ == "allcores_bench.pool_cases"
             assert r[c["figure"]] > 0 if pool_case else r[c["figure"]] >= 0, (name, lib, r)
 
 

@@ -6,10 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from allcores.bench import pythons, runner
-from allcores.bench.case import load
+from allcores_bench import pythons, runner
+from allcores_bench.case import load
+from budget import long_suite
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), long_suite]
 
 
 def _python():

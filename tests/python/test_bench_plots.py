@@ -10,12 +10,13 @@ import sys
 
 import pytest
 
-from allcores import bench
-from allcores.bench import plots, report
-from allcores.bench.pool_cases import median_round, paired_rounds
-from allcores.bench.scaling_cases import points
+import allcores_bench as bench
+from allcores_bench import plots, report
+from allcores_bench.pool_cases import median_round, paired_rounds
+from allcores_bench.scaling_cases import points
+from budget import long_suite
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), long_suite]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -7,13 +7,14 @@ import json
 
 import pytest
 
-from allcores import bench
-from allcores.bench import bars, runner
-from allcores.bench.case import load
+import allcores_bench as bench
+from allcores_bench import bars, runner
+from allcores_bench.case import load
+from budget import long_suite
 
 load()  # registers the cases' bars
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), long_suite]
 TINY = {"mib": 1, "warm": 1, "n": 2, "cap_s": 0.1}
 
 

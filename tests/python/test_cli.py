@@ -1,5 +1,7 @@
 """The allcores command: --version, each command's --help, doctor's output paths checked before
-the program runs and its exit status kept, and user-facing text in the user's words."""
+the program runs and its exit status kept, bench and demo found from a checkout, and user-facing
+text in the user's words."""
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -21,6 +23,7 @@ def _allcores(*args, cwd=None):
 def test_version(flag):
     out = _allcores(flag)
     assert out.returncode == 0 and out.stdout == f"allcores {allcores.__version__}\n"
+    assert allcores.__version__ == importlib.metadata.version("allcores")
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", allcores.__version__)
 
 
@@ -29,6 +32,21 @@ def test_help_lists_the_commands_and_version():
     assert out.returncode == 0
     for word in ("demo", "bench", "doctor", "info", "--version"):
         assert word in out.stdout
+
+
+@pytest.mark.parametrize("cmd", ["bench", "demo"])
+def test_checkout_tools_run_from_anywhere_in_a_checkout(cmd):
+    out = _allcores(cmd, "--help", cwd=os.path.join(ROOT, "docs"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"usage: allcores {cmd}")
+
+
+@pytest.mark.parametrize("cmd", ["bench", "demo"])
+def test_checkout_tools_elsewhere_say_they_need_a_checkout(cmd, tmp_path):
+    out = _allcores(cmd, "--quick", cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert f"allcores {cmd}: this command runs from a checkout" in out.stderr
+    assert f"make {cmd}" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_info_help_prints_help_not_the_info():

@@ -21,6 +21,7 @@ import time
 import pytest
 
 import cpython_suites
+from budget import long_suite_skip_reason
 
 HERE = pathlib.Path(__file__).parent
 RUNNER = str(HERE / "cpython_suites.py")
@@ -28,19 +29,8 @@ SUITE_S = 900  # a whole suite, restarts included: it takes 1-3 minutes on 2 bus
 FIXTURES = "fixtures"
 
 
-def _not_this_python():
-    """make test runs these suites on one Python (AC_TEST_CPYTHON_SUITES_PYTHON) to stay within
-    its time budget; unset, they run on every Python."""
-    wanted = os.environ.get("AC_TEST_CPYTHON_SUITES_PYTHON")
-    here = "%d.%d" % sys.version_info[:2]
-    if wanted and here not in wanted.split(","):
-        return (f"make test runs CPython's pool suites on Python {wanted} only "
-                "(AC_TEST_CPYTHON_SUITES_PYTHON)")
-    return None
-
-
 def _list(suite):
-    why = _not_this_python() or cpython_suites.unavailable(suite)
+    why = long_suite_skip_reason() or cpython_suites.unavailable(suite)
     if why:
         return [pytest.param(None, marks=pytest.mark.skip(reason=why), id="unavailable")]
     out = subprocess.run([sys.executable, RUNNER, "list", suite], capture_output=True,

@@ -10,8 +10,11 @@ import time
 
 import pytest
 
-from allcores import demo
-from allcores.demo import Row, c_verdict, cpu_verdict, switch_verdict
+import allcores_demo as demo
+from allcores_demo import Row, c_verdict, cpu_verdict, switch_verdict
+from budget import long_suite
+
+pytestmark = long_suite  # a tool of the repository: the same on every Python
 
 ROW = re.compile(r"^  (?P<name>\S.*?)\s+(?P<wall>\d+\.\d+)s\s+(?P<speedup>\d+\.\d+)x\s+"
                  r"(?P<cores>\d+\.\d+)$")

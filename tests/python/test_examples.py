@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+from budget import long_suite
+
+pytestmark = long_suite  # whole programs on the API the core suite checks on every Python
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
 

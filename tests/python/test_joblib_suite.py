@@ -11,8 +11,8 @@ on). Interpreters the suite starts afresh (its `python -c` scripts, loky's worke
 the backend as a program using it does, by importing allcores.joblib_backend (a sitecustomize
 on their PYTHONPATH).
 
-Every such test passes except EXPECTED_FAILURES. AC_TEST_JOBLIB_PYTHON (set by the Makefile to
-the default Python) limits the run to that Python's version.
+Every such test passes except EXPECTED_FAILURES. A long suite (budget.py): make test runs it on
+the Pythons of AC_TEST_LONG_PYTHONS.
 """
 import importlib.metadata
 import importlib.util
@@ -23,6 +23,8 @@ import tarfile
 import xml.etree.ElementTree as ET
 
 import pytest
+
+from budget import long_suite
 
 pytest.importorskip("joblib")
 
@@ -39,13 +41,6 @@ EXPECTED_FAILURES = {
     "test_thread_bomb_mitigation[allcores-parallel_backend]":
         "the worker cannot pickle a RecursionError raised at the recursion limit",
 }
-
-
-def _which_python_runs_it():
-    wanted = os.environ.get("AC_TEST_JOBLIB_PYTHON")
-    mine = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if wanted and mine not in wanted.split(","):
-        pytest.skip(f"joblib's suite runs on Python {wanted} only (AC_TEST_JOBLIB_PYTHON)")
 
 
 def _suite_path():
@@ -79,9 +74,9 @@ def _outcomes(junit):
     return outcomes
 
 
+@long_suite
 @pytest.mark.timeout(RUN_LIMIT_S + 60)
 def test_joblib_test_parallel_on_the_allcores_backend(tmp_path):
-    _which_python_runs_it()
     root, target = _suite_path()
     site = tmp_path / "site"
     site.mkdir()

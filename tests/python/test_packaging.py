@@ -1,6 +1,8 @@
 """The sdist and the wheel `python -m build` makes: their metadata (name, the one version, Python
-versions, license, classifiers), the LICENSE file, and the typing files in the wheel."""
+versions, license, classifiers), the LICENSE file, the typing files in the wheel, and the wheel
+holding the runtime only (the bench and the demo stay in the checkout and the sdist)."""
 import email.parser
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -11,7 +13,7 @@ import zipfile
 import pytest
 
 import allcores
-from one_python import one_python_only
+from budget import long_suite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytest.importorskip("build")
@@ -31,7 +33,6 @@ def _pyproject():
 def dist(tmp_path_factory):
     """Builds the sdist, then the wheel from it (as `python -m build` does by default), with the
     build tools of this environment (no download)."""
-    one_python_only()
     if not os.path.isdir(os.path.join(ROOT, ".git")) and \
             not os.path.isfile(os.path.join(ROOT, ".git")):
         pytest.skip("the sdist is made by `meson dist`, which needs a git checkout")
@@ -61,6 +62,7 @@ def _check_metadata(text):
     return meta
 
 
+@long_suite
 def test_wheel_metadata_and_files(dist):
     _sdist, wheel = dist
     with zipfile.ZipFile(wheel) as z:
@@ -73,8 +75,13 @@ def test_wheel_metadata_and_files(dist):
         for stub in ("__init__.pyi", "pool.pyi", "executor.pyi", "aio.pyi", "shared.pyi"):
             assert f"allcores/{stub}" in names, stub
         assert any(re.fullmatch(r"allcores/_core\..*\.so", n) for n in names)
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"allcores", next(t for t in tops if t.endswith(".dist-info"))}, tops
+    tooling = [n for n in names if re.search(r"bench|demo|/gil/cost\.py", n)]
+    assert not tooling, tooling
 
 
+@long_suite
 def test_sdist_metadata_and_files(dist):
     sdist, _wheel = dist
     with tarfile.open(sdist) as t:
@@ -82,7 +89,8 @@ def test_sdist_metadata_and_files(dist):
         top = names[0].split("/")[0]
         _check_metadata(t.extractfile(f"{top}/PKG-INFO").read().decode())
         for f in ("LICENSE", "README.md", "pyproject.toml", "meson.build",
-                  "src/allcores/py.typed", "src/core/region.c"):
+                  "src/allcores/py.typed", "src/core/region.c",
+                  "benchmarks/allcores_bench/__init__.py", "demo/allcores_demo.py"):
             assert f"{top}/{f}" in names, f
 
 
@@ -93,4 +101,4 @@ def test_the_version_is_written_once():
     for name in ("__init__.py", "cli.py"):
         with open(os.path.join(ROOT, "src", "allcores", name)) as f:
             assert not re.search(r"\d+\.\d+\.\d+", f.read()), name
-    assert allcores.__version__ == _pyproject()["version"]
+    assert allcores.__version__ == _pyproject()["version"] == importlib.metadata.version("allcores")

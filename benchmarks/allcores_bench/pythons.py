@@ -10,6 +10,8 @@ import pathlib
 import subprocess
 import sys
 
+from . import spawn
+
 NEWER = ("3.14", "3.13", "3.12")  # preferred first
 
 
@@ -28,9 +30,9 @@ def _version(python):
     if not os.access(python, os.X_OK):
         return None
     try:
-        out = subprocess.run([python, "-c", "import platform, allcores.bench.child, psutil; "
+        out = subprocess.run([python, "-c", "import platform, allcores_bench.child, psutil; "
                               "print(platform.python_version())"],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, env=spawn.env())
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode:

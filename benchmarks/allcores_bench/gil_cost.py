@@ -4,7 +4,7 @@ A CPU-bound pure-Python loop of fixed size runs alternately with and without the
 result gives the median run time of each, the slowdown, and the sampler's own CPU as a share of
 the metered run time (the steadier figure on a noisy machine).
 
-    python -m allcores.gil.cost [--seconds 0.5] [--repeats 7] [--interval US] [--threads 1]
+    python -m allcores_bench.gil_cost [--seconds 0.5] [--repeats 7] [--interval US] [--threads 1]
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import statistics
 import threading
 import time
 
-from .meter import DEFAULT_INTERVAL_US, meter
+from allcores.gil.meter import DEFAULT_INTERVAL_US, meter
 
 
 def _spin(n: int) -> int:
@@ -66,7 +66,7 @@ def measure(seconds: float = 0.5, repeats: int = 7, interval_us: float | None = 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m allcores.gil.cost", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m allcores_bench.gil_cost", description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=0.5)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--interval", type=float, default=None,

@@ -1,4 +1,4 @@
-"""`python -m allcores.bench.backend_memory BACKEND W`: in a fresh process, what a pool of W
+"""`python -m allcores_bench.backend_memory BACKEND W`: in a fresh process, what a pool of W
 warm workers of BACKEND adds to the machine, printed as JSON (MiB): the growth of this process's
 USS (private memory: Private_Clean + Private_Dirty), plus, for processes, the template's and
 every worker's own USS. A subinterpreter's memory is in this process, a worker process's in its

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 # Modules holding @case definitions, imported in this order (the order of the tables).
 # ALLCORES_BENCH_CASES (comma-separated module names) adds more, for cases kept outside the
 # package (a user's own workload, the tests' misbehaving cases).
-MODULES = ["allcores.bench.pool_cases", "allcores.bench.scaling_cases",
-           "allcores.bench.transfer_cases", "allcores.bench.counter_cases",
-           "allcores.bench.backend_cases", "allcores.gil.bench_cases",
-           "allcores.bench.interp_cases"]
+MODULES = ["allcores_bench.pool_cases", "allcores_bench.scaling_cases",
+           "allcores_bench.transfer_cases", "allcores_bench.counter_cases",
+           "allcores_bench.backend_cases", "allcores_bench.gil_cases",
+           "allcores_bench.interp_cases"]
 
 
 class Skip(Exception):

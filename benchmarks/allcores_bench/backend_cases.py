@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+from . import spawn
 from .bars import bar, figure
 from .case import case
 from .pool_cases import median_round, paired_rounds
@@ -74,8 +75,8 @@ def backends(lib, workers, p):
 
 def _pool_total(backend, workers):
     """What a pool of `workers` adds to the machine, measured in a fresh process."""
-    out = subprocess.run([sys.executable, "-m", "allcores.bench.backend_memory", backend,
-                          str(workers)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "allcores_bench.backend_memory", backend,
+                          str(workers)], capture_output=True, text=True, timeout=120, env=spawn.env())
     if out.returncode:
         raise RuntimeError((out.stderr.strip().splitlines() or ["exit status"])[-1][:200])
     return json.loads(out.stdout)

@@ -1,4 +1,4 @@
-"""One row in a fresh process: `python -m allcores.bench.child SPEC_JSON RESULT_PATH`.
+"""One row in a fresh process: `python -m allcores_bench.child SPEC_JSON RESULT_PATH`.
 
 Every row runs in a process of its own, in a session of its own: each pool forks from a small,
 fresh parent, and the parent can kill the row and every process it started when it passes its
@@ -14,11 +14,13 @@ import traceback
 
 
 def run(spec):
-    from .case import Skip, load
+    from .case import UNAVAILABLE, Skip, load
     cases = load()
-    if spec["case"] not in cases:  # a sibling venv's allcores older than this bench's
-        return {"error": f"case {spec['case']!r} is not in the allcores of {sys.executable}: "
-                         "rebuild it (make .venv-3.13/.built)"}
+    if spec["case"] not in cases:  # its module did not import here (a sibling venv's allcores
+        # older than the checkout: make .venv-3.13/.built rebuilds it)
+        why = "; ".join(f"{m}: {w}" for m, w in UNAVAILABLE.items()) or "no case module has it"
+        return {"error": f"case {spec['case']!r} is not available under {sys.executable} "
+                         f"({why})"}
     case = cases[spec["case"]]
     try:
         return case.fn(spec["lib"], spec["workers"], spec["params"])

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+from . import spawn
 from .backend_cases import _timed_map
 from .bars import bar, figure
 from .case import case
@@ -143,9 +144,9 @@ def interp_cpu(lib, workers, p):
 
 
 def _fresh(mode, kind, workers):
-    """Runs `python -m allcores.bench.interp_cases MODE KIND W` in a fresh process."""
-    out = subprocess.run([sys.executable, "-m", "allcores.bench.interp_cases", mode, kind,
-                          str(workers)], capture_output=True, text=True, timeout=120)
+    """Runs `python -m allcores_bench.interp_cases MODE KIND W` in a fresh process."""
+    out = subprocess.run([sys.executable, "-m", "allcores_bench.interp_cases", mode, kind,
+                          str(workers)], capture_output=True, text=True, timeout=120, env=spawn.env())
     if out.returncode:
         raise RuntimeError((out.stderr.strip().splitlines() or ["exit status"])[-1][:200])
     return json.loads(out.stdout)

@@ -1,14 +1,12 @@
 """The GIL meter's bench case: what the meter costs a CPU-bound program at the default interval.
 
-Registered for `allcores bench` when "allcores.gil.bench_cases" is in allcores.bench.case.MODULES
-(or in ALLCORES_BENCH_CASES). The headline is the sampler's own CPU as a share of the run time
-(the bar: at most 3%); the slowdown of the run itself is shown beside it, but on a shared 2-core
-VM it is noise of several percent either way."""
+Registered for `allcores bench` in case.MODULES. The headline is the sampler's own CPU as a
+share of the run time (the bar: at most 3%); the slowdown of the run itself is shown beside it,
+but on a shared 2-core VM it is noise of several percent either way."""
 from __future__ import annotations
 
-from allcores.bench.case import case
-
-from .cost import measure
+from .case import case
+from .gil_cost import measure
 
 
 @case("gil_meter", "GIL meter: sampler CPU as a share of a CPU-bound run, default interval",

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 
+from . import spawn
 from .pythons import python_for
 from .workloads import work
 
@@ -46,10 +47,10 @@ def run_row(case, lib, workers, params, timeout, python=None):
     os.close(fd)
     try:
         with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen([python or sys.executable, "-m", "allcores.bench.child",
+            proc = subprocess.Popen([python or sys.executable, "-m", "allcores_bench.child",
                                      spec, path],
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=err, start_new_session=True)
+                                    stderr=err, start_new_session=True, env=spawn.env())
             timed_out = False
             try:
                 proc.wait(timeout)
