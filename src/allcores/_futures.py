@@ -144,15 +144,26 @@ class TaskFuture(Future):
         return super().exception(timeout)
 
 
-def _call_back(fut, callback):
-    """callback(fut); logs and contains whatever it raises but Ctrl-C in the main thread."""
+def run_contained(callback, arg, report):
+    """callback(arg); whatever it raises is contained and report() called in its except block
+    (to log or print it), all but Ctrl-C in the main thread, which propagates. A callback that
+    raises must never cost another future its result."""
     try:
-        callback(fut)
+        callback(arg)
     except BaseException as exc:  # noqa: B902
         if isinstance(exc, KeyboardInterrupt) and \
                 threading.current_thread() is threading.main_thread():
             raise
-        _LOGGER.exception("exception calling callback for %r", fut)
+        report(arg)
+
+
+def _log_callback_error(fut):
+    _LOGGER.exception("exception calling callback for %r", fut)
+
+
+def _call_back(fut, callback):
+    """callback(fut), contained and logged as concurrent.futures does."""
+    run_contained(callback, fut, _log_callback_error)
 
 
 def cancel(fut):

@@ -17,6 +17,7 @@ from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
 
 from . import _core
+from . import _futures
 from ._backends import make_engine
 from ._futures import TaskFuture
 from ._mapjob import MapJob, item_error
@@ -26,18 +27,16 @@ __all__ = ["Pool", "ApplyResult", "AsyncResult", "MapResult", "IMapIterator"]
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 
 
+def _print_callback_error(arg):
+    import traceback
+    traceback.print_exc()
+
+
 def _run_callback(cb, arg):
     # multiprocessing runs callbacks in its result-handler thread, where one that raises prints
     # its traceback and kills that thread (the pool hangs): here the traceback is printed and
     # every other result is delivered as usual. Ctrl-C in the main thread propagates.
-    try:
-        cb(arg)
-    except BaseException as exc:  # noqa: B902
-        if isinstance(exc, KeyboardInterrupt) and \
-                threading.current_thread() is threading.main_thread():
-            raise
-        import traceback
-        traceback.print_exc()
+    _futures.run_contained(cb, arg, _print_callback_error)
 
 
 class ApplyResult:
