@@ -15,8 +15,17 @@ import os
 import sys
 import time
 
+import signal
+
 import psutil
 import pytest
+
+# A run started in the background by a shell (or under nohup) inherits SIGINT ignored, and Python
+# then installs no KeyboardInterrupt handler: the tests that send Ctrl-C would wait for ever.
+# Python's own handler restores what a terminal run has; programs the tests start get SIGINT at
+# its default (a handler is reset on exec), so their Python installs it too.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The bench and the demo live in the checkout beside the package, not in the installed allcores:
 # their tests import them from there.
