@@ -12,13 +12,23 @@ from concurrent.futures.process import BrokenProcessPool
 from ._backends import make_engine
 from ._engine import interpreter_exiting
 from ._mapjob import MapJob
-from .pool import IMapIterator, _progress_bar, _start_job, _warn_start_method
+from . import _facade
+from .pool import IMapIterator
 
 __all__ = ["ProcessPoolExecutor"]
 
 
 class _ExecutorMapIterator(IMapIterator):
+    """Pool's imap iterator, raising concurrent.futures' TimeoutError, with what the executor's
+    map generator needs of it."""
     _timeout_error = FuturesTimeout
+
+    def bind(self, job):
+        self._bind(job)
+
+    def close_progress(self):
+        if self._progress is not None:
+            self._progress.close()
 
 
 class ProcessPoolExecutor(Executor):
@@ -41,7 +51,7 @@ class ProcessPoolExecutor(Executor):
                  max_tasks_per_child=None, task_timeout=None, backend="process",
                  arena_size=None, **backend_options):
         if mp_context is not None and backend == "process":
-            _warn_start_method(mp_context, 2)
+            _facade.warn_start_method(mp_context, 2)
         self._shutdown = False
         self._shutdown_lock = threading.Lock()
         self._input_maps = weakref.WeakSet()   # maps reading their input as they go (buffersize)
@@ -107,7 +117,7 @@ class ProcessPoolExecutor(Executor):
                 total = len(items)
             elif all(hasattr(i, "__len__") for i in iterables):
                 total = min((len(i) for i in iterables), default=0)
-        it = _ExecutorMapIterator(self._engine, True, _progress_bar(progress, total))
+        it = _ExecutorMapIterator(self._engine, True, _facade.progress_bar(progress, total))
         window = max(1, buffersize) if buffersize else None
         if chunksize is None and (buffersize or self._engine.maxtasks is not None):
             # max_tasks_per_child counts items, as concurrent.futures' (chunksize 1) does, and
@@ -115,10 +125,10 @@ class ProcessPoolExecutor(Executor):
             chunksize = 1
         job = MapJob(self._engine, fn, items, chunksize, True, it, lazy=True,
                      window=window, timeout=task_timeout)
-        it._bind(job)
+        it.bind(job)
         if buffersize:
             self._input_maps.add(job)
-        _start_job(job, self._engine,
+        _facade.start_job(job, self._engine,
                    lambda: RuntimeError("cannot schedule new futures after shutdown"))
         return self._results(it, job, deadline)
 
@@ -134,8 +144,7 @@ class ProcessPoolExecutor(Executor):
         finally:
             if not job.exhausted or job.inflight:
                 job.abort()
-            if it._progress is not None:
-                it._progress.close()
+            it.close_progress()
 
     def shutdown(self, wait=True, *, cancel_futures=False):
         with self._shutdown_lock:

@@ -16,7 +16,7 @@ import warnings
 from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
 
-from . import _core
+from . import _facade
 from . import _futures
 from ._backends import make_engine
 from ._futures import TaskFuture
@@ -367,41 +367,6 @@ class IMapIterator:
     __next__ = next
 
 
-def _start_job(job, engine, stopped=lambda: ValueError("Pool not running")):
-    """Starts a map job; a pool that broke or stopped meanwhile says so in the public terms."""
-    try:
-        job.start()
-    except _core.ClosedError:
-        broken = engine.broken
-        if broken is not None:
-            raise BrokenProcessPool(str(broken)) from broken
-        raise stopped() from None
-def _warn_start_method(context, stacklevel):
-    """Warns when a program asks for spawn or forkserver workers, which allcores does not make."""
-    try:
-        method = context.get_start_method()
-    except Exception:  # not a multiprocessing context: nothing was asked for
-        return
-    if method in ("spawn", "forkserver"):
-        import warnings
-        warnings.warn(
-            f"allcores forks its workers from a template process made when the pool starts; the "
-            f"{method!r} start method is not used: workers do not re-import __main__ and start "
-            f"with the parent's modules and globals as they were when the pool was created",
-            RuntimeWarning, stacklevel=stacklevel + 1)
-
-
-def _progress_bar(progress, total):
-    if not progress:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("progress=True needs tqdm: pip install tqdm") from exc
-    kwargs = progress if isinstance(progress, dict) else {}
-    return tqdm(total=total, **kwargs)
-
-
 class Pool:
     """A process pool with multiprocessing.Pool's API on allcores' shared-memory transport.
 
@@ -430,7 +395,7 @@ class Pool:
         if arena_size is not None:
             backend_options["arena_size"] = arena_size
         if context is not None and backend == "process":
-            _warn_start_method(context, 2)
+            _facade.warn_start_method(context, 2)
         self._engine = make_engine(backend, processes, initializer, initargs, maxtasksperchild,
                                    task_timeout, **backend_options)
         self._processes = self._engine.nworkers
@@ -468,11 +433,11 @@ class Pool:
         if not hasattr(iterable, "__len__"):
             iterable = list(iterable)
         result = MapResult(self._engine, callback, error_callback,
-                           _progress_bar(progress, len(iterable)))
+                           _facade.progress_bar(progress, len(iterable)))
         job = MapJob(self._engine, func, iterable, chunksize, star, result, lazy=False,
                      timeout=self._engine.check_timeout(task_timeout))
         result._bind(job)
-        _start_job(job, self._engine)
+        _facade.start_job(job, self._engine)
         return result
 
     def map(self, func, iterable, chunksize=None, progress=False, *, task_timeout=None):
@@ -500,11 +465,11 @@ class Pool:
               iterator=IMapIterator):
         self._check_running()
         total = len(iterable) if progress and hasattr(iterable, "__len__") else None
-        it = iterator(self._engine, ordered, _progress_bar(progress, total))
+        it = iterator(self._engine, ordered, _facade.progress_bar(progress, total))
         job = MapJob(self._engine, func, iterable, chunksize, star, it, lazy=True,
                      timeout=self._engine.check_timeout(task_timeout))
         it._bind(job)
-        _start_job(job, self._engine)
+        _facade.start_job(job, self._engine)
         return it
 
     def imap(self, func, iterable, chunksize=None, progress=False, *, task_timeout=None):
