@@ -43,13 +43,15 @@ def test_the_gil_is_asked_each_time(gil):
 
 
 @pytest.mark.parametrize("cores, enabled, workers", [
-    (8, True, 12), (8, None, 12), (40, True, 32), (8, False, 8), (40, False, 40), (None, True, 5),
+    (8, True, 12), (8, None, 12), (40, True, 32), (8, False, 8), (40, False, 40), (1, True, 5),
 ])
 def test_default_worker_count(gil, monkeypatch, cores, enabled, workers):
     """Under a GIL as ThreadPoolExecutor (threads that wait): min(32, cores + 4); without one,
-    one per core, as processes."""
+    one per core, as processes. Cores are those this process may use, as a process pool counts
+    them (test_cpus.py checks that count under taskset)."""
+    from allcores import _cpus
     gil(enabled)
-    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(_cpus, "default_workers", lambda: cores)
     assert _backends.default_thread_workers() == workers
 
 
