@@ -34,13 +34,11 @@ Waits (acquire, wait, put, get) release the GIL, take timeouts and stay responsi
 """
 from __future__ import annotations
 
-import ctypes
 import math
 import pickle
 import queue as _queue
 import types as _types
 import weakref
-from multiprocessing.sharedctypes import typecode_to_type as _typecode_to_type
 
 from . import _core
 
@@ -417,7 +415,10 @@ def shared_array(shape, dtype=float, order="C"):
 # --- Value and Array -------------------------------------------------------------------------
 
 def _ctype_of(typecode_or_type):
-    t = _typecode_to_type.get(typecode_or_type, typecode_or_type)
+    # ctypes is imported where used: it cannot load in a subinterpreter before Python 3.13, where
+    # `import allcores` must work (the interpreter backend's workers import it)
+    from multiprocessing.sharedctypes import typecode_to_type
+    t = typecode_to_type.get(typecode_or_type, typecode_or_type)
     if not (isinstance(t, type) and hasattr(t, "from_buffer")):
         raise TypeError(f"expected a typecode or a ctypes type, not {typecode_or_type!r}")
     return t
@@ -484,6 +485,7 @@ class Value(_Synchronized):
         ctype = _ctype_of(typecode_or_type)
         inline = lock is True
         offset = _LOCK_ROOM if inline else 0
+        import ctypes
         segment = _new_segment(offset + ctypes.sizeof(ctype))
         obj = ctype.from_buffer(segment, offset)
         if args:
@@ -541,6 +543,7 @@ class Array(_Synchronized):
         atype = ctype * length
         inline = lock is True
         offset = _LOCK_ROOM if inline else 0
+        import ctypes
         segment = _new_segment(offset + ctypes.sizeof(atype))
         obj = atype.from_buffer(segment, offset)
         if init is not None:
