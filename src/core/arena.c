@@ -197,9 +197,11 @@ found:;
   atomic_store_explicit(&b->next, 0, memory_order_relaxed);
   atomic_store_explicit(&b->owner, owner, memory_order_relaxed);
   atomic_store_explicit(&b->refs, 0, memory_order_relaxed);
-  atomic_store_explicit(&b->state, AC_BLOCK_PRIVATE, memory_order_release);
   atomic_fetch_add_explicit(&a->allocs, 1, memory_order_relaxed);
+  /* Counted before it is marked live, as ac_arena_free uncounts after marking free: a process
+   * killed between the two leaves bytes_in_use high, never below the live blocks' bytes. */
   atomic_fetch_add_explicit(&a->bytes_in_use, npages << AC_PAGE_SHIFT, memory_order_relaxed);
+  atomic_store_explicit(&b->state, AC_BLOCK_PRIVATE, memory_order_release);
   return (int64_t)off;
 }
 
