@@ -14,9 +14,10 @@ PY := $(VENV)/bin/python
 SOURCES := $(shell find include src meson.build pyproject.toml -type f -not -path '*/__pycache__/*' 2>/dev/null)
 PYTEST_ARGS ?=
 # Time budget: the long suites (those marked long_suite in tests/python/budget.py: CPython's and
-# joblib's own suites run against allcores, the quick bench, building the sdist and wheel, mypy,
-# and the slow tests that check the same thing on every Python) run on the oldest and the newest
-# Python (AC_TEST_LONG_PYTHONS); the Pythons between run the core suite.
+# joblib's own suites run against allcores, and the slow tests that check the same thing on every
+# Python) run on the oldest and the newest Python (AC_TEST_LONG_PYTHONS); the Pythons between run
+# the core suite. The tests of the repository's tools (tools_suite: the quick bench, the demo,
+# building the sdist and wheel, mypy) run on the first of them only.
 AC_TEST_LONG_PYTHONS ?= 3.11 3.15
 export AC_TEST_LONG_PYTHONS
 # The Pool API suite runs on each other backend on one Python only (see backend_impls.py): the

@@ -14,10 +14,10 @@ import allcores_bench as bench
 from allcores_bench import bars, report, runner
 from allcores_bench.adapters import ADAPTERS, ORDER
 from allcores_bench.case import load
-from budget import long_suite
+from budget import tools_suite
 
 # the quick run: one to two minutes on 2 busy cores
-pytestmark = [pytest.mark.timeout(300), long_suite]
+pytestmark = [pytest.mark.timeout(300), tools_suite]
 HERE = pathlib.Path(__file__).parent
 
 

@@ -8,9 +8,9 @@ import pytest
 
 from allcores_bench import pythons, runner
 from allcores_bench.case import load
-from budget import long_suite
+from budget import tools_suite
 
-pytestmark = [pytest.mark.timeout(180), long_suite]
+pytestmark = [pytest.mark.timeout(180), tools_suite]
 
 
 def _python():

@@ -14,9 +14,9 @@ import allcores_bench as bench
 from allcores_bench import plots, report
 from allcores_bench.pool_cases import median_round, paired_rounds
 from allcores_bench.scaling_cases import points
-from budget import long_suite
+from budget import tools_suite
 
-pytestmark = [pytest.mark.timeout(240), long_suite]
+pytestmark = [pytest.mark.timeout(240), tools_suite]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

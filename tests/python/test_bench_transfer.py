@@ -10,11 +10,11 @@ import pytest
 import allcores_bench as bench
 from allcores_bench import bars, runner
 from allcores_bench.case import load
-from budget import long_suite
+from budget import tools_suite
 
 load()  # registers the cases' bars
 
-pytestmark = [pytest.mark.timeout(180), long_suite]
+pytestmark = [pytest.mark.timeout(180), tools_suite]
 TINY = {"mib": 1, "warm": 1, "n": 2, "cap_s": 0.1}
 
 

@@ -12,9 +12,9 @@ import pytest
 
 import allcores_demo as demo
 from allcores_demo import Row, c_verdict, cpu_verdict, switch_verdict
-from budget import long_suite
+from budget import tools_suite
 
-pytestmark = long_suite  # a tool of the repository: the same on every Python
+pytestmark = tools_suite  # a tool of the repository: the same on every Python
 
 ROW = re.compile(r"^  (?P<name>\S.*?)\s+(?P<wall>\d+\.\d+)s\s+(?P<speedup>\d+\.\d+)x\s+"
                  r"(?P<cores>\d+\.\d+)$")

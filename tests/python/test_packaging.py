@@ -13,7 +13,7 @@ import zipfile
 import pytest
 
 import allcores
-from budget import long_suite
+from budget import tools_suite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytest.importorskip("build")
@@ -62,7 +62,7 @@ def _check_metadata(text):
     return meta
 
 
-@long_suite
+@tools_suite
 def test_wheel_metadata_and_files(dist):
     _sdist, wheel = dist
     with zipfile.ZipFile(wheel) as z:
@@ -81,7 +81,7 @@ def test_wheel_metadata_and_files(dist):
     assert not tooling, tooling
 
 
-@long_suite
+@tools_suite
 def test_sdist_metadata_and_files(dist):
     sdist, _wheel = dist
     with tarfile.open(sdist) as t:

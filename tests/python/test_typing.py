@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from budget import long_suite
+from budget import tools_suite
 
 pytest.importorskip("mypy")
 
@@ -112,7 +112,7 @@ def _short(type_name):
     return re.sub(r"\b[a-z_][\w]*\.", "", type_name)
 
 
-@long_suite
+@tools_suite
 def test_a_user_script_is_precisely_typed(tmp_path):
     script = tmp_path / "user.py"
     script.write_text(textwrap.dedent(USER_SCRIPT))
@@ -136,7 +136,7 @@ def test_a_type_error_is_caught(tmp_path):
     assert '"map" of "Pool"' in out.stdout or 'variable has type "list[str]"' in out.stdout
 
 
-@long_suite
+@tools_suite
 def test_examples_pass_mypy_strict(tmp_path):
     out = _run(["mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), "."],
                cwd=os.path.join(ROOT, "examples"))

@@ -26,6 +26,8 @@ ENV = "ALLCORES_DOCTOR_DIR"
 CHILD_INTERVAL_US = 10000
 CHILD_BUDGET = 0.003
 STACK_S = 0.05
+#: A stack sample taken this much later than planned is skipped (see _Collector._loop).
+LATE_S = 0.02
 WRITE_S = 0.25
 THREAD_NAME = "allcores-doctor"
 
@@ -63,11 +65,17 @@ class _Collector:
         from .stacks import name_this_thread
         name_this_thread()
         last = 0.0
+        woke = time.monotonic()
         while not self._stop.wait(STACK_S):
             c0 = time.thread_time()
+            now = time.monotonic()
+            # A sample that got the GIL late is skipped: the main thread that kept it (running
+            # the task on a loaded machine) lets it go at once where it waits for the next task,
+            # so late samples would see the pool's code far more often than it runs.
+            late = now - woke > STACK_S + LATE_S
             try:
                 with self._slock:
-                    found = self.sample()
+                    found = self.sample(stacks=not late)
                 now = time.monotonic()
                 # rewritten every WRITE_S at first, then every tenth of the time so far: a file
                 # holds the whole timeline, so a long run must not rewrite it ever more often
@@ -81,11 +89,14 @@ class _Collector:
             except Exception:  # never take the program down
                 pass
             self.cpu_s += time.thread_time() - c0
+            woke = time.monotonic()
 
-    def sample(self) -> bool:
-        """One stack sample; True when it is the first to find the main thread in a pool's worker
-        loop (the end of the worker's start-up)."""
-        self.stacks.sample()
+    def sample(self, stacks: bool = True) -> bool:
+        """One stack sample (unless stacks is False: then only the look for the worker loop);
+        True when it is the first to find the main thread in a pool's worker loop (the end of the
+        worker's start-up)."""
+        if stacks:
+            self.stacks.sample()
         if self.pool_worker:
             return False
         t = (time.monotonic_ns() - self.t0_ns) / 1e9
