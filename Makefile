@@ -5,7 +5,8 @@
 #                 free-threaded 3.13t; a Python this machine lacks is skipped with a line that
 #                 says how to get it (tools/get-python VERSION)
 #   make bench    allcores against multiprocessing, ProcessPoolExecutor, loky, joblib and mpire
-#                 (and, under 3.14+, the interpreter backend against InterpreterPoolExecutor)
+#                 (and, under 3.14+, the interpreter backend against InterpreterPoolExecutor;
+#                 under the free-threaded 3.13t, the thread backend against threads)
 SHELL := /bin/bash
 PYTHONS ?= 3.11 3.12 3.13 3.14 3.15 3.13t
 DEFAULT_PY ?= 3.11
@@ -78,8 +79,10 @@ fuzz:
 	tools/fuzz.sh long
 
 # The interpreter backend's rows run under 3.14 where the machine has it (against the standard
-# library's InterpreterPoolExecutor), else under 3.13.
-bench: build $(if $(shell tools/find-python 3.14),.venv-3.14/.built,.venv-3.13/.built)
+# library's InterpreterPoolExecutor), else under 3.13; the thread backend's free-threaded rows
+# under 3.13t where the machine has it.
+bench: build $(if $(shell tools/find-python 3.14),.venv-3.14/.built,.venv-3.13/.built) \
+  $(if $(shell tools/find-python 3.13t),.venv-3.13t/.built)
 	$(PY) -m allcores bench $(BENCH_ARGS)
 
 info: build

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 MODULES = ["allcores_bench.pool_cases", "allcores_bench.scaling_cases",
            "allcores_bench.transfer_cases", "allcores_bench.counter_cases",
            "allcores_bench.backend_cases", "allcores_bench.gil_cases",
-           "allcores_bench.interp_cases"]
+           "allcores_bench.interp_cases", "allcores_bench.thread_cases"]
 
 
 class Skip(Exception):
@@ -45,6 +45,7 @@ class Case:
     labels: dict = field(default_factory=dict)   # row names shown instead of the libraries'
     reps: int | None = None      # repetitions of this case (None: the run's); a slow sweep says 1
     min_python: tuple = ()       # e.g. (3, 12): its rows run under such a Python (pythons.py)
+    free_threaded: bool = False  # its rows run under a free-threaded Python with the GIL off
 
     def params_for(self, quick):
         return dict(self.params, **(self.quick if quick else {}))
@@ -55,11 +56,11 @@ UNAVAILABLE: dict[str, str] = {}  # case modules of MODULES that did not import,
 
 
 def case(name, title, *, figure, unit, lower_is_better, libs, params, quick=None, columns=(),
-         labels=None, reps=None, min_python=()):
+         labels=None, reps=None, min_python=(), free_threaded=False):
     def register(fn):
         CASES[name] = Case(name, title, figure, unit, lower_is_better, list(libs), dict(params),
                            dict(quick or {}), list(columns), fn, dict(labels or {}), reps,
-                           tuple(min_python))
+                           tuple(min_python), free_threaded)
         return fn
     return register
 
