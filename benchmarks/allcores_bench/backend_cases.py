@@ -15,13 +15,12 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 from . import spawn
 from .bars import bar, figure
 from .case import case
 from .pool_cases import median_round, paired_rounds
-from .workloads import pid_after, timed, work
+from .workloads import pid_after, timed, timed_map, work
 
 LABELS = {"allcores": "allcores.Pool(backend='interpreter')",
           "process": "allcores.Pool(backend='process')"}
@@ -29,12 +28,7 @@ NEEDS = (3, 12)
 
 
 def _timed_map(pool, n, workers, expected):
-    t0 = time.perf_counter()
-    out = pool.map(work, [n] * workers, chunksize=1)
-    dt = time.perf_counter() - t0
-    if out != [expected] * workers:
-        raise AssertionError("wrong results")
-    return dt
+    return timed_map(lambda f, xs: pool.map(f, xs, chunksize=1), n, workers, expected)
 
 
 @case("backends", "CPU-bound on subinterpreters against processes: W tasks of ~0.2 s",

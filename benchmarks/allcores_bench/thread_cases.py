@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .bars import bar, figure
 from .case import case
 from .pool_cases import median_round, paired_rounds
-from .workloads import work
+from .workloads import timed_map, work
 
 LABELS = {"allcores": "allcores.Pool(backend='thread')"}
 PEERS = ("threading", "ThreadPoolExecutor")
@@ -39,15 +39,6 @@ def _threads(n, workers):
     return time.perf_counter() - t0
 
 
-def _timed(fn, n, workers, expected):
-    t0 = time.perf_counter()
-    out = list(fn(work, [n] * workers))
-    dt = time.perf_counter() - t0
-    if out != [expected] * workers:
-        raise AssertionError("wrong results")
-    return dt
-
-
 @case("threads", "CPU-bound on threads, free-threaded build: W tasks of ~0.2 s",
       figure="speedup", unit="speedup", lower_is_better=False, libs=["allcores"],
       params={"rounds": 9, "task_s": 0.2}, quick={"rounds": 2, "task_s": 0.03}, reps=1,
@@ -62,9 +53,9 @@ def threads(lib, workers, p):
     expected = work(n)
     with allcores.Pool(workers, backend="thread") as pool, ThreadPoolExecutor(workers) as tpe:
         steps = {"serial": lambda: _serial(n, workers),
-                 "allcores": lambda: _timed(lambda f, xs: pool.map(f, xs, chunksize=1), n,
-                                            workers, expected),
-                 "ThreadPoolExecutor": lambda: _timed(tpe.map, n, workers, expected),
+                 "allcores": lambda: timed_map(lambda f, xs: pool.map(f, xs, chunksize=1), n,
+                                               workers, expected),
+                 "ThreadPoolExecutor": lambda: timed_map(tpe.map, n, workers, expected),
                  "threading": lambda: _threads(n, workers)}
         rounds = paired_rounds(steps, p["rounds"])
     m = median_round(rounds, lambda r: r["allcores"] / r["ThreadPoolExecutor"])

@@ -24,6 +24,17 @@ def timed(fn, *args):
     return time.perf_counter() - t0
 
 
+def timed_map(map_fn, n, workers, expected):
+    """Seconds map_fn(work, [n] * workers) took to give all its results, checked against
+    expected (a map that returns wrong results is a bug, not a figure)."""
+    t0 = time.perf_counter()
+    out = list(map_fn(work, [n] * workers))
+    dt = time.perf_counter() - t0
+    if out != [expected] * workers:
+        raise AssertionError("wrong results")
+    return dt
+
+
 def pid_after(delay):
     """Sleeps, then names the worker: spreads a few tasks over every worker of a pool."""
     time.sleep(delay)
