@@ -79,7 +79,7 @@ def sq(x):
     return x * x
 if __name__ == "__main__":
     with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:
-        print(sum(ex.map(sq, range(6000), chunksize=1)))
+        print(sum(ex.map(sq, range(12000), chunksize=1)))
 """,
     "imbalance": """
 import multiprocessing as mp, time

@@ -298,3 +298,22 @@ def test_parent_bound_says_what_the_parent_did_only_from_enough_samples():
     text = few["parent-bound"]
     assert f"too few ({PARENT_MIN_SAMPLES - 1}) to tell what it was doing" in text
     assert "machinery" not in text.split("Move that work")[0] and "busiest" not in text
+
+
+def test_tiny_tasks_are_never_read_as_one_long_last_task():
+    """With tiny tasks, which worker finished last says nothing about the tasks' sizes (on a
+    starved machine one worker often runs alone at the end): no imbalance finding."""
+    from types import SimpleNamespace as NS
+    from allcores.gil.verdict import pool_findings
+
+    def spans(end):
+        return [(0.1 * i, 0.1 * (i + 1), 1.0, 1.0) for i in range(round(end * 10))]
+    main = NS(role="main", busy=spans(2.0), cores_used=1.0, start_s=0.0, end_s=2.0, cpu_s=2.0,
+              stacks={"main_kinds": {"pool": 20}, "kinds": {"pool": 20}, "top_code": []})
+    workers = [NS(role="pool worker", busy=spans(end), cores_used=1.0, start_s=0.0, end_s=end,
+                  cpu_s=end, idle=0.0, stacks={"kinds": {"pool": 20}}, startup_s=0.01,
+                  runnable=1.0) for end in (2.0, 1.2)]
+    report = NS(processes=[main, *workers], cores_available=2, runnable=[], cores_used=2.0,
+                wall_s=2.0)
+    codes = [code for code, _ in pool_findings(report)]
+    assert "tiny-tasks" in codes and "imbalance" not in codes, codes

@@ -65,14 +65,17 @@ class _Collector:
         from .stacks import name_this_thread
         name_this_thread()
         last = 0.0
-        woke = time.monotonic()
+        woke, delay = time.monotonic(), _run_delay_s()
         while not self._stop.wait(STACK_S):
             c0 = time.thread_time()
-            now = time.monotonic()
+            now, was_delay = time.monotonic(), delay
+            delay = _run_delay_s()
             # A sample that got the GIL late is skipped: the main thread that kept it (running
             # the task on a loaded machine) lets it go at once where it waits for the next task,
-            # so late samples would see the pool's code far more often than it runs.
-            late = now - woke > STACK_S + LATE_S
+            # so late samples would see the pool's code far more often than it runs. Lateness
+            # spent waiting for a CPU (schedstat's run delay) does not count: it falls at any
+            # moment of the main thread's work, and on a starved machine it is most of them.
+            late = now - woke - (delay - was_delay) > STACK_S + LATE_S
             try:
                 with self._slock:
                     found = self.sample(stacks=not late)
@@ -89,7 +92,7 @@ class _Collector:
             except Exception:  # never take the program down
                 pass
             self.cpu_s += time.thread_time() - c0
-            woke = time.monotonic()
+            woke, delay = time.monotonic(), _run_delay_s()
 
     def sample(self, stacks: bool = True) -> bool:
         """One stack sample (unless stacks is False: then only the look for the worker loop);
@@ -161,6 +164,16 @@ class _Collector:
             pass
         if self.term_pending:  # a SIGTERM came while this was writing: now die of it
             _die_of_sigterm()
+
+
+def _run_delay_s() -> float:
+    """Seconds the calling thread has spent runnable without a CPU (schedstat), 0.0 where the
+    kernel does not say."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _die_of_sigterm():

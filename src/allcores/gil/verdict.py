@@ -311,9 +311,10 @@ def pool_findings(r) -> list[tuple[str, str]]:
     oversub = runnable >= max(OVERSUB_FACTOR * cores, cores + 1) and bool(multi)
 
     parent = main_busy >= PARENT_BUSY and w_idle >= PARENT_WORKERS_IDLE and not tiny
-    # workers idle waiting for the parent end their work in whatever order it hands results on:
-    # which one finished last says nothing about the tasks' sizes
-    imbalance = imbalance and not parent
+    # workers idle waiting for the parent end their work in whatever order it hands results on,
+    # and tiny tasks are too short for one of them to be the long last task: which worker
+    # finished last then says nothing about the tasks' sizes
+    imbalance = imbalance and not parent and not tiny
 
     if 1 - w_idle >= POOL_PARALLEL and not (parent or imbalance or startup or oversub or tiny):
         out.append(("parallel", f"The work uses the cores: the pool's {len(workers)} workers were busy "
