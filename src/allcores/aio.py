@@ -48,10 +48,12 @@ class AsyncIMapIterator(IMapIterator):
         self._event = None
 
     def _wake(self):
-        loop = self._loop
-        if loop is not None:
+        # __anext__ sets the event before the loop: seeing the loop means the event is there
+        # (the pool's thread may look while __anext__ runs, in parallel on a free-threaded build)
+        loop, event = self._loop, self._event
+        if loop is not None and event is not None:
             try:
-                loop.call_soon_threadsafe(self._event.set)
+                loop.call_soon_threadsafe(event.set)
             except RuntimeError:  # the loop closed while results were still coming
                 pass
 
@@ -72,8 +74,8 @@ class AsyncIMapIterator(IMapIterator):
 
     async def __anext__(self):
         if self._loop is None:
-            self._loop = asyncio.get_running_loop()
             self._event = asyncio.Event()
+            self._loop = asyncio.get_running_loop()
         while True:
             self._event.clear()  # before looking: a wake-up after this is never lost
             with self._lock:
