@@ -28,7 +28,7 @@ static uint64_t sink;
 /* Reads what the receiver would: the inline bytes or the whole block payload. */
 static void receive(ac_region *r, const ac_msg *m, const uint8_t *inline_buf) {
   const uint8_t *p = ac_region_payload(r, m, inline_buf);
-  uint64_t len = m->block ? ac_block_at(r->base, m->block)->len : m->len;
+  uint64_t len = m->block ? ac_region_block(r, m->block)->len : m->len;
   if (m->block) {
     FUZZ_CHECK(m->block + AC_BLOCK_HEADER + len <= r->size);
   } else {
@@ -121,7 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 4: { /* the arena's own check with any offset and length */
       uint64_t off = pick_offset(&f, &r);
       uint64_t len = fz_below(&f, 2) ? fz_u64(&f) : fz_below(&f, 70000);
-      if (ac_arena_check(&r.hdr->arena, r.base, off, len) == 0)
+      if (ac_arena_check(&r.hdr->arena, r.map, off, len) == 0)
         FUZZ_CHECK(off + AC_BLOCK_HEADER + len <= r.size);
       break;
     }

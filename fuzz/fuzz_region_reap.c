@@ -121,7 +121,7 @@ reap:;
       continue;
     }
     const uint8_t *p = ac_region_payload(&r, &m, buf);
-    uint64_t len = m.block ? ac_block_at(r.base, m.block)->len : m.len;
+    uint64_t len = m.block ? ac_region_block(&r, m.block)->len : m.len;
     for (uint64_t j = 0; j < len; j += 97) sink += p[j];
     ac_msg res = {.id = m.id};
     ac_worker_send_result(&r, 1, &res, NULL, 0, 0);

@@ -4,7 +4,10 @@
  * - One memfd (no name in /dev/shm, nothing to leak) is sized, mapped MAP_SHARED and inherited by
  *   fork; every process of a pool sees: a header, one record per worker slot, the task ring
  *   (parent -> workers), the result ring (workers -> parent) and the arena for big payloads.
- *   Pages are touched lazily and reused, never re-mapped per task.
+ *   Pages are touched lazily and reused, never re-mapped per task. The arena's first segment
+ *   (AC_REGION_FIRST_SEGMENT) is mapped with the rest; each process maps its further segments
+ *   the first time it meets a block in them (arena.h), so a pool's address space grows with
+ *   the payloads it carries, up to the arena's size, instead of being reserved up front.
  * - A worker record says what that worker is doing (state, task id, claims on the rings, blocks it
  *   holds), written by the worker before each step, so that when it dies the parent can tell
  *   exactly which task was running and repair the rings (ac_region_reap).
@@ -74,8 +77,10 @@ typedef struct ac_header {
 /* A process's handle on a mapped region (process-local; the mapping itself is inherited). */
 typedef struct ac_region {
   char *base;
-  uint64_t size;
-  int memfd; /* the region's memfd (kept open while mapped: ac_region_map_private), or -1 */
+  uint64_t size;   /* the whole region, arena included */
+  uint64_t mapped; /* the bytes mapped at base: all but the arena's later segments */
+  int memfd; /* the region's memfd (kept open while mapped: segments, ac_region_map_private) */
+  ac_arena_map *map; /* this process's segments (shared by the views of this region) */
   ac_header *hdr;
   ac_ring *tasks;
   ac_ring *results;
@@ -86,11 +91,23 @@ typedef struct ac_region_config {
   uint32_t nworkers;
   uint32_t task_slots;    /* power of two */
   uint32_t result_slots;  /* power of two */
-  uint64_t arena_bytes;   /* virtual size; pages are only allocated when touched */
+  uint64_t arena_bytes;   /* its size; pages are mapped as needed and allocated when touched */
 } ac_region_config;
+
+/* The arena's first segment: what every process maps up front for payloads (16 MiB). */
+#define AC_REGION_FIRST_SEGMENT (UINT64_C(16) << 20)
 
 int ac_region_create(ac_region *r, const ac_region_config *cfg);
 void ac_region_destroy(ac_region *r);
+
+/* A block's header and payload, for a block allocated or checked (ac_region_check_msg) in this
+ * process. */
+static inline ac_block *ac_region_block(ac_region *r, uint64_t off) {
+  return ac_block_at(r->map, off);
+}
+static inline void *ac_region_block_data(ac_region *r, uint64_t off) {
+  return ac_block_data(r->map, off);
+}
 
 /* Maps the pages of r holding [at - before, at + len) again, privately (MAP_PRIVATE: copy on
  * write, so writes through the new mapping never reach the region, and a fork child gets its own
@@ -114,10 +131,11 @@ int ac_region_send(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *pa
 
 /* Where a received payload is: inline bytes (copied into the caller's buffer) or an arena block. */
 static inline const void *ac_region_payload(ac_region *r, const ac_msg *m, const void *inline_buf) {
-  return m->block ? ac_block_data(r->base, m->block) : inline_buf;
+  return m->block ? ac_region_block_data(r, m->block) : inline_buf;
 }
 /* Validates a received header against the region (a corrupt or hostile frame never reads out of
- * bounds). Returns 0 or AC_ECORRUPT. */
+ * bounds), mapping the segment of its block in this process. Returns 0, AC_ECORRUPT, or -ENOMEM
+ * when that segment cannot be mapped here. */
 int ac_region_check_msg(ac_region *r, const ac_msg *m);
 /* Frees the arena block of a received message, if any. */
 int ac_region_release(ac_region *r, uint64_t block);

@@ -37,8 +37,8 @@ from . import _oob
 from . import _serialize as ser
 from ._engine_base import CallEntry, EngineBase, entry_what
 from ._futures import TaskFuture
-from ._protocol import (OOB, RESULT_INIT_ERR, TASK_CALL, TASK_CHUNK, WorkerState, task_kind,
-                        worker_slot)
+from ._protocol import (EXIT_CANNOT_MAP, OOB, RESULT_INIT_ERR, TASK_CALL, TASK_CHUNK, WorkerState,
+                        task_kind, worker_slot)
 from .errors import TaskTimeout, WorkerLost
 
 # Ring sizes: enough queued tasks to keep every worker busy while the parent is descheduled, small
@@ -224,6 +224,9 @@ class Engine(EngineBase):
                 entry = pending.pop(tid, None)
                 if entry is None:
                     continue  # cancelled, timed out, or failed already
+                if payload is None:  # its block lay where this process could not map it
+                    entry.fail(self, _arena_size.unmappable_error(None, entry_what(entry, 0)))
+                    continue
                 rtt = now - entry.t0
                 rtt_ema = rtt if not rtt_ema else 0.8 * rtt_ema + 0.2 * rtt
                 entry.deliver(self, kind, payload, to_feed)
@@ -443,6 +446,8 @@ class Engine(EngineBase):
                     exc = TaskTimeout(f"{entry_what(entry, item)} ran longer than "
                                       f"task_timeout={deadline}s; worker {pid} was killed and "
                                       f"replaced")
+                elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_CANNOT_MAP:
+                    exc = _arena_size.unmappable_error(pid, entry_what(entry, item))
                 else:
                     exc = WorkerLost.from_wait_status(pid, status, entry_what(entry, item))
                 del self._pending[task_id]

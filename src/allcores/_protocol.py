@@ -21,6 +21,10 @@ KIND_MASK: int = _core.MSG_KIND_MASK
 TRACK: int = _core.MSG_TRACK   # the worker records the task as its own (its death fails it)
 OOB: int = _core.MSG_OOB       # the payload is an out-of-band frame, received without a copy
 
+# A worker's exit status when it cannot map the arena segment holding its next task's payload
+# (its address space is full): the parent fails that task with MemoryError, not WorkerLost.
+EXIT_CANNOT_MAP = 71  # EX_OSERR
+
 # Task kinds (parent -> worker).
 TASK_CALL: int = _core.TASK_CALL      # payload: (fn pickle, args, kwargs)
 TASK_CHUNK: int = _core.TASK_CHUNK    # payload: (fn pickle, items, star)

@@ -13,8 +13,8 @@ import time
 
 from . import _oob
 from . import _serialize as ser
-from ._protocol import (KIND_MASK, OOB, RESULT_CHUNK, RESULT_ERR, RESULT_INIT_ERR, RESULT_OK,
-                        TASK_CALL, TRACK)
+from ._protocol import (EXIT_CANNOT_MAP, KIND_MASK, OOB, RESULT_CHUNK, RESULT_ERR,
+                        RESULT_INIT_ERR, RESULT_OK, TASK_CALL, TRACK)
 from .errors import ResultPicklingError
 
 EXIT_INIT_FAILED = 3
@@ -120,7 +120,13 @@ def main(region, k: int, initializer, initargs, maxtasks, log_init_errors=False,
     send = region.send_result
     perf = time.perf_counter_ns
     while maxtasks is None or done < maxtasks:
-        task = next_task(k, WORKER_SPIN_NS)
+        try:
+            task = next_task(k, WORKER_SPIN_NS)
+        except MemoryError:
+            # The arena segment holding the task's payload does not fit in this process's
+            # address space. The task stays recorded as this worker's: the parent frees its
+            # block, fails it with MemoryError and starts a fresh worker.
+            return EXIT_CANNOT_MAP
         if task is None:
             break
         tid, kind, aux, payload = task

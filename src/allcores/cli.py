@@ -21,8 +21,9 @@ INFO_USAGE = """usage: allcores info
 
 Prints allcores' version, the Python it runs on (and whether its GIL is enabled), the CPUs a
 pool started here would use by default and where that figure comes from (the machine, the CPU
-affinity mask or the cgroup CPU quota), the backends available, how backend='thread' runs and
-what backend='auto' picks and why.
+affinity mask or the cgroup CPU quota), how far a pool's shared arena may grow and the largest
+payload it carries, the backends available, how backend='thread' runs and what
+backend='auto' picks and why.
 """
 
 
@@ -47,6 +48,8 @@ def info(argv: list[str] | None = None) -> int:
     usable, source = usable_cpus()
     print(f"cores    {usable} usable, from {source}; the machine has {os.cpu_count()}")
     print(f"workers  {usable} by default (Pool(), ProcessPoolExecutor(), allcores.map)")
+    from . import _arena_size, _engine
+    print(f"arena    {_arena_size.describe(_engine.ARENA_BYTES)}")
     backends = ["process", "thread"]
     if sys.version_info >= (3, 12):
         backends.append("interpreter")

@@ -44,7 +44,7 @@ class ProcessPoolExecutor(Executor):
         max_tasks_per_child: replace a worker after this many tasks.
         task_timeout: seconds a task may run before it fails with TaskTimeout (worker replaced).
         backend, backend_options: as for Pool ("thread", "interpreter", "dask" with address=).
-        arena_size: as for Pool: address space for arguments and results in flight.
+        arena_size: as for Pool: how far the arena for arguments and results in flight may grow.
     """
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *,

@@ -382,9 +382,9 @@ class Pool:
         backend: "process" (default), "thread", "interpreter" (subinterpreters, Python 3.12+),
             "dask", or "auto" (threads on a free-threaded build with the GIL off, else processes);
             backend_options are that backend's own keywords (dask: address= or client=).
-        arena_size: address space reserved for arguments and results in flight (bytes, or a
-            string such as "256M"; default: ALLCORES_ARENA_SIZE, else half the RAM, less under
-            an address space limit, RLIMIT_AS).
+        arena_size: how far the shared arena for arguments and results in flight may grow
+            (bytes, or a string such as "256M"; default: ALLCORES_ARENA_SIZE, else half the
+            RAM, less under an address space limit, RLIMIT_AS). It is mapped as payloads need.
     """
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,

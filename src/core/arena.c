@@ -11,10 +11,16 @@
 #define IDX_BITS 44
 #define IDX_MASK ((UINT64_C(1) << IDX_BITS) - 1)
 
-int ac_arena_init(ac_arena *a, uint64_t base_off, uint64_t bytes) {
-  if (base_off & ((1u << AC_PAGE_SHIFT) - 1)) return -EINVAL;
+static uint64_t compute_max_payload(const ac_arena *a);
+
+int ac_arena_init(ac_arena *a, uint64_t base_off, uint64_t bytes, uint64_t first_segment_bytes) {
+  if ((base_off | first_segment_bytes) & ((1u << AC_PAGE_SHIFT) - 1)) return -EINVAL;
   a->base_off = base_off;
   a->pages = bytes >> AC_PAGE_SHIFT;
+  a->seg_pages = first_segment_bytes >> AC_PAGE_SHIFT;
+  if (a->seg_pages * 2 > a->pages) a->seg_pages = 0; /* no room for a second segment */
+  a->last_start = ac_arena_last_start(a->seg_pages, a->pages);
+  a->max_payload = compute_max_payload(a);
   atomic_store(&a->bump, 0);
   for (int c = 0; c < AC_ARENA_CLASSES; c++) atomic_store(&a->free_head[c], 0);
   atomic_store(&a->allocs, 0);
@@ -102,18 +108,35 @@ static int class_for(uint64_t total) {
   return c;
 }
 
-uint64_t ac_arena_max_payload(const ac_arena *a) {
+/* Pages of the largest segment: the most a single block can span. */
+static uint64_t largest_segment(const ac_arena *a);
+
+static uint64_t compute_max_payload(const ac_arena *a) {
+  uint64_t room = largest_segment(a);
   uint64_t pages = 1;
-  while (pages * 2 <= a->pages && pages * 2 <= (UINT64_C(1) << (AC_ARENA_CLASSES - 1))) pages *= 2;
+  while (pages * 2 <= room && pages * 2 <= (UINT64_C(1) << (AC_ARENA_CLASSES - 1))) pages *= 2;
   return (pages << AC_PAGE_SHIFT) - AC_BLOCK_HEADER;
 }
+
+static uint64_t largest_segment(const ac_arena *a) {
+  if (a->seg_pages == 0) return a->pages;
+  uint64_t best = 0;
+  for (uint64_t p = 0; p < a->pages;) {
+    uint64_t end = ac_arena_segment_end(a->seg_pages, a->last_start, a->pages, p);
+    if (end - p > best) best = end - p;
+    p = end;
+  }
+  return best;
+}
+
+uint64_t ac_arena_max_payload(const ac_arena *a) { return a->max_payload; }
 
 static uint64_t page_off(const ac_arena *a, uint64_t page) {
   return a->base_off + (page << AC_PAGE_SHIFT);
 }
 
-static void push_free(ac_arena *a, char *base, uint64_t page, int c) {
-  ac_block *b = ac_block_at(base, page_off(a, page));
+/* b is the header of the block at page, in this process (its segment, or a page mapped for it). */
+static void push_free(ac_arena *a, ac_block *b, uint64_t page, int c) {
   b->cls = (uint32_t)c;
   atomic_store_explicit(&b->state, AC_BLOCK_FREE, memory_order_release);
   uint64_t head = atomic_load_explicit(&a->free_head[c], memory_order_acquire);
@@ -126,12 +149,13 @@ static void push_free(ac_arena *a, char *base, uint64_t page, int c) {
 }
 
 /* Pops a free block of class c; returns its page + 1, or 0 when the class has none. */
-static uint64_t pop_free(ac_arena *a, char *base, int c) {
+static uint64_t pop_free(ac_arena *a, ac_arena_map *m, int c) {
   uint64_t head = atomic_load_explicit(&a->free_head[c], memory_order_acquire);
   for (;;) {
     uint64_t idx = head & IDX_MASK;
     if (idx == 0) return 0;
-    ac_block *b = ac_block_at(base, page_off(a, idx - 1));
+    ac_block *b = ac_block_at(m, page_off(a, idx - 1));
+    if (!b) return 0; /* its segment cannot be mapped here: as good as empty for this process */
     /* The block may be re-allocated under us; reading its link is still safe (the memory stays
      * mapped) and the tag makes the CAS fail if the head moved. */
     uint64_t next = atomic_load_explicit(&b->next, memory_order_relaxed);
@@ -147,51 +171,89 @@ uint64_t ac_arena_block_bytes(const ac_arena *a, uint64_t len) {
   return UINT64_C(1) << (class_for(len + AC_BLOCK_HEADER) + AC_PAGE_SHIFT);
 }
 
-static int64_t alloc_inside(ac_arena *a, char *base, uint64_t len, uint64_t owner);
+static int64_t alloc_inside(ac_arena *a, ac_arena_map *m, uint64_t len, uint64_t owner);
 
-int64_t ac_arena_alloc(ac_arena *a, char *base, uint64_t len, uint64_t owner) {
+int64_t ac_arena_alloc(ac_arena *a, ac_arena_map *m, uint64_t len, uint64_t owner) {
   if (len > ac_arena_max_payload(a)) return AC_ETOOBIG;
   gate_enter(a);
-  int64_t off = alloc_inside(a, base, len, owner);
+  int64_t off = alloc_inside(a, m, len, owner);
   gate_leave(a);
-  if (off == AC_ENOSPACE && try_reset(a)) {
+  if ((off == AC_ENOSPACE || off == -ENOMEM) && try_reset(a)) {
     gate_enter(a);
-    off = alloc_inside(a, base, len, owner);
+    off = alloc_inside(a, m, len, owner);
     gate_leave(a);
   }
   return off;
 }
 
-static int64_t alloc_inside(ac_arena *a, char *base, uint64_t len, uint64_t owner) {
+/* Pages [from, to) skipped by the bump pointer at a segment's end go to the free lists, as
+ * power-of-two blocks that each stay inside one segment. They are pushed from the top down, so
+ * that the lowest, in the segments every process has mapped already, are used first. Pages that
+ * cannot be mapped here stay unused until the next reset. */
+static void give_back_pages(ac_arena *a, ac_arena_map *m, uint64_t from, uint64_t to) {
+  while (to > from) {
+    /* The segment holding page to - 1, cut at from. */
+    uint64_t start = ac_arena_segment_start(
+        a->seg_pages, ac_arena_segment_of(a->seg_pages, a->last_start, to - 1));
+    if (start < from) start = from;
+    if (ac_arena_addr(m, page_off(a, start))) {
+      for (uint64_t end = to; end > start;) {
+        int c = 63 - __builtin_clzll(end - start);
+        if (c >= AC_ARENA_CLASSES) c = AC_ARENA_CLASSES - 1;
+        end -= UINT64_C(1) << c;
+        push_free(a, ac_block_at(m, page_off(a, end)), end, c);
+      }
+    }
+    to = start;
+  }
+}
+
+static int64_t alloc_inside(ac_arena *a, ac_arena_map *m, uint64_t len, uint64_t owner) {
   int c = class_for(len + AC_BLOCK_HEADER);
   uint64_t npages = UINT64_C(1) << c;
   uint64_t page;
-  uint64_t idx = pop_free(a, base, c);
+  int unmappable = 0;
+  uint64_t idx = pop_free(a, m, c);
   if (idx) {
     page = idx - 1;
     goto found;
   }
+  /* Then split a larger free block (buddy style, without merging back), keeping the low part
+   * and returning the upper halves to the smaller classes: space already carved is used before
+   * the bump pointer carves more, so that the arena grows into a new segment (more address
+   * space in every process that meets it) only when its carved part cannot serve. */
+  for (int cc = c + 1; cc < AC_ARENA_CLASSES; cc++) {
+    idx = pop_free(a, m, cc);
+    if (!idx) continue;
+    page = idx - 1;
+    for (int x = cc - 1; x >= c; x--) {
+      uint64_t half = page + (UINT64_C(1) << x);
+      push_free(a, ac_block_at(m, page_off(a, half)), half, x);
+    }
+    goto found;
+  }
   uint64_t bump = atomic_load_explicit(&a->bump, memory_order_relaxed);
-  while (bump + npages <= a->pages) {
-    if (atomic_compare_exchange_weak_explicit(&a->bump, &bump, bump + npages,
+  for (;;) {
+    /* Then fresh space. A block never straddles two segments: past the end of this one, it
+     * starts the next. */
+    page = bump;
+    while (page < a->pages && page + npages > ac_arena_segment_end(a->seg_pages, a->last_start, a->pages, page))
+      page = ac_arena_segment_end(a->seg_pages, a->last_start, a->pages, page);
+    if (page + npages > a->pages) break;
+    if (!ac_arena_addr(m, page_off(a, page))) { /* its segment first: nothing claimed yet */
+      unmappable = 1;
+      break;
+    }
+    if (atomic_compare_exchange_weak_explicit(&a->bump, &bump, page + npages,
                                               memory_order_acq_rel, memory_order_relaxed)) {
-      page = bump;
+      give_back_pages(a, m, bump, page);
       goto found;
     }
   }
-  /* No fresh space: split a larger free block (buddy style, without merging back), keeping the
-   * low part and returning the upper halves to the smaller classes. */
-  for (int cc = c + 1; cc < AC_ARENA_CLASSES; cc++) {
-    idx = pop_free(a, base, cc);
-    if (!idx) continue;
-    page = idx - 1;
-    for (int x = cc - 1; x >= c; x--) push_free(a, base, page + (UINT64_C(1) << x), x);
-    goto found;
-  }
-  return AC_ENOSPACE;
+  return unmappable ? -ENOMEM : AC_ENOSPACE;
 found:;
   uint64_t off = page_off(a, page);
-  ac_block *b = ac_block_at(base, off);
+  ac_block *b = ac_block_at(m, off);
   b->cls = (uint32_t)c;
   b->len = len;
   atomic_store_explicit(&b->next, 0, memory_order_relaxed);
@@ -205,40 +267,61 @@ found:;
   return (int64_t)off;
 }
 
-int ac_arena_check(const ac_arena *a, const char *base, uint64_t off, uint64_t len) {
+/* Whether off may designate a block at all, before its header is read. */
+static int check_offset(const ac_arena *a, uint64_t off) {
   if (off < a->base_off || ((off - a->base_off) & ((1u << AC_PAGE_SHIFT) - 1))) return AC_ECORRUPT;
   uint64_t page = (off - a->base_off) >> AC_PAGE_SHIFT;
   if (page >= atomic_load_explicit(&((ac_arena *)a)->bump, memory_order_acquire)) return AC_ECORRUPT;
-  const ac_block *b = (const ac_block *)(base + off);
+  return 0;
+}
+
+/* The rest of ac_arena_check, on the header b of the block at off. */
+static int check_header(const ac_arena *a, const ac_block *b, uint64_t off, uint64_t len) {
+  uint64_t page = (off - a->base_off) >> AC_PAGE_SHIFT;
   if (b->cls >= AC_ARENA_CLASSES) return AC_ECORRUPT;
   uint64_t npages = UINT64_C(1) << b->cls;
-  if (page + npages > a->pages) return AC_ECORRUPT;
+  if (page + npages > ac_arena_segment_end(a->seg_pages, a->last_start, a->pages, page)) return AC_ECORRUPT;
   if (len > (npages << AC_PAGE_SHIFT) - AC_BLOCK_HEADER) return AC_ECORRUPT;
   if (atomic_load_explicit(&((ac_block *)b)->state, memory_order_acquire) == AC_BLOCK_FREE)
     return AC_ECORRUPT;
   return 0;
 }
 
-int ac_arena_free(ac_arena *a, char *base, uint64_t off) {
-  gate_enter(a);
-  int rc = ac_arena_check(a, base, off, 0);
-  if (rc) {
-    gate_leave(a);
-    return rc;
-  }
-  ac_block *b = ac_block_at(base, off);
+int ac_arena_check(const ac_arena *a, ac_arena_map *m, uint64_t off, uint64_t len) {
+  int rc = check_offset(a, off);
+  if (rc) return rc;
+  const ac_block *b = ac_block_at(m, off);
+  return b ? check_header(a, b, off, len) : -ENOMEM;
+}
+
+/* Frees the checked block whose header is b. */
+static int free_block(ac_arena *a, ac_block *b, uint64_t off) {
   uint32_t state = atomic_exchange_explicit(&b->state, AC_BLOCK_FREE, memory_order_acq_rel);
-  if (state == AC_BLOCK_FREE) { /* a double free lost the race */
-    gate_leave(a);
-    return AC_ECORRUPT;
-  }
+  if (state == AC_BLOCK_FREE) return AC_ECORRUPT; /* a double free lost the race */
   int c = (int)b->cls;
   atomic_fetch_add_explicit(&a->frees, 1, memory_order_relaxed);
   /* Pushed before it stops counting as in use: a reset (which needs nothing in use) never sees
    * a block on its way to a free list. */
-  push_free(a, base, (off - a->base_off) >> AC_PAGE_SHIFT, c);
+  push_free(a, b, (off - a->base_off) >> AC_PAGE_SHIFT, c);
   atomic_fetch_sub_explicit(&a->bytes_in_use, (UINT64_C(1) << c) << AC_PAGE_SHIFT,
                             memory_order_release);
-  gate_leave(a);
   return 0;
+}
+
+int ac_arena_free(ac_arena *a, ac_arena_map *m, uint64_t off) {
+  gate_enter(a);
+  int rc = check_offset(a, off);
+  if (rc == 0) {
+    /* Freeing touches only the header: a process that cannot map the block's segment (its
+     * address space is full) maps that one page for the time of the free, so that no block is
+     * ever left in use for want of room. */
+    void *page = NULL;
+    ac_block *b = ac_block_at(m, off);
+    if (!b) b = page = ac_arena_map_page(m, off);
+    rc = !b ? -ENOMEM : check_header(a, b, off, 0);
+    if (rc == 0) rc = free_block(a, b, off);
+    if (page) ac_arena_map_unpage(page);
+  }
+  gate_leave(a);
+  return rc;
 }

@@ -3,6 +3,7 @@
 #include "allcores/region.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -25,26 +26,36 @@ int ac_region_create(ac_region *r, const ac_region_config *cfg) {
   uint64_t off_tasks = align_up(off_workers + cfg->nworkers * sizeof(ac_worker_rec), PAGE);
   uint64_t off_results = align_up(off_tasks + ac_ring_bytes(cfg->task_slots), PAGE);
   uint64_t off_arena = align_up(off_results + ac_ring_bytes(cfg->result_slots), PAGE);
-  uint64_t size = off_arena + align_up(cfg->arena_bytes, PAGE);
+  uint64_t arena_bytes = align_up(cfg->arena_bytes, PAGE);
+  uint64_t size = off_arena + arena_bytes;
+  /* Only the first segment is mapped now (the whole arena when it is too small to have two: see
+   * ac_arena_init); sizing the memfd costs nothing until pages are used. */
+  uint64_t mapped = off_arena + (arena_bytes < 2 * AC_REGION_FIRST_SEGMENT ? arena_bytes
+                                                                           : AC_REGION_FIRST_SEGMENT);
 
   /* memfd: anonymous, sealed off from other users, gone when the last mapping goes. */
   int fd = memfd_create("allcores-pool", MFD_CLOEXEC);
   if (fd < 0) return -errno;
-  if (ftruncate(fd, (off_t)size) != 0) {
-    int err = -errno;
+  ac_arena_map *map = calloc(1, sizeof *map);
+  if (!map) {
     close(fd);
-    return err;
+    return -ENOMEM;
   }
-  void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  void *base = MAP_FAILED;
+  if (ftruncate(fd, (off_t)size) == 0)
+    base = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
   int err = base == MAP_FAILED ? -errno : 0;
   if (err) {
+    free(map);
     close(fd);
     return err;
   }
 
   r->base = base;
   r->size = size;
+  r->mapped = mapped;
   r->memfd = fd;
+  r->map = map;
   r->hdr = base;
   r->workers = (ac_worker_rec *)(r->base + off_workers);
   r->tasks = (ac_ring *)(r->base + off_tasks);
@@ -63,18 +74,21 @@ int ac_region_create(ac_region *r, const ac_region_config *cfg) {
    * parent needs to produce the next task. Parent threads draining results spin one at a time. */
   if ((err = ac_ring_init(r->tasks, cfg->task_slots, 1)) ||
       (err = ac_ring_init(r->results, cfg->result_slots, 1)) ||
-      (err = ac_arena_init(&h->arena, off_arena, size - off_arena))) {
+      (err = ac_arena_init(&h->arena, off_arena, arena_bytes, AC_REGION_FIRST_SEGMENT))) {
     ac_region_destroy(r);
     return err;
   }
+  ac_arena_map_init(map, &h->arena, r->base, mapped, fd);
   return 0;
 }
 
 void ac_region_destroy(ac_region *r) {
   if (r->base) {
-    munmap(r->base, r->size);
+    if (r->map) ac_arena_map_release(r->map);
+    munmap(r->base, r->mapped);
     if (r->memfd >= 0) close(r->memfd);
   }
+  free(r->map);
   memset(r, 0, sizeof *r);
   r->memfd = -1;
 }
@@ -82,16 +96,18 @@ void ac_region_destroy(ac_region *r) {
 int ac_region_map_private(const ac_region *r, const char *at, size_t before, size_t len,
                           void **map, size_t *map_len, char **at_private) {
   if (r->memfd < 0 || !r->base) return -EBADF;
-  if (at < r->base + before || at + len > r->base + r->size)
+  /* `at` is in the region's first mapping or one of its segments; the range must stay there. */
+  uint64_t off, back, room;
+  if (ac_arena_map_find(r->map, at, &off, &back, &room) != 0 || back < before || room < len)
     return -EINVAL;
-  uint64_t from = (uint64_t)(at - before - r->base) & ~(PAGE - 1);
-  uint64_t to = align_up((uint64_t)(at + len - r->base), PAGE);
+  uint64_t from = (off - before) & ~(PAGE - 1);
+  uint64_t to = align_up(off + len, PAGE);
   void *m = mmap(NULL, to - from, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, r->memfd,
                  (off_t)from);
   if (m == MAP_FAILED) return -errno;
   *map = m;
   *map_len = to - from;
-  *at_private = (char *)m + ((uint64_t)(at - r->base) - from);
+  *at_private = (char *)m + (off - from);
   return 0;
 }
 
@@ -120,7 +136,7 @@ static int64_t alloc_wait(ac_region *r, int for_task, uint64_t len, uint64_t own
   for (;;) {
     int64_t off = AC_ENOSPACE;
     if (!for_task || tasks_may_take(r, len))
-      off = ac_arena_alloc(&r->hdr->arena, r->base, len, owner);
+      off = ac_arena_alloc(&r->hdr->arena, r->map, len, owner);
     if (off != AC_ENOSPACE) return off;
     if (ac_watch_fired(watch)) return AC_EEVENT;
     if (atomic_load(&r->tasks->closed) && atomic_load(&r->hdr->shutdown) == AC_SHUTDOWN_NOW)
@@ -157,12 +173,12 @@ int ac_region_send(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *pa
   int64_t off = alloc_wait(r, q == r->tasks, total, owner, deadline, watch);
   if (off < 0) return (int)off;
   if (held) atomic_store(held, (uint64_t)off);
-  char *dst = ac_block_data(r->base, (uint64_t)off);
+  char *dst = ac_region_block_data(r, (uint64_t)off);
   for (int i = 0; i < nparts; i++) {
     if (parts[i].iov_len) memcpy(dst, parts[i].iov_base, parts[i].iov_len);
     dst += parts[i].iov_len;
   }
-  ac_block *b = ac_block_at(r->base, (uint64_t)off);
+  ac_block *b = ac_region_block(r, (uint64_t)off);
   b->len = total;
   atomic_store(&b->state, AC_BLOCK_PUBLISHED);
   msg->block = (uint64_t)off;
@@ -170,7 +186,7 @@ int ac_region_send(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *pa
   int64_t left = deadline == INT64_MAX ? -1 : deadline - ac_now_ns();
   int rc = ac_ring_push_wait(q, msg, NULL, claim, left < 0 && deadline != INT64_MAX ? 0 : left,
                              watch);
-  if (rc != 0) ac_arena_free(&r->hdr->arena, r->base, (uint64_t)off);
+  if (rc != 0) ac_arena_free(&r->hdr->arena, r->map, (uint64_t)off);
   if (held) atomic_store(held, 0);
   return rc;
 }
@@ -179,19 +195,19 @@ int ac_region_check_msg(ac_region *r, const ac_msg *m) {
   if (m->block == 0) return m->len <= AC_SLOT_INLINE ? 0 : AC_ECORRUPT;
   if (m->block >= r->size) return AC_ECORRUPT;
   /* The offset must designate a block before its header may be read. */
-  int rc = ac_arena_check(&r->hdr->arena, r->base, m->block, 0);
+  int rc = ac_arena_check(&r->hdr->arena, r->map, m->block, 0);
   if (rc) return rc;
-  ac_block *b = ac_block_at(r->base, m->block);
-  return ac_arena_check(&r->hdr->arena, r->base, m->block, b->len);
+  ac_block *b = ac_region_block(r, m->block);
+  return ac_arena_check(&r->hdr->arena, r->map, m->block, b->len);
 }
 
 void ac_region_adopt(ac_region *r, uint64_t block) {
-  atomic_store(&ac_block_at(r->base, block)->owner, AC_OWNER_PARENT);
+  atomic_store(&ac_region_block(r, block)->owner, AC_OWNER_PARENT);
 }
 
 int ac_region_release(ac_region *r, uint64_t block) {
   if (block == 0) return 0;
-  return ac_arena_free(&r->hdr->arena, r->base, block);
+  return ac_arena_free(&r->hdr->arena, r->map, block);
 }
 
 int ac_region_keep_in_block(ac_region *r, const ac_msg *m, int for_worker) {
@@ -208,18 +224,18 @@ void ac_region_consume(ac_region *r, uint64_t block, _Atomic uint64_t *held) {
 }
 
 void ac_region_share(ac_region *r, uint64_t block, int64_t holders) {
-  atomic_store(&ac_block_at(r->base, block)->refs, holders);
+  atomic_store(&ac_region_block(r, block)->refs, holders);
 }
 
 void ac_region_unshare(ac_region *r, uint64_t block) {
-  if (atomic_fetch_sub(&ac_block_at(r->base, block)->refs, 1) == 1) ac_region_release(r, block);
+  if (atomic_fetch_sub(&ac_region_block(r, block)->refs, 1) == 1) ac_region_release(r, block);
 }
 
 /* The record's hold on its task's block ends: a block no view shares (refs 0) was the record's
  * alone. Views are only made by the worker itself, before this, so refs cannot go from 0 to
  * more meanwhile; a view let go in another thread at the same time is settled by the count. */
 static void finish_task_block(ac_region *r, uint64_t block) {
-  if (atomic_load(&ac_block_at(r->base, block)->refs) == 0)
+  if (atomic_load(&ac_region_block(r, block)->refs) == 0)
     ac_region_release(r, block);
   else
     ac_region_unshare(r, block);
@@ -361,8 +377,8 @@ int ac_region_reap(ac_region *r, uint32_t k, ac_reaped *out, void *recovered_inl
     ac_ring_repair_push(r->results, push_pos);
   /* A result block it was still writing is garbage now (the record is checked like a frame). */
   uint64_t rb = atomic_load(&w->result_block);
-  if (rb && ac_arena_check(&r->hdr->arena, r->base, rb, 0) == 0) {
-    ac_block *b = ac_block_at(r->base, rb);
+  if (rb && ac_arena_check(&r->hdr->arena, r->map, rb, 0) == 0) {
+    ac_block *b = ac_region_block(r, rb);
     uint32_t state = atomic_load(&b->state);
     int its_own = atomic_load(&b->owner) == ac_owner_tag(k, out->gen);
     /* PUBLISHED and still tagged as the worker's: the parent never took it (taking retags it,

@@ -43,7 +43,7 @@ int ac_squeue_init(ac_squeue *q, uint64_t ring_bytes, uint64_t arena_bytes, uint
   atomic_store(&q->getters, 0);
   atomic_store(&q->putters, 0);
   /* The arena's offsets are from the queue's start, the same in every process. */
-  return ac_arena_init(&q->arena, arena_off(ring_bytes), align_up(arena_bytes, PAGE));
+  return ac_arena_init(&q->arena, arena_off(ring_bytes), align_up(arena_bytes, PAGE), 0);
 }
 
 static int big(ac_squeue *q, uint64_t len) { return len > q->ring_bytes / 4; }
@@ -54,6 +54,11 @@ uint64_t ac_squeue_max_item(ac_squeue *q) {
 }
 
 static char *ring(ac_squeue *q) { return (char *)q + q->ring_off; }
+
+/* The queue's segment is mapped whole: its arena needs no segments of its own. */
+#define QUEUE_ARENA_MAP(m, q) \
+  ac_arena_map m;             \
+  ac_arena_map_flat(&m, (char *)(q))
 
 static void ring_write(ac_squeue *q, uint64_t pos, const void *src, uint64_t n) {
   uint64_t at = pos & (q->ring_bytes - 1), first = q->ring_bytes - at;
@@ -115,9 +120,10 @@ static int wait_room(ac_squeue *q, uint64_t need, int64_t timeout_ns, int64_t st
 
 /* Allocates an arena block for len bytes, waiting for gets to free space (mutex not held). */
 static int64_t alloc_block(ac_squeue *q, uint64_t len, int64_t timeout_ns, int64_t start) {
+  QUEUE_ARENA_MAP(map, q);
   for (;;) {
     uint32_t seen = atomic_load(&q->get_seq);
-    int64_t off = ac_arena_alloc(&q->arena, (char *)q, len, (uint64_t)getpid());
+    int64_t off = ac_arena_alloc(&q->arena, &map, len, (uint64_t)getpid());
     if (off != AC_ENOSPACE) return off;
     if (timeout_ns == 0) return -EAGAIN;
     int64_t left = remaining(timeout_ns, start);
@@ -131,6 +137,7 @@ static int64_t alloc_block(ac_squeue *q, uint64_t len, int64_t timeout_ns, int64
 
 int ac_squeue_put(ac_squeue *q, const void *data, uint64_t len, uint32_t tag, int64_t timeout_ns,
                   unsigned flags) {
+  QUEUE_ARENA_MAP(map, q);
   if (tag >= (1u << (32 - TAG_SHIFT))) return -EINVAL;
   if (len > ac_squeue_max_item(q)) return AC_ETOOBIG;
   int is_big = big(q, len);
@@ -147,13 +154,13 @@ int ac_squeue_put(ac_squeue *q, const void *data, uint64_t len, uint32_t tag, in
     ac_smutex_unlock(&q->mu);
     block = alloc_block(q, len, timeout_ns, start);
     if (block < 0) return (int)block;
-    memcpy(ac_block_data((char *)q, (uint64_t)block), data, len);
+    memcpy(ac_block_data(&map, (uint64_t)block), data, len);
     if ((rc = lock(q, flags))) {
-      ac_arena_free(&q->arena, (char *)q, (uint64_t)block);
+      ac_arena_free(&q->arena, &map, (uint64_t)block);
       return rc;
     }
     if ((rc = wait_room(q, need, timeout_ns, start))) {
-      ac_arena_free(&q->arena, (char *)q, (uint64_t)block);
+      ac_arena_free(&q->arena, &map, (uint64_t)block);
       goto out;
     }
   }
@@ -176,6 +183,7 @@ out:
 
 int ac_squeue_get(ac_squeue *q, ac_squeue_alloc alloc, void *ctx, uint32_t *tag,
                   int64_t timeout_ns, unsigned flags) {
+  QUEUE_ARENA_MAP(map, q);
   int64_t start = ac_now_ns();
   int rc = lock(q, flags);
   if (rc) return rc;
@@ -197,7 +205,7 @@ int ac_squeue_get(ac_squeue *q, ac_squeue_alloc alloc, void *ctx, uint32_t *tag,
   int in_arena = hdr[1] & REC_IN_ARENA;
   if (in_arena) {
     ring_read(q, q->head + REC_HEADER, &block, 8);
-    if (ac_arena_check(&q->arena, (char *)q, block, len) != 0) {
+    if (ac_arena_check(&q->arena, &map, block, len) != 0) {
       rc = AC_ECORRUPT;
       goto unlock;
     }
@@ -219,8 +227,8 @@ int ac_squeue_get(ac_squeue *q, ac_squeue_alloc alloc, void *ctx, uint32_t *tag,
   atomic_fetch_sub(&q->count, 1);
   ac_smutex_unlock(&q->mu);
   if (in_arena) {
-    memcpy(dst, ac_block_data((char *)q, block), len);
-    ac_arena_free(&q->arena, (char *)q, block);
+    memcpy(dst, ac_block_data(&map, block), len);
+    ac_arena_free(&q->arena, &map, block);
   }
   *tag = hdr[1] >> TAG_SHIFT;
   atomic_fetch_add(&q->get_seq, 1);

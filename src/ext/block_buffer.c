@@ -21,7 +21,7 @@ typedef struct {
 static int BlockBuffer_getbuffer(PyObject *op, Py_buffer *view, int flags) {
   BlockBufferObject *self = (BlockBufferObject *)op;
   RegionObject *reg = (RegionObject *)self->region;
-  void *data = ac_block_data(reg->region.base, self->block);
+  void *data = ac_region_block_data(&reg->region, self->block);
   if (PyBuffer_FillInfo(view, op, data, self->len, 0, flags) < 0) return -1;
   __atomic_fetch_add(&self->exports, 1, __ATOMIC_RELAXED); /* views may be taken in any thread */
   return 0;
@@ -83,7 +83,7 @@ PyObject *acx_block_buffer_new(RegionObject *region, uint64_t block, int recorde
   if (!st) return NULL;
   BlockBufferObject *self = PyObject_New(BlockBufferObject, st->BlockBuffer);
   if (!self) return NULL;
-  ac_block *b = ac_block_at(region->region.base, block);
+  ac_block *b = ac_region_block(&region->region, block);
   ac_region_share(&region->region, block, recorded ? 2 : 1);
   Py_INCREF(region);
   self->region = (PyObject *)region;

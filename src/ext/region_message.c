@@ -16,6 +16,21 @@ PyObject *acx_message_tuple(RegionObject *self, const ac_msg *m, const uint8_t *
   ac_region *r = &self->region;
   PyObject *payload;
   int rc = ac_region_check_msg(r, m);
+  if (rc == -ENOMEM) {
+    /* This process cannot map the segment holding the block (its address space is full). A
+     * worker raises (it leaves, and the parent fails the task: EXIT_CANNOT_MAP in _protocol);
+     * the parent frees the block (ac_arena_free needs one page) and gets None for the payload,
+     * which fails that task alone. */
+    if (held) {
+      PyErr_Format(PyExc_MemoryError,
+                   "cannot map the part of the pool's shared arena holding a payload of %llu "
+                   "bytes: this process's address space is full (RLIMIT_AS, ulimit -v)",
+                   (unsigned long long)m->len);
+      return NULL;
+    }
+    ac_region_consume(r, m->block, NULL);
+    return Py_BuildValue("(KIIO)", (unsigned long long)m->id, m->kind, m->aux, Py_None);
+  }
   if (rc) {
     PyErr_Format(ac_get_state(ac_module_from_type(Py_TYPE(self)))->CorruptError,
                  "invalid message in shared memory (id %llu, kind %u, len %u, block %llu)",
@@ -30,24 +45,24 @@ PyObject *acx_message_tuple(RegionObject *self, const ac_msg *m, const uint8_t *
   } else if (m->block && (m->kind & AC_MSG_OOB)) {
     /* An out-of-band result copied out (the arena is crowded): into writable memory, as a view
      * would be. */
-    ac_block *b = ac_block_at(r->base, m->block);
+    ac_block *b = ac_region_block(r, m->block);
     payload = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)b->len);
     if (payload) {
       Py_BEGIN_ALLOW_THREADS
-      memcpy(PyByteArray_AS_STRING(payload), ac_block_data(r->base, m->block), b->len);
+      memcpy(PyByteArray_AS_STRING(payload), ac_region_block_data(r, m->block), b->len);
       Py_END_ALLOW_THREADS
     }
     ac_region_consume(r, m->block, NULL);
   } else if (m->block) {
-    ac_block *b = ac_block_at(r->base, m->block);
+    ac_block *b = ac_region_block(r, m->block);
     payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)b->len);
     if (payload) {
       if (b->len > GIL_FREE_COPY_BYTES) {
         Py_BEGIN_ALLOW_THREADS
-        memcpy(PyBytes_AS_STRING(payload), ac_block_data(r->base, m->block), b->len);
+        memcpy(PyBytes_AS_STRING(payload), ac_region_block_data(r, m->block), b->len);
         Py_END_ALLOW_THREADS
       } else {
-        memcpy(PyBytes_AS_STRING(payload), ac_block_data(r->base, m->block), b->len);
+        memcpy(PyBytes_AS_STRING(payload), ac_region_block_data(r, m->block), b->len);
       }
     }
     ac_region_consume(r, m->block, held);

@@ -40,7 +40,7 @@ static inline int pu_ok(const uint8_t *p, uint64_t id, uint32_t salt, uint64_t l
 
 /* The length of a received payload: the block's for arena payloads, the header's otherwise. */
 static inline uint64_t pu_received_len(ac_region *r, const ac_msg *m) {
-  return m->block ? ac_block_at(r->base, m->block)->len : m->len;
+  return m->block ? ac_region_block(r, m->block)->len : m->len;
 }
 
 enum { PU_TASK_SALT = 1, PU_RESULT_SALT = 2 };

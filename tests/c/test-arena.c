@@ -11,24 +11,29 @@
 #define ARENA_OFF 4096
 #define PAGE 4096u
 
-/* A mapping whose first page holds the arena's control block and the rest its pages. */
-static char *new_base(uint64_t bytes, ac_arena **a) {
+/* A mapping whose first page holds the arena's control block and the rest its pages, and a flat
+ * map of it (kept in the mapping's first page, after the control block, so that forked children
+ * share it). */
+static ac_arena_map *new_base(uint64_t bytes, ac_arena **a) {
   char *base = ac_test_shared(ARENA_OFF + bytes);
   *a = (ac_arena *)base;
-  ASSERT_OK(ac_arena_init(*a, ARENA_OFF, bytes));
-  return base;
+  ASSERT_OK(ac_arena_init(*a, ARENA_OFF, bytes, 0));
+  ac_arena_map *m = (ac_arena_map *)(base + 1024);
+  ac_arena_map_flat(m, base);
+  return m;
 }
 
 TEST_IMPL(arena_init_rejects_unaligned_base) {
   ac_arena a;
-  ASSERT_EQ(ac_arena_init(&a, 100, 1 << 20), -EINVAL);
-  ASSERT_OK(ac_arena_init(&a, 8192, 1 << 20));
+  ASSERT_EQ(ac_arena_init(&a, 100, 1 << 20, 0), -EINVAL);
+  ASSERT_EQ(ac_arena_init(&a, 4096, 1 << 20, 100), -EINVAL);
+  ASSERT_OK(ac_arena_init(&a, 8192, 1 << 20, 0));
   ASSERT_EQ(a.pages, 256);
 }
 
 TEST_IMPL(arena_alloc_free_reuse) {
   ac_arena *a;
-  char *base = new_base(1 << 24, &a);
+  ac_arena_map *base = new_base(1 << 24, &a);
   int64_t b1 = ac_arena_alloc(a, base, 100, 1);
   int64_t b2 = ac_arena_alloc(a, base, 5000, 1);
   ASSERT_GT(b1, 0);
@@ -53,7 +58,7 @@ TEST_IMPL(arena_alloc_free_reuse) {
 /* Class c holds 2^c pages including the 64-byte header: sizes just below and above each limit. */
 TEST_IMPL(arena_size_classes) {
   ac_arena *a;
-  char *base = new_base(1 << 26, &a);
+  ac_arena_map *base = new_base(1 << 26, &a);
   for (int c = 0; c < 12; c++) {
     uint64_t room = ((uint64_t)PAGE << c) - AC_BLOCK_HEADER;
     int64_t fit = ac_arena_alloc(a, base, room, 1);
@@ -77,7 +82,7 @@ TEST_IMPL(arena_size_classes) {
 
 TEST_IMPL(arena_limits) {
   ac_arena *a;
-  char *base = new_base(1 << 20, &a);
+  ac_arena_map *base = new_base(1 << 20, &a);
   ASSERT_EQ(ac_arena_alloc(a, base, 2 << 20, 1), AC_ETOOBIG);
   ASSERT_EQ(ac_arena_alloc(a, base, UINT64_MAX, 1), AC_ETOOBIG);
   ASSERT_EQ(ac_arena_max_payload(a), (1 << 20) - AC_BLOCK_HEADER);
@@ -89,7 +94,7 @@ TEST_IMPL(arena_limits) {
   ASSERT_GT(ac_arena_alloc(a, base, 10, 1), 0);
   /* An arena that is not a power of two of pages: the largest block is the largest power. */
   ac_arena *b;
-  char *base2 = new_base(3 * PAGE, &b);
+  ac_arena_map *base2 = new_base(3 * PAGE, &b);
   ASSERT_EQ(ac_arena_max_payload(b), 2 * PAGE - AC_BLOCK_HEADER);
   ASSERT_GT(ac_arena_alloc(b, base2, 2 * PAGE - AC_BLOCK_HEADER, 1), 0);
   ASSERT_GT(ac_arena_alloc(b, base2, 100, 1), 0);
@@ -100,7 +105,7 @@ TEST_IMPL(arena_limits) {
 TEST_IMPL(arena_splits_free_blocks_when_fresh_space_runs_out) {
   ac_arena *a;
   enum { PAGES = 64 };
-  char *base = new_base(PAGES * PAGE, &a);
+  ac_arena_map *base = new_base(PAGES * PAGE, &a);
   int64_t big = ac_arena_alloc(a, base, ac_arena_max_payload(a), 1);
   ASSERT_GT(big, 0);
   ASSERT_OK(ac_arena_free(a, base, (uint64_t)big));
@@ -133,7 +138,7 @@ TEST_IMPL(arena_splits_free_blocks_when_fresh_space_runs_out) {
  * put(300 MB), get(), put(1 GB) must not wait forever on an empty queue). */
 TEST_IMPL(arena_large_block_available_again_once_everything_is_free) {
   ac_arena *a;
-  char *base = new_base(16 * PAGE, &a);
+  ac_arena_map *base = new_base(16 * PAGE, &a);
   int64_t small = ac_arena_alloc(a, base, 100, 1);
   ASSERT_GT(small, 0);
   ASSERT_OK(ac_arena_free(a, base, (uint64_t)small));
@@ -154,7 +159,7 @@ TEST_IMPL(arena_large_block_available_again_once_everything_is_free) {
  * others: the next allocator finishes the reset. */
 TEST_IMPL(arena_reset_of_a_dead_process_is_finished_by_the_next_allocator) {
   ac_arena *a;
-  char *base = new_base(16 * PAGE, &a);
+  ac_arena_map *base = new_base(16 * PAGE, &a);
   pid_t pid = fork();
   if (pid == 0) _exit(0);
   ASSERT_EXITED(ac_test_wait(pid, 10000), 0);
@@ -167,7 +172,7 @@ TEST_IMPL(arena_reset_of_a_dead_process_is_finished_by_the_next_allocator) {
 
 TEST_IMPL(arena_check_rejects_bad_offsets) {
   ac_arena *a;
-  char *base = new_base(1 << 20, &a);
+  ac_arena_map *base = new_base(1 << 20, &a);
   int64_t b = ac_arena_alloc(a, base, 100, 1);
   ASSERT_OK(ac_arena_check(a, base, (uint64_t)b, 100));
   ASSERT_EQ(ac_arena_check(a, base, 0, 0), AC_ECORRUPT);                  /* before the arena */
@@ -190,7 +195,7 @@ TEST_IMPL(arena_check_rejects_bad_offsets) {
  * else wrote into them: a block is never handed out twice. */
 typedef struct churn {
   ac_arena *a;
-  char *base;
+  ac_arena_map *base;
   long rounds;
   int who;
 } churn;
@@ -239,7 +244,7 @@ TEST_IMPL_TIMEOUT(arena_concurrent_processes_never_share_a_block, 60000) {
   if (AC_TEST_TSAN) TEST_SKIP("TSan cannot see memory shared between processes; see _threads");
   ac_arena *a;
   /* Small enough to run out: the ENOSPACE and split paths race too. */
-  char *base = new_base(2 << 20, &a);
+  ac_arena_map *base = new_base(2 << 20, &a);
   enum { PROCS = 4 };
   pid_t pids[PROCS];
   for (int p = 0; p < PROCS; p++) {
@@ -252,7 +257,7 @@ TEST_IMPL_TIMEOUT(arena_concurrent_processes_never_share_a_block, 60000) {
 
 TEST_IMPL_TIMEOUT(arena_concurrent_threads_never_share_a_block, 60000) {
   ac_arena *a;
-  char *base = new_base(2 << 20, &a);
+  ac_arena_map *base = new_base(2 << 20, &a);
   enum { THREADS = 4 };
   pthread_t t[THREADS];
   churn c[THREADS];

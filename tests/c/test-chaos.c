@@ -97,7 +97,7 @@ static uint64_t live_blocks(ac_region *r, uint64_t *bytes) {
   *bytes = 0;
   for (uint64_t page = 0; page < atomic_load(&a->bump);) {
     uint64_t off = a->base_off + (page << 12);
-    ac_block *b = ac_block_at(r->base, off);
+    ac_block *b = ac_region_block(r, off);
     if (atomic_load(&b->state) != AC_BLOCK_FREE) {
       fprintf(stderr, "leaked block at %" PRIu64 ": class %u state %u owner %#" PRIx64
               " len %" PRIu64 "\n", off, b->cls, atomic_load(&b->state), atomic_load(&b->owner),

@@ -129,7 +129,7 @@ TEST_IMPL(region_send_inline_and_through_arena_with_parts) {
   ASSERT_EQ(got.len, 100010);
   ASSERT_OK(ac_region_check_msg(&r, &got));
   const char *p = ac_region_payload(&r, &got, buf);
-  ac_block *b = ac_block_at(r.base, got.block);
+  ac_block *b = ac_region_block(&r, got.block);
   ASSERT_EQ(b->len, 100010);
   ASSERT_EQ(b->owner, AC_OWNER_PARENT);
   ASSERT_EQ(b->state, AC_BLOCK_PUBLISHED);
@@ -204,7 +204,7 @@ TEST_IMPL(region_viewed_task_block_outlives_the_result) {
   send_ok(&r, 1);
   ASSERT_EQ(r.workers[0].take.block, 0); /* the record let go... */
   ASSERT_EQ(r.hdr->arena.bytes_in_use, in_use); /* ...but the views still hold it */
-  ASSERT_EQ(ac_block_at(r.base, block)->state, AC_BLOCK_PUBLISHED);
+  ASSERT_EQ(ac_region_block(&r, block)->state, AC_BLOCK_PUBLISHED);
   ac_region_unshare(&r, block);
   ASSERT_EQ(r.hdr->arena.bytes_in_use, in_use);
   ac_region_unshare(&r, block); /* the last view frees it */
@@ -294,7 +294,7 @@ TEST_IMPL(region_keep_in_block_only_out_of_band_and_while_the_arena_has_room) {
   /* Fill past half the arena: the parent's results are copied out now, workers' tasks are not. */
   uint64_t half = (r.hdr->arena.pages << AC_PAGE_SHIFT) / 2;
   while (r.hdr->arena.bytes_in_use <= half)
-    ASSERT_GT(ac_arena_alloc(&r.hdr->arena, r.base, 60000, AC_OWNER_PARENT), 0);
+    ASSERT_GT(ac_arena_alloc(&r.hdr->arena, r.map, 60000, AC_OWNER_PARENT), 0);
   ASSERT_EQ(ac_region_keep_in_block(&r, &m, 0), 0);
   ASSERT_EQ(ac_region_keep_in_block(&r, &m, 1), 1);
   ac_region_destroy(&r);
@@ -463,7 +463,7 @@ TEST_IMPL(region_check_msg_rejects_forged_headers) {
   ac_msg sent = {.id = 2};
   ASSERT_OK(ac_region_send(&r, r.tasks, &sent, &iov, 1, AC_OWNER_PARENT, NULL, NULL, -1, NULL));
   ASSERT_OK(ac_region_check_msg(&r, &sent));
-  ac_block *b = ac_block_at(r.base, sent.block);
+  ac_block *b = ac_region_block(&r, sent.block);
   b->len = 1 << 30;
   ASSERT_EQ(ac_region_check_msg(&r, &sent), AC_ECORRUPT);
   b->len = 5000;
@@ -628,23 +628,23 @@ TEST_IMPL(region_reap_frees_a_result_block_being_written) {
   ASSERT_OK(ac_region_request_spawn(&r, 0));
   ASSERT_OK(ac_region_host_spawned(&r, 0, 1));
   ac_worker_rec *w = &r.workers[0];
-  int64_t b = ac_arena_alloc(&r.hdr->arena, r.base, 10000, ac_owner_tag(0, w->gen));
+  int64_t b = ac_arena_alloc(&r.hdr->arena, r.map, 10000, ac_owner_tag(0, w->gen));
   ASSERT_GT(b, 0);
   atomic_store(&w->result_block, (uint64_t)b);
   /* A block of another owner named by a stale record is left alone. */
-  int64_t other = ac_arena_alloc(&r.hdr->arena, r.base, 10000, AC_OWNER_PARENT);
+  int64_t other = ac_arena_alloc(&r.hdr->arena, r.map, 10000, AC_OWNER_PARENT);
   ASSERT_GT(other, 0);
   mark_exited(&r, 0, 1, 9);
   ac_reaped out;
   uint8_t buf[AC_SLOT_INLINE];
   ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
-  ASSERT_EQ(ac_arena_check(&r.hdr->arena, r.base, (uint64_t)b, 0), AC_ECORRUPT); /* freed */
+  ASSERT_EQ(ac_arena_check(&r.hdr->arena, r.map, (uint64_t)b, 0), AC_ECORRUPT); /* freed */
   ASSERT_OK(ac_region_request_spawn(&r, 0));
   ASSERT_OK(ac_region_host_spawned(&r, 0, 2));
   atomic_store(&w->result_block, (uint64_t)other);
   mark_exited(&r, 0, 2, 9);
   ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
-  ASSERT_OK(ac_arena_check(&r.hdr->arena, r.base, (uint64_t)other, 0)); /* still allocated */
+  ASSERT_OK(ac_arena_check(&r.hdr->arena, r.map, (uint64_t)other, 0)); /* still allocated */
   ac_region_destroy(&r);
 }
 
@@ -795,7 +795,7 @@ TEST_IMPL(region_reap_keeps_a_published_result_block) {
     ac_reaped out;
     ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
     ASSERT_EQ(out.task_id, 0);
-    ASSERT_EQ(atomic_load(&ac_block_at(r.base, block)->state), AC_BLOCK_PUBLISHED);
+    ASSERT_EQ(atomic_load(&ac_region_block(&r, block)->state), AC_BLOCK_PUBLISHED);
     if (!adopted) {
       ASSERT_OK(ac_ring_try_pop(r.results, &m, buf, NULL));
       ASSERT_EQ(m.block, block);
@@ -884,8 +884,8 @@ TEST_IMPL(region_reap_takes_a_dead_worker_out_of_the_arena_gate) {
   pid_t pid = fork();
   if (pid == 0) {
     ac_arena_set_gate_mark(&w->arena_gate); /* as the template does for a new worker */
-    int64_t b = ac_arena_alloc(a, r.base, 100, 1);
-    if (b <= 0 || ac_arena_free(a, r.base, (uint64_t)b) != 0) _exit(2);
+    int64_t b = ac_arena_alloc(a, r.map, 100, 1);
+    if (b <= 0 || ac_arena_free(a, r.map, (uint64_t)b) != 0) _exit(2);
     if (atomic_load(&w->arena_gate) != 0) _exit(3); /* balanced outside the gate */
     atomic_fetch_add(&a->gate, 1); /* then killed inside one: counted and marked */
     atomic_fetch_add(&w->arena_gate, 1);
@@ -899,18 +899,18 @@ TEST_IMPL(region_reap_takes_a_dead_worker_out_of_the_arena_gate) {
   enum { N = 64 };
   int64_t got[N];
   int n = 0;
-  while (n < N && (got[n] = ac_arena_alloc(a, r.base, 100, 1)) > 0) n++;
-  for (int i = 0; i < n; i++) ASSERT_OK(ac_arena_free(a, r.base, (uint64_t)got[i]));
+  while (n < N && (got[n] = ac_arena_alloc(a, r.map, 100, 1)) > 0) n++;
+  for (int i = 0; i < n; i++) ASSERT_OK(ac_arena_free(a, r.map, (uint64_t)got[i]));
   uint64_t max = ac_arena_max_payload(a);
-  ASSERT_EQ(ac_arena_alloc(a, r.base, max, 1), AC_ENOSPACE); /* the stuck gate forbids it */
+  ASSERT_EQ(ac_arena_alloc(a, r.map, max, 1), AC_ENOSPACE); /* the stuck gate forbids it */
   mark_exited(&r, 0, pid, st);
   ac_reaped out;
   uint8_t buf[AC_SLOT_INLINE];
   ASSERT_EQ(ac_region_reap(&r, 0, &out, buf), 1);
   ASSERT_EQ(atomic_load(&a->gate), 0);
   ASSERT_EQ(atomic_load(&w->arena_gate), 0);
-  int64_t big = ac_arena_alloc(a, r.base, max, 1);
+  int64_t big = ac_arena_alloc(a, r.map, max, 1);
   ASSERT_GT(big, 0);
-  ASSERT_OK(ac_arena_free(a, r.base, (uint64_t)big));
+  ASSERT_OK(ac_arena_free(a, r.map, (uint64_t)big));
   ac_region_destroy(&r);
 }

@@ -65,6 +65,22 @@ def test_info_shows_the_default_worker_count_and_its_source():
     assert f"workers  {n} by default" in out
 
 
+
+def test_info_shows_how_far_the_arena_may_grow_and_the_largest_payload():
+    out = _allcores("info").stdout
+    assert re.search(r"^arena    up to [\d.]+ [GM]iB per pool \(half the RAM, at most 64 GiB\), "
+                     r"mapped as payloads need it; one payload up to [\d.]+ [GM]iB$", out, re.M), out
+    env = dict(os.environ, ALLCORES_ARENA_SIZE="256M")
+    out = subprocess.run([sys.executable, "-m", "allcores", "info"], capture_output=True,
+                         text=True, timeout=120, env=env).stdout
+    assert ("arena    up to 256.0 MiB per pool (from ALLCORES_ARENA_SIZE), mapped as payloads "
+            "need it; one payload up to 128.0 MiB") in out, out
+    env["ALLCORES_ARENA_SIZE"] = "not-a-size"
+    out = subprocess.run([sys.executable, "-m", "allcores", "info"], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.returncode == 0 and "arena    a pool would not start here: " in out.stdout
+    assert "ALLCORES_ARENA_SIZE" in out.stdout
+
 def _program(tmp_path, status):
     script = tmp_path / "prog.py"
     marker = tmp_path / "ran"

@@ -147,3 +147,91 @@ def test_the_arena_commits_no_memory():
         assert pool.map(abs, [-1, -2]) == [1, 2]
         during = _committed_bytes()
     assert during - before < 2 << 30, (before, during)
+
+
+def _vsz(pid):
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_a_pool_maps_its_arena_as_payloads_need_it():
+    # An 8 GiB arena costs its processes tens of MiB of address space until payloads need more.
+    before = _vsz(os.getpid())
+    with allcores.Pool(2, arena_size="8G") as pool:
+        assert pool.map(abs, [-1, -2]) == [1, 2]
+        pids = pool.worker_pids()
+        assert len(pids) == 2
+        assert _vsz(os.getpid()) - before < 1 << 30
+        assert all(_vsz(pid) < 1 << 30 for pid in pids)
+        # a payload past the first segment: both sides map the segment that holds it
+        data = bytes(range(256)) * (160 << 12)   # 160 MiB
+        assert pool.apply(len, (data,)) == len(data)
+        assert pool.apply(bytes.__len__, (data,)) == len(data)
+
+
+def test_the_program_keeps_its_address_space_under_a_limit():
+    # Under RLIMIT_AS the arena is mapped as payloads need it, so the program's own memory still
+    # fits beside a pool whose arena could grow to most of the limit.
+    out = _run_limited("""
+        import allcores
+        with allcores.Pool(1, arena_size="600M") as pool:
+            big = bytearray(500 << 20)
+            print(len(big))
+            del big
+            print(pool.apply(len, (b"x" * (100 << 20),)))
+            print(pool.apply(abs, (-3,)))
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(500 << 20), str(100 << 20), "3"]
+
+
+def test_a_worker_that_cannot_map_a_payload_fails_that_task_alone():
+    # The worker's own address space is nearly full: it cannot map the segment holding a big
+    # argument. That task fails with MemoryError saying what to set; the pool goes on.
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import resource, allcores
+        def tight():
+            with open("/proc/self/statm") as f:
+                used = int(f.read().split()[0]) * 4096
+            resource.setrlimit(resource.RLIMIT_AS, (used + (8 << 20), resource.RLIM_INFINITY))
+        if __name__ == "__main__":
+            with allcores.Pool(1, initializer=tight) as pool:
+                try:
+                    pool.apply(len, (b"x" * (40 << 20),))
+                except MemoryError as exc:
+                    print("MemoryError:", exc)
+                print(pool.apply(abs, (-5,)), pool.apply(len, (b"y" * (1 << 20),)))
+                print(pool.map(len, [b"z" * (256 << 10)] * 8))
+    """)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, second, third = out.stdout.strip().split("\n")
+    assert first.startswith("MemoryError: worker ") and "could not map" in first
+    assert "arena_size=" in first and "ALLCORES_ARENA_SIZE" in first and "replaced" in first
+    assert second == f"5 {1 << 20}"
+    assert third == str([256 << 10] * 8)
+
+
+def test_a_result_this_process_cannot_map_fails_that_task_alone():
+    # The parent's own address space is nearly full: it cannot map the segment holding a big
+    # result. That task fails with MemoryError; the block is freed all the same.
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import resource, allcores
+        def vsz():
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[0]) * 4096
+        if __name__ == "__main__":
+            with allcores.Pool(1) as pool:
+                pool.apply(abs, (1,))
+                resource.setrlimit(resource.RLIMIT_AS, (vsz() + (24 << 20), resource.RLIM_INFINITY))
+                try:
+                    pool.apply(bytes, (40 << 20,))
+                except MemoryError as exc:
+                    print("MemoryError:", exc)
+                print(pool.apply(abs, (-5,)), len(pool.apply(bytes, (1 << 20,))))
+                print(pool._engine._region.stats()["arena_bytes_in_use"])
+    """)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, second, third = out.stdout.strip().split("\n")
+    assert first.startswith("MemoryError: this process could not map") and "result of" in first
+    assert second == f"5 {1 << 20}"
+    assert third == "0"
