@@ -262,7 +262,15 @@ def test_switch_interval_changes_the_switch_count():
 
 @needs_gil
 def test_gil_hog_is_named():
+    # One sort must hold the GIL well past the doctor's 50 ms threshold on this machine, whatever
+    # its speed: grow the list until a sort takes 150 ms.
     data = [random.random() for _ in range(300_000)]
+    while True:
+        t0 = time.perf_counter()
+        sorted(data)
+        if time.perf_counter() - t0 >= 0.15:
+            break
+        data += [random.random() for _ in range(len(data))]
 
     def run():
         def sorter(stop_at):
