@@ -1,7 +1,7 @@
 """Pools under an address space limit (RLIMIT_AS: ulimit -v, schedulers that cap virtual memory):
-the shared arena takes a share of the room left instead of half the RAM, arena_size= and
-ALLCORES_ARENA_SIZE choose it, and a size that cannot be reserved fails with a MemoryError saying
-what to set."""
+the shared arena is mapped as payloads need it and may grow to a share of the room left instead of
+half the RAM, arena_size= and ALLCORES_ARENA_SIZE choose that size, a size that does not fit fails
+with a MemoryError saying what to set, and a payload that no longer fits fails its task alone."""
 import os
 import subprocess
 import sys
