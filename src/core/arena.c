@@ -186,23 +186,37 @@ int64_t ac_arena_alloc(ac_arena *a, ac_arena_map *m, uint64_t len, uint64_t owne
   return off;
 }
 
+/* Pushes the free block at page, writing its header through a page mapped for that alone
+ * when its segment lies past what this process maps up front: skipping a segment must not cost
+ * the address space of all of it. Returns 0, or -1 when even that page cannot be mapped. */
+static int push_skipped(ac_arena *a, ac_arena_map *m, uint64_t page, int c) {
+  uint64_t off = page_off(a, page);
+  if (off < m->mapped) {
+    push_free(a, ac_block_at(m, off), page, c);
+    return 0;
+  }
+  ac_block *b = ac_arena_map_page(m, off);
+  if (!b) return -1;
+  push_free(a, b, page, c);
+  ac_arena_map_unpage(b);
+  return 0;
+}
+
 /* Pages [from, to) skipped by the bump pointer at a segment's end go to the free lists, as
  * power-of-two blocks that each stay inside one segment. They are pushed from the top down, so
- * that the lowest, in the segments every process has mapped already, are used first. Pages that
- * cannot be mapped here stay unused until the next reset. */
+ * that the lowest, in the segments every process has mapped already, are used first. Pages whose
+ * header cannot be mapped here stay unused until the next reset. */
 static void give_back_pages(ac_arena *a, ac_arena_map *m, uint64_t from, uint64_t to) {
   while (to > from) {
     /* The segment holding page to - 1, cut at from. */
     uint64_t start = ac_arena_segment_start(
         a->seg_pages, ac_arena_segment_of(a->seg_pages, a->last_start, to - 1));
     if (start < from) start = from;
-    if (ac_arena_addr(m, page_off(a, start))) {
-      for (uint64_t end = to; end > start;) {
-        int c = 63 - __builtin_clzll(end - start);
-        if (c >= AC_ARENA_CLASSES) c = AC_ARENA_CLASSES - 1;
-        end -= UINT64_C(1) << c;
-        push_free(a, ac_block_at(m, page_off(a, end)), end, c);
-      }
+    for (uint64_t end = to; end > start;) {
+      int c = 63 - __builtin_clzll(end - start);
+      if (c >= AC_ARENA_CLASSES) c = AC_ARENA_CLASSES - 1;
+      end -= UINT64_C(1) << c;
+      if (push_skipped(a, m, end, c)) break;
     }
     to = start;
   }
