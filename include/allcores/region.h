@@ -123,7 +123,12 @@ int ac_region_map_private(const ac_region *r, const char *at, size_t before, siz
  * owner tags an arena block; claim/held record progress for crash repair (may be NULL): *held
  * holds the block offset between allocation and publication. Waits up to timeout_ns for ring space
  * and for arena space. On the task ring, a payload waits while tasks hold 3/4 of the arena (unless
- * the arena is empty): the last quarter is kept for results, so workers can always answer. */
+ * the arena is empty): the last quarter is kept for results, so workers can always answer. Where
+ * waiting for arena room could be forever, the payload goes at once in a segment of its own
+ * (AC_MSG_SEG, protocol.h): a result that finds no block (tasks may hold every block it would
+ * need: blocks are split but not merged until the arena empties), and a task that finds none
+ * while nothing is in flight (no task queued or running, no result queued: what holds the arena
+ * is the parent's zero-copy results). The receiver copies such a payload out. */
 #define AC_RESULT_RESERVE_DIV 4 /* 1/4 of the arena is kept for results (see region.c) */
 int ac_region_send(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *parts, int nparts,
                    uint64_t owner, _Atomic uint64_t *claim, _Atomic uint64_t *held,

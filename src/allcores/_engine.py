@@ -37,8 +37,8 @@ from . import _oob
 from . import _serialize as ser
 from ._engine_base import CallEntry, EngineBase, entry_what
 from ._futures import TaskFuture
-from ._protocol import (EXIT_CANNOT_MAP, OOB, RESULT_INIT_ERR, TASK_CALL, TASK_CHUNK, WorkerState,
-                        task_kind, worker_slot)
+from ._protocol import (EXIT_CANNOT_MAP, OOB, RESULT_INIT_ERR, RESULT_UNREADABLE, TASK_CALL,
+                        TASK_CHUNK, WorkerState, task_kind, worker_slot)
 from .errors import TaskTimeout, WorkerLost
 
 # Ring sizes: enough queued tasks to keep every worker busy while the parent is descheduled, small
@@ -57,6 +57,18 @@ def _default_arena_bytes():
 
 
 ARENA_BYTES = _default_arena_bytes()
+
+
+def _unreadable_error(err: int, what: str) -> BaseException:
+    """The error of a task whose result this process could not read (err: the errno the binding
+    reported, RESULT_UNREADABLE)."""
+    if err == errno.ENOMEM:  # its arena segment does not fit in this process's address space
+        return _arena_size.unmappable_error(None, what)
+    # It travelled in a segment of its own (the arena was full), opened through its worker.
+    if err == errno.ESTALE:
+        return WorkerLost(f"the worker that ran {what} exited before its result could be read")
+    return OSError(err, f"the result of {what} could not be read from its worker: "
+                        f"{os.strerror(err)}")
 # How often the collector wakes with nothing to do, to check timeouts and the template; with
 # lazy waking it also wakes a worker for any task left queued (a safety net, see ring.c).
 IDLE_TICK_S = 0.05
@@ -217,6 +229,11 @@ class Engine(EngineBase):
         to_feed = set()  # map jobs that completed chunks: fed once, after the batch
         try:
             for tid, kind, aux, payload in items:
+                if kind == RESULT_UNREADABLE:
+                    entry = pending.pop(tid, None)
+                    if entry is not None:
+                        entry.fail(self, _unreadable_error(aux, entry_what(entry, 0)))
+                    continue
                 ema = aux if ema is None else 0.9 * ema + 0.1 * aux
                 if kind == init_err:
                     self._on_init_error(payload)
@@ -224,9 +241,6 @@ class Engine(EngineBase):
                 entry = pending.pop(tid, None)
                 if entry is None:
                     continue  # cancelled, timed out, or failed already
-                if payload is None:  # its block lay where this process could not map it
-                    entry.fail(self, _arena_size.unmappable_error(None, entry_what(entry, 0)))
-                    continue
                 rtt = now - entry.t0
                 rtt_ema = rtt if not rtt_ema else 0.8 * rtt_ema + 0.2 * rtt
                 entry.deliver(self, kind, payload, to_feed)

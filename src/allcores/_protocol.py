@@ -34,6 +34,8 @@ RESULT_OK: int = _core.RESULT_OK              # payload: the pickled value
 RESULT_ERR: int = _core.RESULT_ERR            # payload: dumps_exception(...)
 RESULT_CHUNK: int = _core.RESULT_CHUNK        # payload: (values, {index: error}, elapsed_ns)
 RESULT_INIT_ERR: int = _core.RESULT_INIT_ERR  # the initializer raised; payload as RESULT_ERR
+# Never sent: a result this process could not read (aux: the errno, payload: None).
+RESULT_UNREADABLE: int = _core.RESULT_UNREADABLE
 
 
 class WorkerState(enum.IntEnum):

@@ -13,6 +13,7 @@
 #include "allcores/errors.h"
 #include "allcores/futex.h"
 #include "allcores/protocol.h"
+#include "allcores/shared_segment.h"
 
 #define PAGE ((uint64_t)1 << AC_PAGE_SHIFT)
 
@@ -83,6 +84,7 @@ int ac_region_create(ac_region *r, const ac_region_config *cfg) {
 }
 
 void ac_region_destroy(ac_region *r) {
+  ac_seg_sweep(); /* segments this process sent whose receivers have opened them since */
   if (r->base) {
     if (r->map) ac_arena_map_release(r->map);
     munmap(r->base, r->mapped);
@@ -128,8 +130,21 @@ static int tasks_may_take(ac_region *r, uint64_t len) {
   return used + ac_arena_block_bytes(a, len) <= cap;
 }
 
+/* Whether nothing the pool's processes are doing will free arena room: no task queued or being
+ * run, no result queued. What then holds the arena is the parent's: results it keeps as
+ * zero-copy views (an ordered imap keeps those ahead of the one its caller waits for). */
+static int nothing_in_flight(ac_region *r) {
+  if (ac_ring_len(r->tasks) || ac_ring_len(r->results)) return 0;
+  for (uint32_t k = 0; k < r->hdr->nworkers; k++)
+    if (atomic_load_explicit(&r->workers[k].busy, memory_order_acquire)) return 0;
+  return 1;
+}
+
 /* Allocates an arena block, waiting (with growing naps) while the arena is full (for a task:
- * while the part tasks may use is). */
+ * while the part tasks may use is). Returns AC_ENOSPACE at once where waiting could be forever:
+ * for a result (queued tasks may hold every block it would need, blocks being split but not
+ * merged until the arena empties, and only results let the parent take more) and for a task
+ * when nothing in flight will free room. */
 static int64_t alloc_wait(ac_region *r, int for_task, uint64_t len, uint64_t owner,
                           int64_t deadline, const ac_watch *watch) {
   int64_t nap = 20000;
@@ -137,7 +152,7 @@ static int64_t alloc_wait(ac_region *r, int for_task, uint64_t len, uint64_t own
     int64_t off = AC_ENOSPACE;
     if (!for_task || tasks_may_take(r, len))
       off = ac_arena_alloc(&r->hdr->arena, r->map, len, owner);
-    if (off != AC_ENOSPACE) return off;
+    if (off != AC_ENOSPACE || !for_task || nothing_in_flight(r)) return off;
     if (ac_watch_fired(watch)) return AC_EEVENT;
     if (atomic_load(&r->tasks->closed) && atomic_load(&r->hdr->shutdown) == AC_SHUTDOWN_NOW)
       return AC_ECLOSED;
@@ -149,6 +164,38 @@ static int64_t alloc_wait(ac_region *r, int for_task, uint64_t len, uint64_t own
     if (rc == -EINTR) return rc;
     if (nap < 2000000) nap *= 2;
   }
+}
+
+/* Sends a payload the arena has no room for in a segment of its own (shared_segment.h): the
+ * message carries only the reference (AC_MSG_SEG). The sender lingers on the segment until the
+ * receiver has opened it (its pin), and lets it go at a later sweep (ac_seg_sweep). */
+static int send_in_segment(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *parts,
+                           int nparts, _Atomic uint64_t *claim, int64_t timeout_ns,
+                           const ac_watch *watch) {
+  (void)r;
+  uint64_t total = 0;
+  for (int i = 0; i < nparts; i++) total += parts[i].iov_len;
+  ac_seg_sweep(); /* segments sent earlier that their receivers have opened since */
+  ac_seg seg;
+  int rc = ac_seg_create(&seg, total);
+  if (rc) return rc;
+  char *dst = seg.data;
+  for (int i = 0; i < nparts; i++) {
+    if (parts[i].iov_len) memcpy(dst, parts[i].iov_base, parts[i].iov_len);
+    dst += parts[i].iov_len;
+  }
+  ac_seg_ref ref;
+  ac_seg_ref_of(&seg, &ref);
+  ac_msg sent = *msg;
+  sent.kind |= AC_MSG_SEG;
+  sent.block = 0;
+  sent.len = sizeof ref;
+  rc = ac_ring_push_wait(q, &sent, &ref, claim, timeout_ns, watch);
+  if (rc) ac_seg_unpin(&seg); /* not published: nobody will open it */
+  ac_seg_close(&seg);
+  msg->block = 0;
+  msg->len = sent.len;
+  return rc;
 }
 
 int ac_region_send(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *parts, int nparts,
@@ -171,6 +218,11 @@ int ac_region_send(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *pa
   }
 
   int64_t off = alloc_wait(r, q == r->tasks, total, owner, deadline, watch);
+  if (off == AC_ENOSPACE) {
+    int64_t left = deadline == INT64_MAX ? -1 : deadline - ac_now_ns();
+    return send_in_segment(r, q, msg, parts, nparts, claim, left < 0 && left != -1 ? 0 : left,
+                           watch);
+  }
   if (off < 0) return (int)off;
   if (held) atomic_store(held, (uint64_t)off);
   char *dst = ac_region_block_data(r, (uint64_t)off);
@@ -262,6 +314,7 @@ int ac_worker_send_result(ac_region *r, uint32_t k, ac_msg *msg, const struct io
                           int nparts, int64_t timeout_ns) {
   ac_worker_rec *w = &r->workers[k];
   uint64_t owner = ac_owner_tag(k, atomic_load(&w->gen));
+  ac_seg_sweep(); /* segments of earlier results the parent has opened since */
   int rc = ac_region_send(r, r->results, msg, parts, nparts, owner, &w->push_pos, &w->result_block,
                           timeout_ns, NULL);
   if (rc == 0) {
@@ -295,6 +348,13 @@ int ac_region_drain_task(ac_region *r, uint64_t *id) {
   if (rc) return rc;
   /* A forged block offset is left alone: freeing it could free someone else's block. */
   if (m.block && ac_region_check_msg(r, &m) == 0) ac_region_release(r, m.block);
+  if ((m.kind & AC_MSG_SEG) && m.len == sizeof(ac_seg_ref)) {
+    /* Nobody will open it now: its pin goes (this process lingers on it until then). */
+    ac_seg_ref ref;
+    ac_seg seg;
+    memcpy(&ref, buf, sizeof ref);
+    if (ac_seg_open(&seg, &ref) == 0) ac_seg_close(&seg);
+  }
   *id = m.id;
   return 0;
 }

@@ -6,21 +6,69 @@
 
 #include <string.h>
 
-#include "allcores/protocol.h" /* AC_MSG_OOB */
+#include "allcores/protocol.h"       /* AC_MSG_OOB, AC_MSG_SEG, AC_RESULT_UNREADABLE */
+#include "allcores/shared_segment.h" /* a result sent in a segment of its own */
+
+/* What the parent gets for a result it cannot read: that task alone fails (errno in aux). */
+static PyObject *unreadable(const ac_msg *m, int err) {
+  return Py_BuildValue("(KIIO)", (unsigned long long)m->id, (unsigned)AC_RESULT_UNREADABLE,
+                       (unsigned)err, Py_None);
+}
+
+/* A payload that travelled in a segment of its own (AC_MSG_SEG): copied out, in writable memory
+ * for an out-of-band frame as a crowded arena's copy is. A worker that cannot open it raises; the
+ * parent reports the result unreadable. */
+static PyObject *segment_payload(RegionObject *self, const ac_msg *m, const uint8_t *inline_buf,
+                                 int for_worker) {
+  if (m->block || m->len != sizeof(ac_seg_ref)) {
+    PyErr_Format(ac_get_state(ac_module_from_type(Py_TYPE(self)))->CorruptError,
+                 "invalid segment reference in shared memory (id %llu, len %u)",
+                 (unsigned long long)m->id, m->len);
+    return NULL;
+  }
+  ac_seg_ref ref;
+  memcpy(&ref, inline_buf, sizeof ref);
+  ac_seg seg;
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc = ac_seg_open(&seg, &ref);
+  Py_END_ALLOW_THREADS
+  if (rc && for_worker) {
+    errno = -rc;
+    return PyErr_SetFromErrno(PyExc_OSError);
+  }
+  if (rc) return unreadable(m, -rc);
+  PyObject *payload = (m->kind & AC_MSG_OOB)
+                          ? PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)seg.size)
+                          : PyBytes_FromStringAndSize(NULL, (Py_ssize_t)seg.size);
+  if (payload) {
+    char *dst = PyByteArray_Check(payload) ? PyByteArray_AS_STRING(payload)
+                                           : PyBytes_AS_STRING(payload);
+    Py_BEGIN_ALLOW_THREADS
+    memcpy(dst, seg.data, seg.size);
+    Py_END_ALLOW_THREADS
+  }
+  ac_seg_close(&seg);
+  if (!payload) return NULL;
+  return Py_BuildValue("(KIIN)", (unsigned long long)m->id, m->kind & ~AC_MSG_SEG, m->aux,
+                       payload);
+}
 
 /* Turns a received message into (id, kind, aux, payload): a view of its block when the core says
  * it stays there (ac_region_keep_in_block), else a copy, the block consumed. `held` (NULL for
- * the parent) is the worker record's note of the block (ac_region_consume). */
+ * the parent) is the worker record's note of the block (ac_region_consume). A result the parent
+ * cannot read comes as kind AC_RESULT_UNREADABLE (protocol.h). */
 PyObject *acx_message_tuple(RegionObject *self, const ac_msg *m, const uint8_t *inline_buf,
                             _Atomic uint64_t *held) {
   ac_region *r = &self->region;
   PyObject *payload;
+  if (m->kind & AC_MSG_SEG) return segment_payload(self, m, inline_buf, held != NULL);
   int rc = ac_region_check_msg(r, m);
   if (rc == -ENOMEM) {
     /* This process cannot map the segment holding the block (its address space is full). A
      * worker raises (it leaves, and the parent fails the task: EXIT_CANNOT_MAP in _protocol);
-     * the parent frees the block (ac_arena_free needs one page) and gets None for the payload,
-     * which fails that task alone. */
+     * the parent frees the block (ac_arena_free needs one page) and reports the result
+     * unreadable, which fails that task alone. */
     if (held) {
       PyErr_Format(PyExc_MemoryError,
                    "cannot map the part of the pool's shared arena holding a payload of %llu "
@@ -29,7 +77,7 @@ PyObject *acx_message_tuple(RegionObject *self, const ac_msg *m, const uint8_t *
       return NULL;
     }
     ac_region_consume(r, m->block, NULL);
-    return Py_BuildValue("(KIIO)", (unsigned long long)m->id, m->kind, m->aux, Py_None);
+    return unreadable(m, ENOMEM);
   }
   if (rc) {
     PyErr_Format(ac_get_state(ac_module_from_type(Py_TYPE(self)))->CorruptError,

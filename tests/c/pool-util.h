@@ -9,8 +9,12 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include <string.h>
+
 #include "allcores/errors.h"
+#include "allcores/protocol.h"
 #include "allcores/region.h"
+#include "allcores/shared_segment.h"
 
 /* Payload lengths: mostly inline, one in four through the arena, some large. */
 static inline uint32_t pu_len(uint64_t id, uint32_t salt) {
@@ -75,9 +79,24 @@ static inline int ac_test_worker_loop(ac_region *r, uint32_t k, uint8_t *scratch
   }
 }
 
+/* Checks a result that travelled in a segment of its own (AC_MSG_SEG). */
+static inline int pu_check_segment_result(const ac_msg *m, const uint8_t *inline_buf) {
+  if (m->block || m->len != sizeof(ac_seg_ref)) return 25;
+  ac_seg_ref ref;
+  memcpy(&ref, inline_buf, sizeof ref);
+  ac_seg seg;
+  if (ac_seg_open(&seg, &ref)) return 26;
+  int rc = 0;
+  if (seg.size != pu_len(m->id, PU_RESULT_SALT)) rc = 22;
+  else if (!pu_ok((const uint8_t *)seg.data, m->id, PU_RESULT_SALT, seg.size)) rc = 23;
+  ac_seg_close(&seg);
+  return rc;
+}
+
 /* Checks one received result; returns 0 or a code > 0. Frees its block. */
 static inline int pu_check_result(ac_region *r, const ac_msg *m, const uint8_t *inline_buf) {
   int rc = 0;
+  if (m->kind & AC_MSG_SEG) return pu_check_segment_result(m, inline_buf);
   if (ac_region_check_msg(r, m)) return 21;
   uint64_t len = pu_received_len(r, m);
   if (len != pu_len(m->id, PU_RESULT_SALT)) rc = 22;

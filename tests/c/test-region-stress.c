@@ -1,7 +1,8 @@
 /* test-region-stress.c: a parent and several workers on one region, tasks and results of mixed
  * sizes (inline, arena blocks up to 200 KB, sent in two parts), through small rings that fill
- * up all the time. The arena is large enough never to run out: a full arena can deadlock (see
- * region_results_find_arena_room_while_tasks_fill_it in test-region.c). As processes (the pool)
+ * up all the time. The arena is large enough never to run out (a result it has no room for
+ * travels in a segment of its own: region_a_result_the_arena_has_no_room_for_travels_in_a_segment
+ * in test-region.c). As processes (the pool)
  * and as threads (the thread backend, and what ThreadSanitizer can see). Every result arrives
  * once with its bytes intact and every arena block comes back. */
 #include <pthread.h>

@@ -12,6 +12,7 @@
 #include "allcores/errors.h"
 #include "allcores/protocol.h"
 #include "allcores/region.h"
+#include "allcores/shared_segment.h"
 #include "task.h"
 
 static void make_region(ac_region *r, uint32_t n, uint64_t arena_bytes) {
@@ -845,16 +846,16 @@ TEST_IMPL(region_reap_frees_a_result_block_stuck_before_a_full_ring) {
   ac_region_destroy(&r);
 }
 
-/* Tasks queued by the parent hold arena blocks until their results are published, and a result
- * needs an arena block of its own. When queued tasks fill the arena, the worker can never send
- * its result, so no task block is ever freed: the pool deadlocks (issue 3 item 6, "arguments far
- * larger than memory in total" makes exactly this state). KNOWN BUG (reported to the lead):
- * results need arena room that tasks cannot take (a reserve, or a cap on task bytes in flight).
- * Run with AC_TEST_KNOWN_BUGS=1 to see it fail. */
-TEST_IMPL(region_results_find_arena_room_while_tasks_fill_it) {
+/* Tasks queued by the parent hold arena blocks until their results are published, and blocks
+ * are split but not merged until the arena empties: queued tasks can hold every block a result
+ * would need, and only the workers' results let the parent take more. A result the arena has no
+ * room for therefore goes at once in a segment of its own (AC_MSG_SEG): the parent opens it from
+ * the reference in the slot, and the task's block is freed as for any result. */
+TEST_IMPL(region_a_result_the_arena_has_no_room_for_travels_in_a_segment) {
   ac_region r;
   make_region(&r, 1, 1 << 20);
   static char big[300000];
+  for (size_t i = 0; i < sizeof big; i++) big[i] = (char)(i * 7);
   struct iovec iov = {big, sizeof big};
   int queued = 0;
   for (;;) {
@@ -865,11 +866,80 @@ TEST_IMPL(region_results_find_arena_room_while_tasks_fill_it) {
     queued++;
   }
   ASSERT_GE(queued, 1);
+  /* What the reserve left is split into small blocks: none can hold the result. */
+  while (ac_arena_alloc(&r.hdr->arena, r.map, 100, AC_OWNER_PARENT) > 0) {
+  }
+  uint64_t in_use = atomic_load(&r.hdr->arena.bytes_in_use);
   ac_msg m;
   uint8_t buf[AC_SLOT_INLINE];
   ASSERT_OK(ac_worker_next_task(&r, 0, &m, buf, 0, 0));
-  ac_msg res = {.id = m.id};
-  ASSERT_OK(ac_worker_send_result(&r, 0, &res, &iov, 1, 100000000)); /* -ETIMEDOUT: stuck */
+  ac_msg res = {.id = m.id, .kind = AC_MSG_OOB, .aux = 7};
+  ASSERT_OK(ac_worker_send_result(&r, 0, &res, &iov, 1, 0)); /* no wait at all */
+  ASSERT_EQ(res.kind, AC_MSG_OOB); /* the caller's message is left as it was */
+  ASSERT_EQ(atomic_load(&r.workers[0].take.block), 0);
+  ASSERT_EQ(atomic_load(&r.hdr->arena.bytes_in_use), in_use - 512 * 1024); /* the task's block */
+  ac_msg got;
+  ASSERT_OK(ac_ring_try_pop(r.results, &got, buf, NULL));
+  ASSERT_EQ(got.id, m.id);
+  ASSERT_EQ(got.kind, AC_MSG_OOB | AC_MSG_SEG);
+  ASSERT_EQ(got.aux, 7);
+  ASSERT_EQ(got.block, 0);
+  ASSERT_EQ(got.len, sizeof(ac_seg_ref));
+  ac_seg_ref ref;
+  memcpy(&ref, buf, sizeof ref);
+  ac_seg seg;
+  ASSERT_OK(ac_seg_open(&seg, &ref));
+  ASSERT_EQ(seg.size, sizeof big);
+  ASSERT_MEM_EQ(seg.data, big, sizeof big);
+  ac_seg_close(&seg);
+  ASSERT_EQ(ac_seg_sweep(), 0); /* opened: the sender's lingering handle is gone too */
+  ac_region_destroy(&r);
+}
+
+/* A task that finds no arena room while nothing is in flight (no task queued or running, no
+ * result queued) would wait forever: what holds the arena is the parent's (zero-copy results an
+ * ordered imap keeps). It goes at once in a segment of its own, and the worker reads it there. */
+TEST_IMPL(region_a_task_with_nothing_in_flight_to_free_room_travels_in_a_segment) {
+  ac_region r;
+  make_region(&r, 1, 1 << 20);
+  /* The parent's views hold most of the arena, split small. */
+  while (ac_arena_alloc(&r.hdr->arena, r.map, 100, AC_OWNER_PARENT) > 0) {
+  }
+  static char big[300000];
+  for (size_t i = 0; i < sizeof big; i++) big[i] = (char)(i * 5);
+  struct iovec iov = {big, sizeof big};
+  ac_msg m = {.id = 9, .kind = AC_TASK_CALL | AC_MSG_TRACK};
+  ASSERT_OK(ac_region_send(&r, r.tasks, &m, &iov, 1, AC_OWNER_PARENT, NULL, NULL, 0, NULL));
+  /* With a task queued, the next one waits for room as back-pressure, not in a segment. */
+  ac_msg m2 = {.id = 10};
+  ASSERT_EQ(ac_region_send(&r, r.tasks, &m2, &iov, 1, AC_OWNER_PARENT, NULL, NULL, 5000000, NULL),
+            -ETIMEDOUT);
+  ac_msg got;
+  uint8_t buf[AC_SLOT_INLINE];
+  ASSERT_OK(ac_worker_next_task(&r, 0, &got, buf, 0, 0));
+  ASSERT_EQ(got.id, 9);
+  ASSERT_EQ(got.kind, AC_TASK_CALL | AC_MSG_TRACK | AC_MSG_SEG);
+  ASSERT_EQ(got.block, 0);
+  ASSERT_EQ(atomic_load(&r.workers[0].take.block), 0);
+  ac_seg_ref ref;
+  memcpy(&ref, buf, sizeof ref);
+  ac_seg seg;
+  ASSERT_OK(ac_seg_open(&seg, &ref));
+  ASSERT_MEM_EQ(seg.data, big, sizeof big);
+  ac_seg_close(&seg);
+  ASSERT_EQ(ac_seg_sweep(), 0);
+  /* The worker answers and comes back for more: nothing in flight again. */
+  ac_msg res = {.id = 9};
+  ASSERT_OK(ac_worker_send_result(&r, 0, &res, NULL, 0, 0));
+  ASSERT_OK(ac_ring_try_pop(r.results, &got, buf, NULL));
+  ASSERT_EQ(ac_worker_next_task(&r, 0, &got, buf, 0, 0), -ETIMEDOUT);
+  /* One drained at shutdown unpins its segment: nothing lingers. */
+  ASSERT_OK(ac_region_send(&r, r.tasks, &m, &iov, 1, AC_OWNER_PARENT, NULL, NULL, 0, NULL));
+  ASSERT_GT(ac_seg_sweep(), 0);
+  uint64_t id;
+  ASSERT_OK(ac_region_drain_task(&r, &id));
+  ASSERT_EQ(id, 9);
+  ASSERT_EQ(ac_seg_sweep(), 0);
   ac_region_destroy(&r);
 }
 

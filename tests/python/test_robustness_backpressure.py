@@ -89,6 +89,51 @@ def test_arguments_far_larger_than_the_region_stream_through_it(allcores_impl, m
                 assert out == args[i % 4]
 
 
+
+@pytest.mark.parametrize("kind", ["numpy", "bytes"])
+def test_payloads_of_mixed_sizes_never_leave_a_result_waiting(allcores_impl, monkeypatch, kind):
+    """Payloads of mixed sizes split the arena's blocks, which merge again only once it empties,
+    so queued arguments can hold every block a big result would need while the bytes free are
+    enough: such a result travels in a segment of its own instead of waiting for room that only
+    results could free, and everything completes in order."""
+    import random
+    import allcores._engine as engine
+    monkeypatch.setattr(engine, "ARENA_BYTES", 64 << 20)
+    rng = random.Random(1)
+    sizes = [rng.choice([100, 70_000, 1 << 20, 3 << 20, 6 << 20, 12 << 20]) for _ in range(100)]
+    if kind == "numpy":
+        np = pytest.importorskip("numpy")
+        from helpers_tasks import doubled as task
+        args = [np.full(max(1, size // 8), float(i)) for i, size in enumerate(sizes)]
+    else:
+        from helpers_tasks import ident as task
+        args = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    with allcores_impl.pool(2) as pool:
+        results = pool.imap(task, args)
+        for i, arg in enumerate(args):
+            out = results.next(timeout=50)
+            if kind == "numpy":
+                assert out.shape == arg.shape and out[0] == out[-1] == 2.0 * i
+                assert out.flags.writeable
+            else:
+                assert out == arg
+
+
+def test_a_task_goes_while_the_caller_holds_the_arena_in_results(allcores_impl, monkeypatch):
+    """Results kept as zero-copy views hold their arena blocks as long as the caller keeps them;
+    a task that then finds no room, with nothing in flight that could free some, goes anyway
+    (in a segment of its own) instead of waiting forever."""
+    np = pytest.importorskip("numpy")
+    import allcores._engine as engine
+    from helpers_tasks import doubled, zeros
+    monkeypatch.setattr(engine, "ARENA_BYTES", 64 << 20)
+    with allcores_impl.pool(2) as pool:
+        held = [pool.apply(zeros, (6 << 17,)) for _ in range(6)]   # 6 MiB each
+        big = np.ones(3 << 20)   # 24 MiB: more than the room tasks may take now
+        out = pool.apply_async(doubled, (big,)).get(50)
+        assert out.shape == big.shape and out[0] == out[-1] == 2.0
+        assert all(h.shape == (6 << 17,) and not h.any() for h in held)
+
 class _Counted:
     """An endless input that counts the items read from it."""
 

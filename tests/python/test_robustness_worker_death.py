@@ -224,3 +224,16 @@ def test_automatic_chunks_blame_the_item_that_killed_its_worker(pool):
             assert "exit code 5" in str(exc) or "5" in str(exc)
     assert lost == [bad]
     assert pool.map(square, range(100)) == [x * x for x in range(100)]
+
+
+def test_a_result_whose_worker_left_before_it_was_read_fails_as_a_lost_worker():
+    # A result sent in a segment of its own (the arena had no room) is opened through its
+    # worker; a worker gone by then fails that task with WorkerLost, never a raw OSError.
+    import errno
+    from allcores import _engine
+    from allcores.errors import WorkerLost
+    exc = _engine._unreadable_error(errno.ESTALE, "task 3")
+    assert isinstance(exc, WorkerLost) and "task 3" in str(exc) and "exited" in str(exc)
+    assert isinstance(_engine._unreadable_error(errno.ENOMEM, "task 3"), MemoryError)
+    other = _engine._unreadable_error(errno.EACCES, "task 3")
+    assert isinstance(other, OSError) and other.errno == errno.EACCES and "task 3" in str(other)
