@@ -169,10 +169,8 @@ static int64_t alloc_wait(ac_region *r, int for_task, uint64_t len, uint64_t own
 /* Sends a payload the arena has no room for in a segment of its own (shared_segment.h): the
  * message carries only the reference (AC_MSG_SEG). The sender lingers on the segment until the
  * receiver has opened it (its pin), and lets it go at a later sweep (ac_seg_sweep). */
-static int send_in_segment(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *parts,
-                           int nparts, _Atomic uint64_t *claim, int64_t timeout_ns,
-                           const ac_watch *watch) {
-  (void)r;
+static int send_in_segment(ac_ring *q, ac_msg *msg, const struct iovec *parts, int nparts,
+                           _Atomic uint64_t *claim, int64_t timeout_ns, const ac_watch *watch) {
   uint64_t total = 0;
   for (int i = 0; i < nparts; i++) total += parts[i].iov_len;
   ac_seg_sweep(); /* segments sent earlier that their receivers have opened since */
@@ -220,8 +218,7 @@ int ac_region_send(ac_region *r, ac_ring *q, ac_msg *msg, const struct iovec *pa
   int64_t off = alloc_wait(r, q == r->tasks, total, owner, deadline, watch);
   if (off == AC_ENOSPACE) {
     int64_t left = deadline == INT64_MAX ? -1 : deadline - ac_now_ns();
-    return send_in_segment(r, q, msg, parts, nparts, claim, left < 0 && left != -1 ? 0 : left,
-                           watch);
+    return send_in_segment(q, msg, parts, nparts, claim, left < 0 && left != -1 ? 0 : left, watch);
   }
   if (off < 0) return (int)off;
   if (held) atomic_store(held, (uint64_t)off);

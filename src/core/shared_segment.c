@@ -110,7 +110,8 @@ void ac_seg_unpin(ac_seg *s) {
 static pthread_mutex_t linger_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t linger_once = PTHREAD_ONCE_INIT;
 static ac_seg *linger;
-static int nlinger, caplinger;
+static _Atomic int nlinger; /* written under linger_mu; read without it by a sweep's fast path */
+static int caplinger;
 
 /* A fork child may be made while another thread holds the list's mutex: hold it across fork. */
 static void linger_prepare(void) { pthread_mutex_lock(&linger_mu); }
@@ -127,6 +128,8 @@ static void unmap(ac_seg *s) {
 }
 
 int ac_seg_sweep(void) {
+  /* Nothing lingers almost always (pool workers sweep before every result they send). */
+  if (atomic_load_explicit(&nlinger, memory_order_relaxed) == 0) return 0;
   pthread_once(&linger_once, linger_init);
   pthread_mutex_lock(&linger_mu);
   int kept = 0;
