@@ -298,17 +298,21 @@ def test_terminate_wakes_callers_waiting_in_other_threads(allcores_impl, tmp_pat
             outcomes.append(("map", exc))
 
     def wait_get():
+        # It registers its start too: whichever tasks the two workers take first, both are busy
+        # once two workers' files exist (the map's other items wait behind them).
         try:
-            outcomes.append(("get", pool.apply_async(sleep_long).get()))
+            outcomes.append(("get", pool.apply_async(started_then_sleep, (running, "get")).get()))
         except BaseException as exc:
             outcomes.append(("get", exc))
 
     threads = [threading.Thread(target=wait_map), threading.Thread(target=wait_get)]
-    for t in threads:
-        t.start()
-    wait_until(lambda: len(os.listdir(running)) == 2, what="the tasks' start")
-    time.sleep(0.1)  # lets both threads reach their wait
-    pool.terminate()
+    try:
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(os.listdir(running)) == 2, what="the tasks' start")
+        time.sleep(0.1)  # lets both threads reach their wait
+    finally:
+        pool.terminate()
     pool.join()
     for t in threads:
         t.join(20)
