@@ -108,25 +108,14 @@ static int class_for(uint64_t total) {
   return c;
 }
 
-/* Pages of the largest segment: the most a single block can span. */
-static uint64_t largest_segment(const ac_arena *a);
 
 static uint64_t compute_max_payload(const ac_arena *a) {
-  uint64_t room = largest_segment(a);
+  /* The most a block can span: the largest segment, which is the last (it holds at least half
+   * the arena, and every other one lies below its start). */
+  uint64_t room = a->seg_pages ? a->pages - a->last_start : a->pages;
   uint64_t pages = 1;
   while (pages * 2 <= room && pages * 2 <= (UINT64_C(1) << (AC_ARENA_CLASSES - 1))) pages *= 2;
   return (pages << AC_PAGE_SHIFT) - AC_BLOCK_HEADER;
-}
-
-static uint64_t largest_segment(const ac_arena *a) {
-  if (a->seg_pages == 0) return a->pages;
-  uint64_t best = 0;
-  for (uint64_t p = 0; p < a->pages;) {
-    uint64_t end = ac_arena_segment_end(a->seg_pages, a->last_start, a->pages, p);
-    if (end - p > best) best = end - p;
-    p = end;
-  }
-  return best;
 }
 
 uint64_t ac_arena_max_payload(const ac_arena *a) { return a->max_payload; }
